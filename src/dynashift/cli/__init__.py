@@ -1,0 +1,1 @@
+"""The `dynashift` command line: thin adapters over the engine (parse, call, format)."""

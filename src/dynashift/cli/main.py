@@ -1,0 +1,81 @@
+"""Entry point of the `dynashift` console script.
+
+Each sub-command lives in its own module of this package exposing
+`register(subparsers) -> None`; the parser it adds sets `func(args) -> int` (the exit code).
+Errors from the engine's exception tree become one line on stderr and the exit code the
+error carries (2 bad input, 3 runtime failure); nothing prints a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from dynashift import __version__
+from dynashift.errors import DynashiftError
+
+#: Sub-command modules, in the order `--help` lists them. A module that does not exist yet is
+#: skipped, so the command set grows with the engine.
+COMMAND_MODULES = ("migrate", "plan", "copy", "sync", "approve", "status", "demo")
+
+log = logging.getLogger("dynashift")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line naming the bad value, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="dynashift",
+        description="Move a live DynamoDB table without downtime, with proof nothing was lost.",
+    )
+    parser.add_argument("--version", action="version", version=f"dynashift {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    sub.required = True
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"dynashift.cli.{name}_cmd")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"dynashift.cli.{name}_cmd":
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    for noisy in ("botocore", "boto3", "urllib3", "werkzeug", "moto"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose)
+    try:
+        return int(args.func(args))
+    except DynashiftError as exc:
+        print(f"dynashift: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("dynashift: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

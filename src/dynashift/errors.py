@@ -1,0 +1,76 @@
+"""The one exception tree of dynashift.
+
+Exception class names are the contract with Step Functions: the state machine retries the
+transient ones by name and routes the fatal ones to a reporting state. Every error carries the
+CLI exit code it maps to (2: bad input, refused before anything is written; 3: runtime failure
+after retries).
+"""
+
+from __future__ import annotations
+
+
+class DynashiftError(Exception):
+    """Base class of every error dynashift raises on purpose."""
+
+    exit_code = 3
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# --- bad input: exit 2, nothing created or written -------------------------------------------
+
+
+class BadInputError(DynashiftError):
+    """The operator asked for something invalid (a value, a flag combination)."""
+
+    exit_code = 2
+
+
+class InvalidTableRefError(BadInputError):
+    """A `[REGION:]TABLE` reference could not be parsed."""
+
+
+class TableNotFoundError(BadInputError):
+    """A table named on the command line or in the input does not exist."""
+
+
+class IncompatibleSchemaError(BadInputError):
+    """Two tables that must share a key schema do not."""
+
+
+class UnsafeTargetError(BadInputError):
+    """The target is not safe to write: same as the source, or non-empty."""
+
+
+class StreamUnavailableError(BadInputError):
+    """The source stream cannot feed a replicator (KEYS_ONLY / OLD_IMAGE without replace)."""
+
+
+# --- runtime failures: exit 3 ----------------------------------------------------------------
+
+
+class RuntimeFailure(DynashiftError):
+    """Something failed at run time after the retries were exhausted."""
+
+    exit_code = 3
+
+
+class EndpointUnreachableError(RuntimeFailure):
+    """An endpoint could not be reached."""
+
+
+class TransientError(RuntimeFailure):
+    """A failure worth retrying (throttling, a table not ACTIVE yet); the ASL retries it."""
+
+
+class NotReadyYet(TransientError):
+    """A resource is not in the wanted state yet (the state machine waits and polls)."""
+
+
+class WorkerDeadlineError(RuntimeFailure):
+    """A worker could not make progress before its deadline."""

@@ -1,0 +1,39 @@
+"""The one place that reads the process environment.
+
+Everything else receives its configuration as arguments. Lambda handlers call `lambda_settings()`
+once per cold start; the CLI passes its parsed flags down explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LambdaSettings:
+    """Configuration a deployed handler receives from its environment (set by template.yaml)."""
+
+    state_table: str | None
+    region: str | None
+    sns_topic_arn: str | None
+    replicator_function: str | None
+    endpoint_url: str | None
+
+
+def lambda_settings() -> LambdaSettings:
+    env = os.environ
+    return LambdaSettings(
+        state_table=env.get("DYNASHIFT_STATE_TABLE") or None,
+        region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+        sns_topic_arn=env.get("DYNASHIFT_TOPIC_ARN") or None,
+        replicator_function=env.get("DYNASHIFT_REPLICATOR_FUNCTION") or None,
+        endpoint_url=env.get("DYNASHIFT_ENDPOINT_URL") or None,
+    )
+
+
+def is_terminal_output() -> bool:
+    """True when stderr is an interactive terminal (progress bars) rather than a log file."""
+    import sys
+
+    return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
