@@ -1,0 +1,103 @@
+"""The migration specification: what every step of the workflow receives.
+
+It travels as the Step Functions execution input (`model_dump(mode="json")`) and is parsed by
+each handler with `MigrationSpec.model_validate(...)`. Bad input stops in `validate`, naming the
+field; nothing is created or written before that.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from dynashift.aws import ClientFactory, Side
+from dynashift.refs import TableRef
+
+Strategy = Literal["concurrent", "replay"]
+
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
+
+
+class TableLocation(BaseModel):
+    """A table and how to reach it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    side: Side = Field(default_factory=Side)
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"{value!r} is not a valid DynamoDB table name")
+        return value
+
+    @classmethod
+    def from_ref(cls, ref: TableRef, side: Side) -> TableLocation:
+        return cls(name=ref.name, side=side.with_region(ref.region))
+
+    def display(self) -> str:
+        region = self.side.region
+        return f"{region}:{self.name}" if region else self.name
+
+    def clients(self, parallelism: int = 10) -> ClientFactory:
+        """The process-wide client factory of this table's side."""
+        return factory_for(self.side, parallelism)
+
+
+_factories: dict[tuple[Side, int], ClientFactory] = {}
+_factories_lock = threading.Lock()
+
+
+def factory_for(side: Side, parallelism: int = 10) -> ClientFactory:
+    """One ClientFactory per (side, pool size) per process, shared by all workers."""
+    key = (side, parallelism)
+    with _factories_lock:
+        factory = _factories.get(key)
+        if factory is None:
+            factory = _factories[key] = ClientFactory(side, parallelism)
+        return factory
+
+
+class MigrationSpec(BaseModel):
+    """Everything a migration step needs to know. Immutable once validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    migration_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    source: TableLocation
+    target: TableLocation
+    #: The state store table (a stack resource in AWS; created next to the target locally).
+    state: TableLocation
+    segments: int = Field(default=4, ge=1, le=10_000)
+    strategy: Strategy = "concurrent"
+    version_attribute: str | None = Field(default=None, min_length=1, max_length=255)
+    ignore: tuple[str, ...] = ()
+    max_write_rate: float | None = Field(default=None, gt=0)
+    skip_ttl_deletes: bool = False
+    allow_nonempty_target: bool = False
+    replace_stream: bool = False
+    #: How long a worker may run before it hands back a cursor (Lambda budget minus margin).
+    worker_budget_seconds: float = Field(default=600.0, gt=0, le=840)
+    #: Replication lag under which the migration may be called READY.
+    lag_threshold_seconds: float = Field(default=5.0, gt=0)
+
+    @field_validator("target")
+    @classmethod
+    def _not_same_as_source(cls, target: TableLocation, info: object) -> TableLocation:
+        data = getattr(info, "data", {}) or {}
+        source = data.get("source")
+        if (
+            source is not None
+            and source.name == target.name
+            and source.side.region == target.side.region
+            and source.side.endpoint_url == target.side.endpoint_url
+            and source.side.role_arn == target.side.role_arn
+            and source.side.profile == target.side.profile
+        ):
+            raise ValueError(f"target {target.display()} is the same table as the source")
+        return target

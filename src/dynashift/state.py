@@ -1,0 +1,262 @@
+"""The state store: one DynamoDB table holding a migration's durable progress.
+
+Layout (partition key `migration_id`, sort key `sk`, both strings):
+
+| sk                    | what                                                            |
+|-----------------------|-----------------------------------------------------------------|
+| `meta`                | phase, source/target names, timestamps, free-form fields        |
+| `segment#000007`      | cursor (JSON wire format), done flag, counters (a map of N)     |
+| `tombstone#<key id>`  | a tombstone written in the target while backfill runs (I5)      |
+| `shard#<shard id>`    | last applied stream sequence number of a shard (follower)        |
+| `report`              | the latest readiness report (JSON text)                          |
+
+Writes that commit progress are single PutItem/UpdateItem calls, so a crash leaves either the
+old or the new checkpoint (I8). Reads that decide behaviour (the phase) are strongly consistent.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from dynashift.aws import error_code
+from dynashift.errors import RuntimeFailure
+from dynashift.items import Item, from_event_json, key_from_id, key_id, to_event_json
+
+#: Deletes in the source become tombstones in the target (invariant I5).
+PHASE_BACKFILL = "BACKFILL"
+#: Backfill finished and tombstones removed: deletes are plain deletes.
+PHASE_PLAIN = "PLAIN"
+
+META = "meta"
+REPORT = "report"
+SEGMENT_PREFIX = "segment#"
+TOMBSTONE_PREFIX = "tombstone#"
+SHARD_PREFIX = "shard#"
+
+
+def state_table_name(migration_id: str) -> str:
+    """Name of the local state store table for a migration (in AWS it is a stack resource)."""
+    return f"dynashift-state-{migration_id}"
+
+
+@dataclass
+class SegmentState:
+    segment: int
+    cursor: Item | None = None
+    done: bool = False
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+def _encode_cursor(cursor: Mapping[str, Any] | None) -> str | None:
+    return json.dumps(to_event_json(dict(cursor)), sort_keys=True) if cursor else None
+
+
+def _decode_cursor(text: str | None) -> Item | None:
+    return from_event_json(json.loads(text)) if text else None
+
+
+class StateStore:
+    """Durable progress of one migration in a DynamoDB table (see module docstring)."""
+
+    def __init__(self, client: Any, table_name: str, migration_id: str) -> None:
+        self.client = client
+        self.table = table_name
+        self.migration_id = migration_id
+
+    # --- table lifecycle ---------------------------------------------------------------------
+
+    @staticmethod
+    def ensure_table(client: Any, table_name: str, timeout: float = 120.0) -> bool:
+        """Create the state table if missing and wait for ACTIVE. True when it was created."""
+        try:
+            status = client.describe_table(TableName=table_name)["Table"]["TableStatus"]
+            created = False
+        except ClientError as exc:
+            if error_code(exc) != "ResourceNotFoundException":
+                raise
+            client.create_table(
+                TableName=table_name,
+                KeySchema=[
+                    {"AttributeName": "migration_id", "KeyType": "HASH"},
+                    {"AttributeName": "sk", "KeyType": "RANGE"},
+                ],
+                AttributeDefinitions=[
+                    {"AttributeName": "migration_id", "AttributeType": "S"},
+                    {"AttributeName": "sk", "AttributeType": "S"},
+                ],
+                BillingMode="PAY_PER_REQUEST",
+            )
+            status, created = "CREATING", True
+        deadline = time.monotonic() + timeout
+        while status != "ACTIVE":
+            if time.monotonic() > deadline:
+                raise RuntimeFailure(f"state table {table_name} not ACTIVE after {timeout:.0f}s")
+            time.sleep(0.5)
+            status = client.describe_table(TableName=table_name)["Table"]["TableStatus"]
+        return created
+
+    @staticmethod
+    def table_exists(client: Any, table_name: str) -> bool:
+        try:
+            client.describe_table(TableName=table_name)
+            return True
+        except ClientError as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                return False
+            raise
+
+    # --- low level ---------------------------------------------------------------------------
+
+    def _key(self, sk: str) -> dict[str, Any]:
+        return {"migration_id": {"S": self.migration_id}, "sk": {"S": sk}}
+
+    def _get(self, sk: str) -> dict[str, Any] | None:
+        resp = self.client.get_item(TableName=self.table, Key=self._key(sk), ConsistentRead=True)
+        item: dict[str, Any] | None = resp.get("Item")
+        return item
+
+    def _query_prefix(self, prefix: str) -> Iterator[dict[str, Any]]:
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "migration_id = :m AND begins_with(sk, :p)",
+            "ExpressionAttributeValues": {":m": {"S": self.migration_id}, ":p": {"S": prefix}},
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self.client.query(**kwargs)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # --- meta and phase ----------------------------------------------------------------------
+
+    def get_meta(self) -> dict[str, Any] | None:
+        item = self._get(META)
+        if item is None:
+            return None
+        return json.loads(item["data"]["S"]) | {"phase": item.get("phase", {}).get("S")}
+
+    def put_meta(self, **fields: Any) -> None:
+        """Merge `fields` (JSON-serializable) into the meta record."""
+        current = self.get_meta() or {}
+        phase = fields.pop("phase", None) or current.pop("phase", None)
+        current.pop("phase", None)
+        current.update(fields)
+        item = {
+            **self._key(META),
+            "data": {"S": json.dumps(current, sort_keys=True, default=str)},
+            "updated": {"N": str(time.time())},
+        }
+        if phase:
+            item["phase"] = {"S": phase}
+        self.client.put_item(TableName=self.table, Item=item)
+
+    def phase(self) -> str | None:
+        item = self._get(META)
+        return item.get("phase", {}).get("S") if item else None
+
+    def set_phase(self, phase: str) -> None:
+        self.client.update_item(
+            TableName=self.table,
+            Key=self._key(META),
+            UpdateExpression="SET phase = :p, updated = :t",
+            ExpressionAttributeValues={":p": {"S": phase}, ":t": {"N": str(time.time())}},
+        )
+
+    # --- segments ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _segment_sk(segment: int) -> str:
+        return f"{SEGMENT_PREFIX}{segment:06d}"
+
+    @staticmethod
+    def _segment_from(item: Mapping[str, Any]) -> SegmentState:
+        counters = {k: int(v["N"]) for k, v in item.get("counters", {}).get("M", {}).items()}
+        return SegmentState(
+            segment=int(item["segment"]["N"]),
+            cursor=_decode_cursor(item.get("cursor", {}).get("S")),
+            done=bool(item.get("done", {}).get("BOOL", False)),
+            counters=counters,
+        )
+
+    def segment(self, segment: int) -> SegmentState:
+        item = self._get(self._segment_sk(segment))
+        return self._segment_from(item) if item else SegmentState(segment=segment)
+
+    def save_segment(self, state: SegmentState) -> None:
+        """Commit a segment's checkpoint (call after the page before `cursor` is written)."""
+        item: dict[str, Any] = {
+            **self._key(self._segment_sk(state.segment)),
+            "segment": {"N": str(state.segment)},
+            "done": {"BOOL": state.done},
+            "counters": {"M": {k: {"N": str(v)} for k, v in sorted(state.counters.items())}},
+            "updated": {"N": str(time.time())},
+        }
+        cursor = _encode_cursor(state.cursor)
+        if cursor:
+            item["cursor"] = {"S": cursor}
+        self.client.put_item(TableName=self.table, Item=item)
+
+    def segments(self) -> list[SegmentState]:
+        return [self._segment_from(i) for i in self._query_prefix(SEGMENT_PREFIX)]
+
+    # --- tombstone registry ------------------------------------------------------------------
+
+    def register_tombstone(self, key: Mapping[str, Any]) -> None:
+        kid = key_id(key)
+        self.client.put_item(
+            TableName=self.table,
+            Item={**self._key(TOMBSTONE_PREFIX + kid), "created": {"N": str(time.time())}},
+        )
+
+    def deregister_tombstone(self, key: Mapping[str, Any]) -> None:
+        self.client.delete_item(TableName=self.table, Key=self._key(TOMBSTONE_PREFIX + key_id(key)))
+
+    def tombstones(self) -> Iterator[Item]:
+        for item in self._query_prefix(TOMBSTONE_PREFIX):
+            yield key_from_id(item["sk"]["S"][len(TOMBSTONE_PREFIX) :])
+
+    # --- stream checkpoints ------------------------------------------------------------------
+
+    def shard_checkpoint(self, shard_id: str) -> str | None:
+        item = self._get(SHARD_PREFIX + shard_id)
+        return item["sequence"]["S"] if item else None
+
+    def save_shard_checkpoint(self, shard_id: str, sequence_number: str, **extra: Any) -> None:
+        item: dict[str, Any] = {
+            **self._key(SHARD_PREFIX + shard_id),
+            "sequence": {"S": sequence_number},
+            "updated": {"N": str(time.time())},
+        }
+        if extra:
+            item["data"] = {"S": json.dumps(extra, sort_keys=True, default=str)}
+        self.client.put_item(TableName=self.table, Item=item)
+
+    def shard_checkpoints(self) -> dict[str, str]:
+        return {
+            i["sk"]["S"][len(SHARD_PREFIX) :]: i["sequence"]["S"]
+            for i in self._query_prefix(SHARD_PREFIX)
+        }
+
+    # --- report ------------------------------------------------------------------------------
+
+    def save_report(self, report: Mapping[str, Any]) -> None:
+        self.client.put_item(
+            TableName=self.table,
+            Item={
+                **self._key(REPORT),
+                "data": {"S": json.dumps(report, sort_keys=True, default=str)},
+                "updated": {"N": str(time.time())},
+            },
+        )
+
+    def report(self) -> dict[str, Any] | None:
+        item = self._get(REPORT)
+        return json.loads(item["data"]["S"]) if item else None
