@@ -1,0 +1,290 @@
+"""The apply engine: DynamoDB stream records in, the same changes in the target out.
+
+Input is a batch of records in the shape Lambda delivers for a DynamoDB stream (the local
+follower converts botocore records to that shape first), all from one shard, in sequence order.
+
+- INSERT / MODIFY put the raw `NewImage` (wire format; base64 binary is decoded to bytes, nothing
+  else is converted). With a version attribute the put is conditional
+  (`conditions.replicated_put`): a strictly newer version already in the target wins, and the
+  record is counted as `skipped_stale`.
+- REMOVE goes through `tombstones.apply_delete`: a tombstone while the backfill runs (I5), a
+  plain delete afterwards.
+- A REMOVE made by DynamoDB's TTL (`userIdentity` Service / `dynamodb.amazonaws.com`) is
+  skipped when `skip_ttl_deletes` is on (the target expires the item with its own TTL).
+
+Order and failure (invariant I3). Records are applied one after another in batch order. The
+first record that cannot be applied stops the batch: `failed_index` is its position and no
+record after it is written, so a retry from that record (Lambda's ReportBatchItemFailures, the
+follower) replays the rest in order. Re-applying records is harmless: puts write whole images,
+deletes of absent items are no-ops, and versioned puts never move an item backwards.
+
+Coalescing. A record is *superseded* — not written — when a later record of the same key in the
+same batch has an unconditional effect: a REMOVE, or a put without a version condition. After
+such a write the item's state does not depend on anything before it, so skipping the earlier
+writes is provably equivalent. A conditional (versioned) put never supersedes anything. If the
+batch fails at `failed_index`, a superseded record before it is covered by its superseding
+record, which lies at or after `failed_index` and is therefore delivered again: per key, the
+target always holds a prefix of the key's history, never an out-of-order state.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BaseModel
+
+from dynashift.aws import ClientFactory, error_code
+from dynashift.conditions import replicated_put
+from dynashift.errors import DynashiftError, StreamUnavailableError
+from dynashift.items import Item, from_event_json, key_id
+from dynashift.models import TableLocation
+from dynashift.state import PHASE_PLAIN, StateStore
+from dynashift.tombstones import apply_delete
+
+log = logging.getLogger(__name__)
+
+TTL_PRINCIPAL = "dynamodb.amazonaws.com"
+
+OpKind = Literal["put", "remove"]
+
+
+class BadRecordError(DynashiftError):
+    """A stream record that cannot be applied (no NewImage, unknown event, no key)."""
+
+
+class ApplyResult(BaseModel):
+    """What one `Replicator.apply` call did. All counts cover records before `failed_index`."""
+
+    #: Records handled: written, skipped (TTL, stale) or superseded by a later record.
+    applied: int = 0
+    puts: int = 0
+    deletes: int = 0
+    tombstones: int = 0
+    skipped_ttl: int = 0
+    #: Versioned puts refused because the target already holds a newer version.
+    skipped_stale: int = 0
+    #: Records not written because a later record of the same key in the batch supersedes them.
+    coalesced: int = 0
+    #: The first record that failed; every record before it is handled, nothing after it is.
+    failed_index: int | None = None
+    #: Why it failed (error code and message; never item contents).
+    error: str | None = None
+    #: ApproximateCreationDateTime (epoch seconds) of the newest handled record.
+    newest_approximate_creation: float | None = None
+    #: SequenceNumber of the last handled record (a safe checkpoint).
+    last_sequence_number: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failed_index is None
+
+    def add(self, other: ApplyResult) -> None:
+        """Accumulate counters of another result (for totals across batches)."""
+        for name in ("applied", "puts", "deletes", "tombstones", "skipped_ttl", "skipped_stale"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.coalesced += other.coalesced
+        if other.newest_approximate_creation is not None:
+            self.newest_approximate_creation = max(
+                self.newest_approximate_creation or 0.0, other.newest_approximate_creation
+            )
+
+
+@dataclass
+class _Op:
+    index: int
+    kind: OpKind
+    key: Item
+    key_id: str
+    image: Item | None
+    sequence: str | None
+    approx: float | None
+    ttl: bool
+
+
+def approximate_creation(value: Any) -> float | None:
+    """ApproximateCreationDateTime as epoch seconds (Lambda: a number; botocore: a datetime)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.timestamp()
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def is_ttl_delete(record: Mapping[str, Any]) -> bool:
+    """A REMOVE made by DynamoDB's Time to Live (userIdentity Service/dynamodb.amazonaws.com)."""
+    identity = record.get("userIdentity") or {}
+    kind = identity.get("type", identity.get("Type"))
+    principal = identity.get("principalId", identity.get("PrincipalId"))
+    return record.get("eventName") == "REMOVE" and kind == "Service" and principal == TTL_PRINCIPAL
+
+
+class Replicator:
+    """Applies stream record batches to one target table (see module docstring).
+
+    `state` None means no backfill is tracked: deletes are always plain deletes.
+    `clients` defaults to the process-wide factory of the target's side (refreshing
+    assume-role credentials for a target in another account).
+    """
+
+    def __init__(
+        self,
+        target: TableLocation,
+        key_names: Sequence[str],
+        *,
+        state: StateStore | None,
+        version_attribute: str | None = None,
+        skip_ttl_deletes: bool = False,
+        clients: ClientFactory | None = None,
+        parallelism: int = 4,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not key_names:
+            raise ValueError("key_names must name the partition key (and sort key)")
+        self.target = target
+        self.key_names = tuple(key_names)
+        self.state = state
+        self.version_attribute = version_attribute
+        self.skip_ttl_deletes = skip_ttl_deletes
+        self.client = (clients or target.clients(parallelism)).dynamodb()
+        self.clock = clock
+
+    # --- parsing -----------------------------------------------------------------------------
+
+    def _parse(self, index: int, record: Mapping[str, Any]) -> _Op:
+        body = record.get("dynamodb") or {}
+        name = record.get("eventName")
+        seq = body.get("SequenceNumber")
+        where = f"record {index} (sequence {seq})"
+        image: Item | None = None
+        if name in ("INSERT", "MODIFY"):
+            if "NewImage" not in body:
+                raise StreamUnavailableError(
+                    f"{where}: {name} without NewImage; the stream must be NEW_IMAGE or "
+                    "NEW_AND_OLD_IMAGES"
+                )
+            image = from_event_json(body["NewImage"])
+            kind: OpKind = "put"
+        elif name == "REMOVE":
+            kind = "remove"
+        else:
+            raise BadRecordError(f"{where}: unknown eventName {name!r}")
+        source = body.get("Keys") or image or from_event_json(body.get("OldImage") or {})
+        missing = [k for k in self.key_names if k not in source]
+        if missing:
+            raise BadRecordError(f"{where}: key attribute(s) {', '.join(missing)} missing")
+        key = from_event_json({k: source[k] for k in self.key_names})
+        return _Op(
+            index=index,
+            kind=kind,
+            key=key,
+            key_id=key_id(key),
+            image=image,
+            sequence=seq,
+            approx=approximate_creation(body.get("ApproximateCreationDateTime")),
+            ttl=kind == "remove" and is_ttl_delete(record),
+        )
+
+    def _unconditional(self, op: _Op) -> bool:
+        if op.kind == "remove":
+            return True
+        assert op.image is not None
+        return replicated_put(self.key_names[0], op.image, self.version_attribute) is None
+
+    def _superseded(self, ops: Sequence[_Op]) -> set[int]:
+        """Indexes of ops made redundant by a later unconditional write of the same key."""
+        covered: set[str] = set()
+        superseded: set[int] = set()
+        for op in reversed(ops):
+            if self.skip_ttl_deletes and op.ttl:
+                continue  # a skipped record has no effect: it supersedes nothing
+            if op.key_id in covered:
+                superseded.add(op.index)
+            elif self._unconditional(op):
+                covered.add(op.key_id)
+        return superseded
+
+    # --- applying ----------------------------------------------------------------------------
+
+    def _put(self, op: _Op) -> bool:
+        """True when written, False when refused as stale (a newer version is in the target)."""
+        assert op.image is not None
+        condition = replicated_put(self.key_names[0], op.image, self.version_attribute)
+        kwargs = condition.kwargs() if condition else {}
+        try:
+            self.client.put_item(TableName=self.target.name, Item=op.image, **kwargs)
+            return True
+        except ClientError as exc:
+            if condition is not None and error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+
+    def _remove(self, op: _Op, plain: list[bool]) -> str:
+        if plain[0] or self.state is None:
+            return apply_delete(self.client, self.target.name, op.key, None)
+        outcome = apply_delete(self.client, self.target.name, op.key, self.state)
+        if outcome == "delete" and self.state.phase() == PHASE_PLAIN:
+            plain[0] = True  # PLAIN is final: no tombstones for the rest of this batch
+        return outcome
+
+    def apply(self, records: Sequence[Mapping[str, Any]]) -> ApplyResult:
+        """Apply one batch in order; stop at the first record that fails (see module doc)."""
+        result = ApplyResult()
+        ops: list[_Op] = []
+        stop_at: int | None = None
+        for index, record in enumerate(records):
+            try:
+                ops.append(self._parse(index, record))
+            except DynashiftError as exc:
+                stop_at, result.error = index, f"{type(exc).__name__}: {exc}"
+                break
+        superseded = self._superseded(ops)
+        plain = [False]
+        for op in ops:
+            try:
+                if op.index in superseded:
+                    result.coalesced += 1
+                elif op.kind == "put":
+                    if self._put(op):
+                        result.puts += 1
+                    else:
+                        result.skipped_stale += 1
+                elif self.skip_ttl_deletes and op.ttl:
+                    result.skipped_ttl += 1
+                elif self._remove(op, plain) == "tombstone":
+                    result.tombstones += 1
+                else:
+                    result.deletes += 1
+            except (ClientError, BotoCoreError, DynashiftError) as exc:
+                code = error_code(exc) or type(exc).__name__
+                log.warning(
+                    "record %d (sequence %s, key %s) failed: %s",
+                    op.index,
+                    op.sequence,
+                    op.key_id,
+                    code,
+                )
+                stop_at, result.error = op.index, f"{code}: {exc}"
+                break
+            result.applied += 1
+            result.last_sequence_number = op.sequence
+            if op.approx is not None:
+                result.newest_approximate_creation = max(
+                    result.newest_approximate_creation or 0.0, op.approx
+                )
+        result.failed_index = stop_at
+        return result
+
+    def age_seconds(self, result: ApplyResult) -> float | None:
+        """Age of the newest record a result applied, by this replicator's clock."""
+        if result.newest_approximate_creation is None:
+            return None
+        return max(0.0, self.clock() - result.newest_approximate_creation)
