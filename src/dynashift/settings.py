@@ -19,6 +19,15 @@ class LambdaSettings:
     sns_topic_arn: str | None
     replicator_function: str | None
     endpoint_url: str | None
+    # --- replicator (functions/replicator) ---
+    migration_id: str | None = None
+    target_table: str | None = None
+    target_region: str | None = None
+    target_role_arn: str | None = None
+    target_external_id: str | None = None
+    target_endpoint_url: str | None = None
+    version_attribute: str | None = None
+    skip_ttl_deletes: bool = False
 
 
 def lambda_settings() -> LambdaSettings:
@@ -29,7 +38,19 @@ def lambda_settings() -> LambdaSettings:
         sns_topic_arn=env.get("DYNASHIFT_TOPIC_ARN") or None,
         replicator_function=env.get("DYNASHIFT_REPLICATOR_FUNCTION") or None,
         endpoint_url=env.get("DYNASHIFT_ENDPOINT_URL") or None,
+        migration_id=env.get("DYNASHIFT_MIGRATION_ID") or None,
+        target_table=env.get("DYNASHIFT_TARGET_TABLE") or None,
+        target_region=env.get("DYNASHIFT_TARGET_REGION") or None,
+        target_role_arn=env.get("DYNASHIFT_TARGET_ROLE_ARN") or None,
+        target_external_id=env.get("DYNASHIFT_TARGET_EXTERNAL_ID") or None,
+        target_endpoint_url=env.get("DYNASHIFT_TARGET_ENDPOINT_URL") or None,
+        version_attribute=env.get("DYNASHIFT_VERSION_ATTRIBUTE") or None,
+        skip_ttl_deletes=_flag(env.get("DYNASHIFT_SKIP_TTL_DELETES")),
     )
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def is_terminal_output() -> bool:
