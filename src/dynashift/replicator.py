@@ -41,9 +41,9 @@ from pydantic import BaseModel
 
 from dynashift.aws import ClientFactory, error_code
 from dynashift.conditions import replicated_put
-from dynashift.errors import DynashiftError, StreamUnavailableError
+from dynashift.errors import DynashiftError, RuntimeFailure, StreamUnavailableError
 from dynashift.items import Item, from_event_json, key_id
-from dynashift.models import TableLocation
+from dynashift.models import MigrationSpec, TableLocation
 from dynashift.state import PHASE_PLAIN, StateStore
 from dynashift.tombstones import apply_delete
 
@@ -56,6 +56,10 @@ OpKind = Literal["put", "remove"]
 
 class BadRecordError(DynashiftError):
     """A stream record that cannot be applied (no NewImage, unknown event, no key)."""
+
+
+class RecordNotAppliedError(RuntimeFailure):
+    """A record was not applied: it failed, or an earlier record of its batch failed."""
 
 
 class ApplyResult(BaseModel):
@@ -156,6 +160,25 @@ class Replicator:
         self.skip_ttl_deletes = skip_ttl_deletes
         self.client = (clients or target.clients(parallelism)).dynamodb()
         self.clock = clock
+
+    @classmethod
+    def for_spec(
+        cls,
+        spec: MigrationSpec,
+        key_names: Sequence[str],
+        state: StateStore | None,
+        *,
+        clients: ClientFactory | None = None,
+    ) -> Replicator:
+        """The replicator of a migration: its target, version attribute and TTL option."""
+        return cls(
+            spec.target,
+            key_names,
+            state=state,
+            version_attribute=spec.version_attribute,
+            skip_ttl_deletes=spec.skip_ttl_deletes,
+            clients=clients,
+        )
 
     # --- parsing -----------------------------------------------------------------------------
 
