@@ -28,6 +28,9 @@ class LambdaSettings:
     target_endpoint_url: str | None = None
     version_attribute: str | None = None
     skip_ttl_deletes: bool = False
+    # --- workflow (functions/* of the state machine) ---
+    dlq_arn: str | None = None
+    dlq_url: str | None = None
 
 
 def lambda_settings() -> LambdaSettings:
@@ -46,6 +49,8 @@ def lambda_settings() -> LambdaSettings:
         target_endpoint_url=env.get("DYNASHIFT_TARGET_ENDPOINT_URL") or None,
         version_attribute=env.get("DYNASHIFT_VERSION_ATTRIBUTE") or None,
         skip_ttl_deletes=_flag(env.get("DYNASHIFT_SKIP_TTL_DELETES")),
+        dlq_arn=env.get("DYNASHIFT_DLQ_ARN") or None,
+        dlq_url=env.get("DYNASHIFT_DLQ_URL") or None,
     )
 
 
