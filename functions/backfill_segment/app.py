@@ -1,0 +1,15 @@
+"""One backfill worker invocation: copies a segment until done or its budget, returns a cursor.
+
+Thin adapter: parse the event, call `dynashift.workflow.steps.backfill_segment`, return JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dynashift.workflow.steps import SegmentEvent, backfill_segment
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    result = backfill_segment(SegmentEvent.model_validate(event))
+    return result if isinstance(result, dict) else result.model_dump(mode="json")

@@ -1,0 +1,13 @@
+"""The final report of an execution (READY, NOT READY, FAILED or REJECTED), sent to SNS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dynashift.workflow.control import notifier_for
+from dynashift.workflow.steps import ReportEvent, report
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    sns, topic = notifier_for(context)
+    return report(ReportEvent.model_validate(event), sns_client=sns, topic=topic)

@@ -1,0 +1,135 @@
+"""The replicator of a local run: the stream follower in a thread, feeding the Replicator.
+
+It stands in for the event source mapping of the deployed stack: `start` begins following the
+source stream from TRIM_HORIZON (or the shard checkpoints of a resumed run), `lag` says whether
+everything written before a moment has been applied, `drain` applies every record present now
+and stops, `stop` ends the thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from dynashift.errors import RuntimeFailure
+from dynashift.follower import StreamFollower
+from dynashift.models import MigrationSpec
+from dynashift.replicator import Replicator
+from dynashift.tables import describe_table, table_keys
+from dynashift.workflow.control import LagStatus
+from dynashift.workflow.steps import state_store
+
+log = logging.getLogger("dynashift.workflow")
+
+
+class LocalReplication:
+    """A `ReplicationControl` backed by a `StreamFollower` thread (thread-safe)."""
+
+    def __init__(
+        self,
+        *,
+        drain_timeout: float = 300.0,
+        clock: Callable[[], float] = time.time,
+        batch_size: int = 1000,
+    ) -> None:
+        self.drain_timeout = drain_timeout
+        self.clock = clock
+        self.batch_size = batch_size
+        self.follower: StreamFollower | None = None
+        self.stream_arn: str | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+
+    # --- ReplicationControl ----------------------------------------------------------------------
+
+    def start(self, spec: MigrationSpec, stream_arn: str) -> dict[str, Any]:
+        with self._lock:
+            if self.running:
+                return {"follower": "running", "created": False}
+            state = state_store(spec)
+            keys = table_keys(describe_table(spec.target.clients().dynamodb(), spec.target.name))
+            replicator = Replicator.for_spec(spec, keys, state)
+            self.follower = StreamFollower(
+                stream_arn,
+                spec.source.clients().streams(),
+                replicator,
+                state,
+                batch_size=self.batch_size,
+            )
+            self.stream_arn = stream_arn
+            self._stop.clear()
+            self._thread = threading.Thread(
+                target=self._run, name="dynashift-follower", daemon=True
+            )
+            self._thread.start()
+            log.info("replicator following %s", stream_arn)
+            return {"follower": "started", "created": True}
+
+    def _run(self) -> None:
+        follower = self.follower
+        if follower is None:
+            return
+        try:
+            follower.run(self._stop)
+        except BaseException as exc:
+            log.error("stream follower stopped: %s", exc)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _require(self) -> StreamFollower:
+        if self.follower is None:
+            raise RuntimeFailure("the local replicator was not started")
+        if self.follower.error is not None:
+            raise RuntimeFailure(f"the local replicator failed: {self.follower.error}")
+        return self.follower
+
+    def lag(self, spec: MigrationSpec, since: datetime | None = None) -> LagStatus:
+        follower = self._require()
+        lag = follower.lag()
+        now = self.clock()
+        behind = lag.records_behind
+        oldest_unapplied = now - lag.age_seconds if behind else None
+        cutoff = since.timestamp() if since is not None else now
+        # Caught up: nothing unapplied, or the oldest unapplied record is newer than `since`.
+        caught_up = behind == 0 or (oldest_unapplied is not None and oldest_unapplied > cutoff)
+        return LagStatus(
+            caught_up=caught_up,
+            records_behind=behind,
+            age_seconds=lag.age_seconds,
+            failed_records=0,
+            detail=f"{behind} records behind" if behind else "caught up",
+        )
+
+    def drain(self, spec: MigrationSpec, since: datetime | None = None) -> LagStatus:
+        follower = self._require()
+        if not follower.finished:
+            result = follower.drain(self.drain_timeout)
+            log.info("replicator drained: %d records applied", result.applied)
+        return LagStatus(caught_up=True, records_behind=0, age_seconds=0.0, detail="drained")
+
+    def stop(self, spec: MigrationSpec | None = None) -> dict[str, Any]:
+        self._stop.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout=60)
+        return {"follower": "stopped"}
+
+    # --- for the runner --------------------------------------------------------------------------
+
+    def drain_and_stop(self, timeout: float | None = None) -> int:
+        """Apply every record written so far, then stop (used after SIGINT with --follow)."""
+        follower = self.follower
+        applied = 0
+        if follower is not None and follower.error is None and not follower.finished:
+            applied = follower.drain(timeout or self.drain_timeout).applied
+        self.stop()
+        if follower is not None and follower.error is not None:
+            raise RuntimeFailure(f"the local replicator failed: {follower.error}")
+        return applied

@@ -1,0 +1,426 @@
+"""The engine side of every Task state of `statemachine/migration.asl.json`.
+
+Each function here is what exactly one Lambda handler in `functions/` calls: the handler parses
+its event into the pydantic model below, calls the function, and returns `model_dump(mode=
+"json")`. The same functions run in-process under the local runner. Errors are the engine's
+named exceptions, which the state machine retries (TransientError, NotReadyYet, ...) or routes
+to a reporting state (the BadInputError family).
+
+The execution input is a `WorkflowInput`: the validated `MigrationSpec`, the target table
+overrides (`TargetOptions`) and `WorkflowSettings` (waits, concurrency, approval/cutover).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dynashift.backfill import SegmentResult, run_segment
+from dynashift.errors import BadInputError, DynashiftError
+from dynashift.models import MigrationSpec
+from dynashift.ratelimit import RateLimiter
+from dynashift.state import PHASE_BACKFILL, StateStore
+from dynashift.tables import describe_table
+from dynashift.target import TargetOptions
+from dynashift.tombstones import finish_backfill as _finish_backfill
+from dynashift.workflow.control import LagStatus, ReplicationControl
+
+log = logging.getLogger("dynashift.workflow")
+
+#: Above this many segments the Map states run as Distributed Maps (child executions), so no
+#: single execution history approaches the 25,000-event quota (see docs/workflow.md).
+DISTRIBUTED_THRESHOLD = 40
+
+
+# --- models that travel in the state machine -------------------------------------------------
+
+
+class WorkflowSettings(BaseModel):
+    """How the workflow runs (not what it migrates)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Seconds between polls of the target, the stream and the replication lag.
+    poll_seconds: int = Field(default=5, ge=0, le=3600)
+    #: Map MaxConcurrency: segment workers running at once.
+    max_concurrency: int = Field(default=10, ge=1, le=1000)
+    #: Wait for an operator's approval (task token) after READY, then cut over.
+    approval: bool = False
+    #: After READY, drain the stream and stop the replicator (without approval).
+    cutover: bool = False
+    #: How long to wait for the replicator to catch up before the readiness checklist.
+    catchup_timeout_seconds: float = Field(default=900.0, gt=0)
+    #: Verification lookup mode (see docs/verify.md).
+    verify_mode: Literal["auto", "batch", "merge"] = "auto"
+    #: Segment count above which Map states run distributed.
+    distributed_threshold: int = Field(default=DISTRIBUTED_THRESHOLD, ge=1)
+
+
+class WorkflowInput(BaseModel):
+    """The execution input of the migration state machine."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    spec: MigrationSpec
+    target_options: TargetOptions = Field(default_factory=TargetOptions)
+    settings: WorkflowSettings = Field(default_factory=WorkflowSettings)
+
+
+class StepEvent(BaseModel):
+    """What every Task receives: the spec and the settings (more fields per step below)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    spec: MigrationSpec
+    settings: WorkflowSettings = Field(default_factory=WorkflowSettings)
+
+
+class ValidateEvent(StepEvent):
+    target_options: TargetOptions = Field(default_factory=TargetOptions)
+
+
+class PrepareTargetEvent(StepEvent):
+    target_options: TargetOptions = Field(default_factory=TargetOptions)
+    action: Literal["start", "poll"]
+
+
+class StreamEvent(StepEvent):
+    action: Literal["enable", "poll"]
+
+
+class ReplicationEvent(StepEvent):
+    action: Literal["start", "lag", "drain", "stop"]
+    stream_arn: str | None = None
+    since: datetime | None = None
+
+
+class SegmentEvent(StepEvent):
+    segment: int = Field(ge=0)
+    cursor: dict[str, Any] | None = None
+
+
+class ApprovalEvent(StepEvent):
+    task_token: str = Field(min_length=1)
+
+
+class ReportEvent(StepEvent):
+    outcome: Literal["READY", "NOT_READY", "FAILED", "REJECTED"]
+    failure: dict[str, Any] | None = None
+
+
+class ValidationResult(BaseModel):
+    source: str
+    target: str
+    target_action: str
+    stream: dict[str, Any]
+    warnings: list[str] = Field(default_factory=list)
+
+
+class PlanResult(BaseModel):
+    segments: list[int]
+    count: int
+    distributed: bool
+
+
+class StepResult(BaseModel):
+    """A small free-form result (the ASL reads only the fields it names)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def state_store(spec: MigrationSpec) -> StateStore:
+    """The state store of a migration, on the spec's state table."""
+    return StateStore(spec.state.clients().dynamodb(), spec.state.name, spec.migration_id)
+
+
+def _existing_state(spec: MigrationSpec) -> StateStore | None:
+    client = spec.state.clients().dynamodb()
+    if not StateStore.table_exists(client, spec.state.name):
+        return None
+    return StateStore(client, spec.state.name, spec.migration_id)
+
+
+def _dump(model: Any) -> dict[str, Any]:
+    if isinstance(model, BaseModel):
+        return model.model_dump(mode="json")
+    if hasattr(model, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return asdict(model)
+    return dict(model)
+
+
+# --- steps -----------------------------------------------------------------------------------
+
+
+def validate(event: ValidateEvent) -> ValidationResult:
+    """Read-only checks before anything is written: source exists, target creatable or
+    compatible (and safe), stream usable, segment count unchanged on a resume."""
+    from dynashift.stream import check_stream
+    from dynashift.target import check_target
+
+    spec = event.spec
+    state = _existing_state(spec)
+    check = check_target(spec.source, spec.target, event.target_options, state)
+    stream = check_stream(spec.source, spec.replace_stream)
+    if state is not None:
+        meta = state.get_meta() or {}
+        recorded = meta.get("segments")
+        if recorded is not None and int(recorded) != spec.segments:
+            raise BadInputError(
+                f"--segments {spec.segments}: migration {spec.migration_id} was started with "
+                f"{recorded} segments; resume it with the same count"
+            )
+    return ValidationResult(
+        source=spec.source.display(),
+        target=spec.target.display(),
+        target_action=str(getattr(check, "action", "")),
+        stream=_dump(stream),
+        warnings=list(getattr(check, "warnings", []) or []),
+    )
+
+
+def prepare_target(event: PrepareTargetEvent) -> dict[str, Any]:
+    """Create the target (or verify it) and, on later polls, apply its remaining settings."""
+    from dynashift.target import poll_target, start_prepare_target
+
+    spec = event.spec
+    state = state_store(spec)
+    if event.action == "start":
+        result = start_prepare_target(spec.source, spec.target, event.target_options, state)
+    else:
+        created = bool((state.get_meta() or {}).get("target_created"))
+        result = poll_target(spec.source, spec.target, event.target_options, created=created)
+    return _dump(result)
+
+
+def source_stream(event: StreamEvent) -> dict[str, Any]:
+    """Enable the source stream (NEW_AND_OLD_IMAGES) or poll it until it is ENABLED."""
+    from dynashift.stream import enable_stream, poll_stream
+
+    spec = event.spec
+    status = (
+        enable_stream(spec.source, spec.replace_stream)
+        if event.action == "enable"
+        else poll_stream(spec.source, spec.replace_stream)
+    )
+    data = _dump(status)
+    if data.get("ready") and data.get("arn"):
+        state_store(spec).put_meta(stream_arn=data["arn"])
+    return data
+
+
+def replication(event: ReplicationEvent, control: ReplicationControl) -> dict[str, Any]:
+    """Start the replicator, measure its lag, drain it, or stop it."""
+    spec = event.spec
+    if event.action == "start":
+        if not event.stream_arn:
+            raise BadInputError("stream_arn: required to start the replicator")
+        state = state_store(spec)
+        # Deletes become tombstones from the first applied record on (I5); a resumed migration
+        # that already finished its backfill keeps its phase.
+        if state.phase() is None:
+            state.put_meta(phase=PHASE_BACKFILL, stream_arn=event.stream_arn)
+        return {"started": True, **control.start(spec, event.stream_arn)}
+    if event.action == "stop":
+        return {"stopped": True, **control.stop(spec)}
+    measure = control.drain if event.action == "drain" else control.lag
+    status: LagStatus = measure(spec, event.since)
+    if not status.caught_up and event.since is not None:
+        waited = time.time() - event.since.timestamp()
+        if waited > event.settings.catchup_timeout_seconds:
+            status = status.model_copy(update={"give_up": True})
+    return status.model_dump(mode="json")
+
+
+def plan_segments(event: StepEvent) -> PlanResult:
+    """Record the segment count (a resume must keep it) and list the segments for the Map."""
+    spec = event.spec
+    state = state_store(spec)
+    meta = state.get_meta() or {}
+    recorded = meta.get("segments")
+    if recorded is not None and int(recorded) != spec.segments:
+        raise BadInputError(
+            f"segments: migration {spec.migration_id} was started with {recorded} segments"
+        )
+    if recorded is None:
+        state.put_meta(segments=spec.segments)
+    return PlanResult(
+        segments=list(range(spec.segments)),
+        count=spec.segments,
+        distributed=spec.segments > event.settings.distributed_threshold,
+    )
+
+
+def _limiter(spec: MigrationSpec, settings: WorkflowSettings) -> RateLimiter | None:
+    if spec.max_write_rate is None:
+        return None
+    # Each worker invocation gets its share of the migration's cap.
+    workers = max(1, min(settings.max_concurrency, spec.segments))
+    return RateLimiter(spec.max_write_rate / workers)
+
+
+def backfill_segment(event: SegmentEvent, *, limiter: RateLimiter | None = None) -> SegmentResult:
+    """One worker invocation: copy a segment until done or the budget is spent."""
+    spec = event.spec
+    return run_segment(
+        spec,
+        event.segment,
+        state=state_store(spec),
+        budget_seconds=spec.worker_budget_seconds,
+        cursor=event.cursor,
+        limiter=limiter or _limiter(spec, event.settings),
+    )
+
+
+def finish_backfill(event: StepEvent) -> dict[str, Any]:
+    """Switch the replicator to plain deletes and remove every registered tombstone (I5)."""
+    spec = event.spec
+    target_client = spec.target.clients().dynamodb()
+    return _dump(_finish_backfill(target_client, spec.target.name, state_store(spec)))
+
+
+def verify_segment(event: SegmentEvent) -> dict[str, Any]:
+    """Compare one segment of the source with the target (resumable with a cursor); the
+    result, with its suspect keys, is checkpointed in the state store."""
+    from dynashift.verify import verify_segment as _verify
+
+    spec = event.spec
+    result = _verify(
+        spec,
+        event.segment,
+        mode=event.settings.verify_mode,
+        cursor=event.cursor,
+        budget_seconds=spec.worker_budget_seconds,
+        state=state_store(spec),
+    )
+    return _dump(result)
+
+
+def recheck(event: StepEvent, control: ReplicationControl) -> dict[str, Any]:
+    """Re-read every suspect key from both sides once the replicator has applied everything
+    written before the recheck started; only keys that still differ are divergent."""
+    from dynashift.verify import recheck_migration
+
+    spec = event.spec
+
+    def caught_up(since: float) -> bool:
+        return control.lag(spec, datetime.fromtimestamp(since, UTC)).caught_up
+
+    return _dump(recheck_migration(spec, state=state_store(spec), caught_up=caught_up))
+
+
+def readiness(event: StepEvent, control: ReplicationControl) -> dict[str, Any]:
+    """The readiness checklist and verdict; saved in the state store."""
+    from dynashift.readiness import gather_readiness, save_report
+    from dynashift.verify import verification_summary
+
+    spec = event.spec
+    state = state_store(spec)
+    lag = control.lag(spec)
+    report = gather_readiness(
+        spec,
+        verification=verification_summary(spec, state),
+        lag_seconds=lag.age_seconds,
+        state=state,
+        replicator_failed_records=lag.failed_records,
+        dlq_messages=lag.dlq_messages,
+    )
+    save_report(state, report)
+    return {**report.to_json(), "ready": report.ready}
+
+
+def request_approval(
+    event: ApprovalEvent, *, sns_client: Any = None, topic: str | None = None
+) -> dict[str, Any]:
+    """Store the task token for `dynashift approve` and tell the operators."""
+    from dynashift.readiness import save_approval_token
+
+    spec = event.spec
+    state = state_store(spec)
+    save_approval_token(state, event.task_token)
+    state.put_meta(awaiting_approval=True)
+    if sns_client is not None and topic:
+        sns_client.publish(
+            TopicArn=topic,
+            Subject=f"dynashift {spec.migration_id}: approval requested"[:100],
+            Message=f"Migration {spec.migration_id} is READY and waits for approval: "
+            f"dynashift approve --execution <execution ARN>",
+        )
+    return {"awaiting_approval": True}
+
+
+def report(
+    event: ReportEvent, *, sns_client: Any = None, topic: str | None = None
+) -> dict[str, Any]:
+    """The final word of an execution: the saved readiness report plus the outcome.
+
+    For REJECTED input nothing is written (validation failed before anything was created).
+    """
+    spec = event.spec
+    outcome = event.outcome
+    failure = event.failure or {}
+    data: dict[str, Any] = {
+        "migration_id": spec.migration_id,
+        "source": spec.source.display(),
+        "target": spec.target.display(),
+        "outcome": outcome,
+        "finished_at": datetime.now(UTC).isoformat(),
+    }
+    if failure:
+        data["error"] = failure.get("Error")
+        data["cause"] = _cause_text(failure.get("Cause"))
+    if outcome != "REJECTED":
+        state = _existing_state(spec)
+        if state is not None:
+            saved = state.report()
+            if saved and outcome in ("READY", "NOT_READY"):
+                data["readiness"] = saved
+            state.put_meta(outcome=outcome, finished=time.time(), **_error_meta(data))
+    if sns_client is not None and topic:
+        message = data.get("cause") or data.get("readiness", {}).get("verdict") or outcome
+        sns_client.publish(
+            TopicArn=topic,
+            Subject=f"dynashift {spec.migration_id}: {outcome}"[:100],
+            Message=str(message)[:250_000],
+        )
+    log.info("migration %s finished: %s", spec.migration_id, outcome)
+    return data
+
+
+def _error_meta(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: data[k] for k in ("error", "cause") if data.get(k)}
+
+
+def _cause_text(cause: Any) -> str | None:
+    """A Lambda error's Cause is JSON text with errorMessage; keep the message only."""
+    if cause is None:
+        return None
+    import json
+
+    try:
+        parsed = json.loads(cause) if isinstance(cause, str) else cause
+    except ValueError:
+        return str(cause)
+    if isinstance(parsed, dict):
+        return str(parsed.get("errorMessage") or parsed)
+    return str(parsed)
+
+
+def error_payload(exc: BaseException) -> dict[str, Any]:
+    """The Lambda error shape for an exception (errorType is what the ASL matches)."""
+    message = exc.message if isinstance(exc, DynashiftError) else f"{type(exc).__name__}: {exc}"
+    return {"errorType": type(exc).__name__, "errorMessage": message}
+
+
+def describe_source_size(spec: MigrationSpec) -> tuple[int, int]:
+    """(ItemCount, TableSizeBytes) of the source, as DescribeTable reports them."""
+    desc = describe_table(spec.source.clients().dynamodb(), spec.source.name, "source table")
+    return int(desc.get("ItemCount", 0)), int(desc.get("TableSizeBytes", 0))
