@@ -364,7 +364,18 @@ class ConditionalWriter:
         Items are not started after `stop_at`; the ones in flight finish. Every item of the
         returned prefix has been written (or had its condition fail, which is also final).
         """
-        futures: list[Future[str]] = [self.pool.submit(self.put, item, stop_at) for item in items]
+        abort = threading.Event()
+
+        def guarded(item: Item) -> str:
+            if abort.is_set():
+                return self.NOT_DONE
+            try:
+                return self.put(item, stop_at)
+            except BaseException:
+                abort.set()  # the worker is failing: start nothing more
+                raise
+
+        futures: list[Future[str]] = [self.pool.submit(guarded, item) for item in items]
         prefix, error = len(items), None
         for index, future in enumerate(futures):
             try:

@@ -52,7 +52,9 @@ class RateLimiter:
         self.burst_seconds = burst_seconds
         self.min_rate = min_rate
         self.decrease = decrease
-        #: Items/s added per throttle-free second (default: 5 % of the ceiling, at least 1).
+        #: Items/s added per throttle-free second (default: 5 % of the ceiling, at least 1;
+        #: without a ceiling, 5 % of the rate set at the first throttle).
+        self._auto_increase = increase is None
         self.increase = increase if increase is not None else max(1.0, (rate or 0) * 0.05)
         self.cooldown = cooldown
         self.clock = clock
@@ -62,8 +64,9 @@ class RateLimiter:
         self._tokens = self._capacity()
         self._last = now
         self._last_throttle = -math.inf
-        #: Items granted since `_window_start` (to measure the achieved rate).
-        self._window_start = now
+        #: Items granted since `_window_start` (to measure the achieved rate; the first
+        #: window starts at the first acquire).
+        self._window_start: float | None = None
         self._window_items = 0
         self._measured = 0.0
         self.throttles = 0
@@ -111,13 +114,14 @@ class RateLimiter:
         """Refill tokens and apply the additive increase for the time since the last call."""
         elapsed = max(0.0, now - self._last)
         self._last = now
-        if now - self._window_start >= 1.0:
+        if self._window_start is not None and now - self._window_start >= 1.0:
             self._measured = self._window_items / (now - self._window_start)
             self._window_start, self._window_items = now, 0
         if self._rate is None:
             return
-        if now - self._last_throttle >= self.cooldown:
-            grown = self._rate + self.increase * elapsed
+        growing = min(elapsed, now - (self._last_throttle + self.cooldown))
+        if growing > 0:
+            grown = self._rate + self.increase * growing
             self._rate = min(grown, self.ceiling) if self.ceiling is not None else grown
         self._tokens = min(self._capacity(), self._tokens + elapsed * self._rate)
 
@@ -130,6 +134,8 @@ class RateLimiter:
         with self._lock:
             now = self.clock()
             self._advance(now)
+            if self._window_start is None:
+                self._window_start = now
             self._window_items += n
             if self._rate is None:
                 return 0.0
@@ -150,9 +156,11 @@ class RateLimiter:
                 return
             self._last_throttle = now
             if self._rate is None:
-                span = max(now - self._window_start, 1e-9)
-                measured = max(self._measured, self._window_items / span)
+                start = self._window_start if self._window_start is not None else now
+                measured = max(self._measured, self._window_items / max(now - start, 0.1))
                 self._rate = max(self.min_rate, measured * self.decrease)
+                if self._auto_increase:
+                    self.increase = max(1.0, self._rate * 0.05)
                 self._tokens = 0.0
             else:
                 self._rate = max(self.min_rate, self._rate * self.decrease)

@@ -1,0 +1,72 @@
+"""Condition builders (I4, I5): pure, tested without AWS."""
+
+from __future__ import annotations
+
+import re
+
+from dynashift.conditions import Condition, backfill_put, replicated_put, still_tombstone
+from dynashift.items import TOMBSTONE_ATTR
+
+ITEM = {"pk": {"S": "a"}, "v": {"N": "7"}, "x": {"S": "y"}}
+
+
+def placeholders_resolve(cond: Condition) -> None:
+    """Every #name / :value used is defined, and every defined one is used."""
+    names = set(re.findall(r"#\w+", cond.expression))
+    values = set(re.findall(r":\w+", cond.expression))
+    assert names == set(cond.names)
+    assert values == set(cond.values)
+
+
+def test_backfill_put_without_version_is_attribute_not_exists() -> None:
+    cond = backfill_put("pk", ITEM)
+    assert cond.expression == "attribute_not_exists(#pk)"
+    assert cond.names == {"#pk": "pk"}
+    assert cond.kwargs() == {
+        "ConditionExpression": "attribute_not_exists(#pk)",
+        "ExpressionAttributeNames": {"#pk": "pk"},
+    }
+    placeholders_resolve(cond)
+
+
+def test_backfill_put_with_version_never_replaces_a_tombstone() -> None:
+    cond = backfill_put("pk", ITEM, "v")
+    assert "attribute_not_exists(#pk) OR" in cond.expression
+    assert "attribute_not_exists(#tomb)" in cond.expression
+    assert "#v < :v" in cond.expression
+    assert cond.names == {"#pk": "pk", "#tomb": TOMBSTONE_ATTR, "#v": "v"}
+    assert cond.values == {":v": {"N": "7"}}
+    placeholders_resolve(cond)
+
+
+def test_backfill_put_item_without_version_falls_back() -> None:
+    cond = backfill_put("pk", {"pk": {"S": "a"}}, "v")
+    assert cond.expression == "attribute_not_exists(#pk)"
+
+
+def test_replicated_put_is_unconditional_without_version() -> None:
+    assert replicated_put("pk", ITEM) is None
+    assert replicated_put("pk", {"pk": {"S": "a"}}, "v") is None
+
+
+def test_replicated_put_with_version_wins_over_tombstone_and_equal_version() -> None:
+    cond = replicated_put("pk", ITEM, "v")
+    assert cond is not None
+    assert "attribute_exists(#tomb)" in cond.expression
+    assert "#v <= :v" in cond.expression
+    placeholders_resolve(cond)
+
+
+def test_still_tombstone() -> None:
+    cond = still_tombstone()
+    assert cond.kwargs() == {
+        "ConditionExpression": "attribute_exists(#tomb)",
+        "ExpressionAttributeNames": {"#tomb": TOMBSTONE_ATTR},
+    }
+
+
+def test_kwargs_copies_its_dicts() -> None:
+    cond = backfill_put("pk", ITEM, "v")
+    kwargs = cond.kwargs()
+    kwargs["ExpressionAttributeNames"]["#pk"] = "changed"
+    assert cond.names["#pk"] == "pk"
