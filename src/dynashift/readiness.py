@@ -1,0 +1,636 @@
+"""The readiness checklist, its verdict, and where the report goes (terminal, JSON, state, SNS).
+
+The verdict is `READY` only when every required check holds (invariant I6); otherwise it is
+`NOT READY` and names the failing checks. The checks:
+
+| check                     | holds when                                                        |
+|---------------------------|-------------------------------------------------------------------|
+| `target ACTIVE`           | DescribeTable of the target says ACTIVE                            |
+| `target settings`         | GSIs, TTL, PITR, billing mode and tags equal the source's          |
+| `source stream`           | the source stream is enabled with new images                      |
+| `replicator healthy`      | no failed stream records and nothing on the replicator's DLQ       |
+| `backfill complete`       | every planned segment is marked done in the state store            |
+| `replication lag`         | lag is known and below the threshold (default 5 s)                 |
+| `divergent items`         | zero keys still differ after the recheck, none left unchecked      |
+| `item counts` (info only) | source and target items seen by the verification scans             |
+
+`evaluate` is pure (inputs in, report out) so every verdict is unit-tested without AWS;
+`gather_readiness` collects the inputs from the tables and the state store. A value that could
+not be measured fails its check ("unknown"), so READY is never reached by omission.
+
+The approval task token of the cutover step is stored here too (`save_approval_token`,
+`load_approval_token`, `send_approval`), so `dynashift approve` and the workflow agree on one
+storage key.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, Field
+
+from dynashift.aws import error_code
+from dynashift.errors import BadInputError
+from dynashift.state import StateStore
+
+Verdict = Literal["READY", "NOT READY"]
+
+READY: Verdict = "READY"
+NOT_READY: Verdict = "NOT READY"
+
+TARGET_ACTIVE = "target ACTIVE"
+TARGET_SETTINGS = "target settings"
+SOURCE_STREAM = "source stream"
+REPLICATOR = "replicator healthy"
+BACKFILL = "backfill complete"
+LAG = "replication lag"
+DIVERGENT = "divergent items"
+COUNTS = "item counts"
+
+#: State store sort keys owned by this module (see state.py for the layout).
+APPROVAL_SK = "approval"
+VERIFY_PREFIX = "verify#"
+
+
+# --- models ----------------------------------------------------------------------------------
+
+
+class VerificationSummary(BaseModel):
+    """Verification of every segment plus the recheck, reduced to what the checklist needs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    segments_total: int = 0
+    segments_verified: int = 0
+    scanned_source: int = 0
+    scanned_target: int = 0
+    #: Keys found missing / differing / extra by the first pass (before the recheck).
+    suspects: int = 0
+    #: Keys still different after the strongly consistent recheck.
+    divergent: int = 0
+    #: Keys that kept changing during every recheck round (could not be settled).
+    unsettled: int = 0
+    #: Suspects beyond the bounded list: never rechecked, so not proven equal.
+    unchecked: int = 0
+    #: Divergent keys written back from the source (`repair=True`).
+    repaired: int = 0
+
+
+class CheckItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    ok: bool
+    detail: str
+    #: Informational checks never change the verdict.
+    required: bool = True
+
+
+class PhaseTiming(BaseModel):
+    """One phase of the workflow for the timeline (epoch seconds)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    started: float | None = None
+    ended: float | None = None
+    items: int = 0
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started is None or self.ended is None:
+            return None
+        return max(self.ended - self.started, 0.0)
+
+    @property
+    def items_per_second(self) -> float | None:
+        seconds = self.seconds
+        if not seconds or not self.items:
+            return None
+        return self.items / seconds
+
+
+class ReadinessInputs(BaseModel):
+    """Everything the verdict depends on, measured elsewhere. None means "not measured"."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    migration_id: str
+    source: str
+    target: str
+    target_status: str | None = None
+    #: Differences between the source's and the target's settings; None: not compared.
+    config_differences: list[str] | None = None
+    stream_enabled: bool | None = None
+    stream_view_type: str | None = None
+    replicator_failed_records: int | None = None
+    #: Messages on the replicator's dead-letter queue; None: there is no DLQ (local runs).
+    dlq_messages: int | None = None
+    segments_total: int = 0
+    segments_done: int = 0
+    lag_seconds: float | None = None
+    lag_threshold_seconds: float = Field(default=5.0, gt=0)
+    verification: VerificationSummary | None = None
+    phases: list[PhaseTiming] = Field(default_factory=list)
+
+
+class ReadinessReport(BaseModel):
+    """The checklist and its verdict: printed, returned as execution output, saved, published."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    migration_id: str
+    source: str
+    target: str
+    generated_at: float
+    verdict: Verdict
+    checks: list[CheckItem]
+    counts: dict[str, int] = Field(default_factory=dict)
+    phases: list[PhaseTiming] = Field(default_factory=list)
+
+    @property
+    def ready(self) -> bool:
+        return self.verdict == READY
+
+    def failing(self) -> list[CheckItem]:
+        return [c for c in self.checks if c.required and not c.ok]
+
+    def summary_line(self) -> str:
+        """`READY` or `NOT READY: <check>: <detail>; ...` — the CLI prints this last."""
+        if self.ready:
+            return READY
+        return f"{NOT_READY}: " + "; ".join(f"{c.name}: {c.detail}" for c in self.failing())
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_text(self) -> str:
+        """A fixed-width table for the terminal, the verdict last."""
+        width = max(len(c.name) for c in self.checks) if self.checks else 10
+        lines = [
+            f"Readiness of {self.source} -> {self.target} (migration {self.migration_id})",
+            "",
+        ]
+        for check in self.checks:
+            mark = "ok" if check.ok else ("FAIL" if check.required else "--")
+            lines.append(f"  [{mark:>4}] {check.name:<{width}}  {check.detail}")
+        lines += ["", self.summary_line()]
+        return "\n".join(lines)
+
+
+# --- the verdict (pure) ----------------------------------------------------------------------
+
+
+def _fmt_seconds(value: float) -> str:
+    return f"{value:.1f} s"
+
+
+def evaluate(inputs: ReadinessInputs, now: float | None = None) -> ReadinessReport:
+    """The checklist for `inputs`; READY only when every required check holds."""
+    checks: list[CheckItem] = []
+
+    status = inputs.target_status
+    checks.append(
+        CheckItem(
+            name=TARGET_ACTIVE,
+            ok=status == "ACTIVE",
+            detail=f"status {status}" if status else "unknown (target not described)",
+        )
+    )
+
+    diffs = inputs.config_differences
+    if diffs is None:
+        checks.append(CheckItem(name=TARGET_SETTINGS, ok=False, detail="not compared"))
+    else:
+        checks.append(
+            CheckItem(
+                name=TARGET_SETTINGS,
+                ok=not diffs,
+                detail="GSIs, TTL, PITR, billing and tags match" if not diffs else "; ".join(diffs),
+            )
+        )
+
+    view = inputs.stream_view_type
+    if inputs.stream_enabled is None:
+        checks.append(CheckItem(name=SOURCE_STREAM, ok=False, detail="unknown"))
+    else:
+        stream_ok = bool(inputs.stream_enabled) and view in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES")
+        detail = f"enabled, {view}" if inputs.stream_enabled else "disabled"
+        if inputs.stream_enabled and not stream_ok:
+            detail += " (new images required)"
+        checks.append(CheckItem(name=SOURCE_STREAM, ok=stream_ok, detail=detail))
+
+    failed, dlq = inputs.replicator_failed_records, inputs.dlq_messages
+    if failed is None:
+        checks.append(CheckItem(name=REPLICATOR, ok=False, detail="unknown (no replicator data)"))
+    else:
+        problems = []
+        if failed:
+            problems.append(f"{failed} failed records")
+        if dlq:
+            problems.append(f"{dlq} messages on the DLQ")
+        dlq_text = "no DLQ (local run)" if dlq is None else "DLQ empty"
+        checks.append(
+            CheckItem(
+                name=REPLICATOR,
+                ok=not problems,
+                detail="; ".join(problems) if problems else f"0 failed records, {dlq_text}",
+            )
+        )
+
+    total, done = inputs.segments_total, inputs.segments_done
+    checks.append(
+        CheckItem(
+            name=BACKFILL,
+            ok=total > 0 and done >= total,
+            detail=f"{done}/{total} segments done" if total else "no segments planned",
+        )
+    )
+
+    lag, threshold = inputs.lag_seconds, inputs.lag_threshold_seconds
+    if lag is None:
+        checks.append(CheckItem(name=LAG, ok=False, detail="unknown"))
+    else:
+        checks.append(
+            CheckItem(
+                name=LAG,
+                ok=lag < threshold,
+                detail=f"{_fmt_seconds(lag)} (threshold {_fmt_seconds(threshold)})",
+            )
+        )
+
+    v = inputs.verification
+    counts: dict[str, int] = {}
+    if v is None:
+        checks.append(CheckItem(name=DIVERGENT, ok=False, detail="not verified"))
+    else:
+        problems = []
+        if v.segments_verified < v.segments_total:
+            problems.append(f"{v.segments_verified}/{v.segments_total} segments verified")
+        if v.divergent:
+            problems.append(f"{v.divergent} divergent")
+        if v.unsettled:
+            problems.append(f"{v.unsettled} kept changing during every recheck")
+        if v.unchecked:
+            problems.append(f"{v.unchecked} suspects not rechecked (over the bound)")
+        repaired = f", {v.repaired} repaired" if v.repaired else ""
+        checks.append(
+            CheckItem(
+                name=DIVERGENT,
+                ok=not problems,
+                detail="; ".join(problems)
+                if problems
+                else f"0 divergent ({v.suspects} suspects rechecked{repaired})",
+            )
+        )
+        counts = {
+            "source_items": v.scanned_source,
+            "target_items": v.scanned_target,
+            "suspects": v.suspects,
+            "divergent": v.divergent,
+            "unsettled": v.unsettled,
+            "unchecked": v.unchecked,
+            "repaired": v.repaired,
+        }
+        checks.append(
+            CheckItem(
+                name=COUNTS,
+                ok=v.scanned_source == v.scanned_target,
+                required=False,
+                detail=f"source {v.scanned_source}, target {v.scanned_target} "
+                "(from the verification scans, taken while writes continue)",
+            )
+        )
+
+    ready = all(c.ok for c in checks if c.required)
+    return ReadinessReport(
+        migration_id=inputs.migration_id,
+        source=inputs.source,
+        target=inputs.target,
+        generated_at=time.time() if now is None else now,
+        verdict=READY if ready else NOT_READY,
+        checks=checks,
+        counts=counts,
+        phases=list(inputs.phases),
+    )
+
+
+# --- settings parity -------------------------------------------------------------------------
+
+
+class TableSettings(BaseModel):
+    """The settings of one table that the checklist compares."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: str | None = None
+    billing_mode: str = "PROVISIONED"
+    #: name -> "keys [projection]" text, comparable across tables.
+    gsis: dict[str, str] = Field(default_factory=dict)
+    ttl_attribute: str | None = None
+    pitr: bool = False
+    tags: dict[str, str] = Field(default_factory=dict)
+    stream_enabled: bool = False
+    stream_view_type: str | None = None
+    item_count: int = 0
+    size_bytes: int = 0
+
+
+def _gsi_text(gsi: Mapping[str, Any]) -> str:
+    keys = ", ".join(f"{k['AttributeName']} {k['KeyType']}" for k in gsi.get("KeySchema", []))
+    projection = gsi.get("Projection", {})
+    kind = projection.get("ProjectionType", "ALL")
+    extra = sorted(projection.get("NonKeyAttributes", []))
+    return f"{keys} [{kind}{': ' + ', '.join(extra) if extra else ''}]"
+
+
+def settings_from(
+    description: Mapping[str, Any],
+    ttl: Mapping[str, Any] | None = None,
+    backups: Mapping[str, Any] | None = None,
+    tags: Iterable[Mapping[str, str]] = (),
+) -> TableSettings:
+    """A TableSettings from raw DescribeTable / DescribeTimeToLive / DescribeContinuousBackups /
+    ListTagsOfResource results (pure)."""
+    ttl_desc = (ttl or {}).get("TimeToLiveDescription", ttl or {})
+    ttl_attr = (
+        ttl_desc.get("AttributeName")
+        if ttl_desc.get("TimeToLiveStatus") in ("ENABLED", "ENABLING")
+        else None
+    )
+    pitr_desc = (backups or {}).get("ContinuousBackupsDescription", backups or {})
+    pitr = (
+        pitr_desc.get("PointInTimeRecoveryDescription", {}).get("PointInTimeRecoveryStatus")
+        == "ENABLED"
+    )
+    stream = description.get("StreamSpecification") or {}
+    return TableSettings(
+        status=description.get("TableStatus"),
+        billing_mode=(description.get("BillingModeSummary") or {}).get(
+            "BillingMode", "PROVISIONED"
+        ),
+        gsis={g["IndexName"]: _gsi_text(g) for g in description.get("GlobalSecondaryIndexes", [])},
+        ttl_attribute=ttl_attr,
+        pitr=pitr,
+        tags={t["Key"]: t["Value"] for t in tags},
+        stream_enabled=bool(stream.get("StreamEnabled")),
+        stream_view_type=stream.get("StreamViewType"),
+        item_count=int(description.get("ItemCount", 0) or 0),
+        size_bytes=int(description.get("TableSizeBytes", 0) or 0),
+    )
+
+
+def config_differences(
+    source: TableSettings, target: TableSettings, expected_tags: Mapping[str, str] | None = None
+) -> list[str]:
+    """Human-readable differences between the source's settings and the target's.
+
+    `expected_tags`: the tags the target should carry (the source's plus any the operator
+    added); default the source's.
+    """
+    diffs: list[str] = []
+    for name in sorted(source.gsis.keys() | target.gsis.keys()):
+        if name not in target.gsis:
+            diffs.append(f"GSI {name} missing on target")
+        elif name not in source.gsis:
+            diffs.append(f"GSI {name} only on target")
+        elif source.gsis[name] != target.gsis[name]:
+            diffs.append(f"GSI {name}: source {source.gsis[name]}, target {target.gsis[name]}")
+    if source.ttl_attribute != target.ttl_attribute:
+        diffs.append(
+            f"TTL: source {source.ttl_attribute or 'off'}, target {target.ttl_attribute or 'off'}"
+        )
+    if source.pitr != target.pitr:
+        on = {True: "on", False: "off"}
+        diffs.append(f"PITR: source {on[source.pitr]}, target {on[target.pitr]}")
+    if source.billing_mode != target.billing_mode:
+        diffs.append(f"billing: source {source.billing_mode}, target {target.billing_mode}")
+    want = dict(source.tags if expected_tags is None else expected_tags)
+    missing = sorted(k for k in want if target.tags.get(k) != want[k])
+    if missing:
+        diffs.append("tags differ: " + ", ".join(missing))
+    return diffs
+
+
+def _optional(call: Callable[[], Any], default: Any) -> Any:
+    """An optional describe call: some DynamoDB-compatible stores do not implement it."""
+    try:
+        return call()
+    except ClientError as exc:
+        if error_code(exc) in ("UnknownOperationException", "ValidationException"):
+            return default
+        raise
+
+
+def describe_settings(client: Any, name: str) -> TableSettings:
+    """Describe one table's settings (DescribeTable, TTL, PITR, tags)."""
+    from dynashift.tables import describe_table
+
+    desc = describe_table(client, name)
+    ttl = _optional(lambda: client.describe_time_to_live(TableName=name), {})
+    backups = _optional(lambda: client.describe_continuous_backups(TableName=name), {})
+    tags: list[dict[str, str]] = []
+    arn = desc.get("TableArn")
+    if arn:
+        kwargs: dict[str, Any] = {"ResourceArn": arn}
+        while True:
+            page = _optional(lambda kw=kwargs: client.list_tags_of_resource(**kw), {})  # type: ignore[misc]
+            tags.extend(page.get("Tags", []))
+            if not page.get("NextToken"):
+                break
+            kwargs["NextToken"] = page["NextToken"]
+    return settings_from(desc, ttl, backups, tags)
+
+
+# --- gathering -------------------------------------------------------------------------------
+
+
+def backfill_progress(state: StateStore, segments_total: int) -> int:
+    """How many of the planned segments the state store marks done."""
+    return sum(1 for s in state.segments() if s.done and s.segment < segments_total)
+
+
+def dlq_depth(sqs_client: Any, queue_url: str) -> int:
+    """Messages on a dead-letter queue (visible + in flight)."""
+    attrs = sqs_client.get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attrs.get("ApproximateNumberOfMessages", 0)) + int(
+        attrs.get("ApproximateNumberOfMessagesNotVisible", 0)
+    )
+
+
+def gather_inputs(
+    *,
+    migration_id: str,
+    source_name: str,
+    target_name: str,
+    source_client: Any,
+    target_client: Any,
+    source_display: str | None = None,
+    target_display: str | None = None,
+    state: StateStore | None,
+    segments_total: int,
+    verification: VerificationSummary | None,
+    lag_seconds: float | None,
+    lag_threshold_seconds: float = 5.0,
+    replicator_failed_records: int | None = 0,
+    dlq_messages: int | None = None,
+    expected_tags: Mapping[str, str] | None = None,
+    phases: Sequence[PhaseTiming] = (),
+) -> ReadinessInputs:
+    """Measure what the tables and the state store can tell; the caller passes the rest."""
+    source = describe_settings(source_client, source_name)
+    target = describe_settings(target_client, target_name)
+    return ReadinessInputs(
+        migration_id=migration_id,
+        source=source_display or source_name,
+        target=target_display or target_name,
+        target_status=target.status,
+        config_differences=config_differences(source, target, expected_tags),
+        stream_enabled=source.stream_enabled,
+        stream_view_type=source.stream_view_type,
+        replicator_failed_records=replicator_failed_records,
+        dlq_messages=dlq_messages,
+        segments_total=segments_total,
+        segments_done=backfill_progress(state, segments_total) if state else 0,
+        lag_seconds=lag_seconds,
+        lag_threshold_seconds=lag_threshold_seconds,
+        verification=verification,
+        phases=list(phases),
+    )
+
+
+def gather_readiness(
+    spec: Any,
+    *,
+    verification: VerificationSummary | None,
+    lag_seconds: float | None,
+    state: StateStore | None = None,
+    replicator_failed_records: int | None = 0,
+    dlq_messages: int | None = None,
+    expected_tags: Mapping[str, str] | None = None,
+    phases: Sequence[PhaseTiming] = (),
+    now: float | None = None,
+) -> ReadinessReport:
+    """The readiness report of a `MigrationSpec` (clients from the spec's sides)."""
+    if state is None:
+        state = StateStore(spec.state.clients().dynamodb(), spec.state.name, spec.migration_id)
+    inputs = gather_inputs(
+        migration_id=spec.migration_id,
+        source_name=spec.source.name,
+        target_name=spec.target.name,
+        source_client=spec.source.clients().dynamodb(),
+        target_client=spec.target.clients().dynamodb(),
+        source_display=spec.source.display(),
+        target_display=spec.target.display(),
+        state=state,
+        segments_total=spec.segments,
+        verification=verification,
+        lag_seconds=lag_seconds,
+        lag_threshold_seconds=spec.lag_threshold_seconds,
+        replicator_failed_records=replicator_failed_records,
+        dlq_messages=dlq_messages,
+        expected_tags=expected_tags,
+        phases=phases,
+    )
+    return evaluate(inputs, now)
+
+
+# --- where the report goes -------------------------------------------------------------------
+
+
+def save_report(state: StateStore, report: ReadinessReport) -> None:
+    state.save_report(report.to_json())
+
+
+def load_report(state: StateStore) -> ReadinessReport | None:
+    data = state.report()
+    return ReadinessReport.model_validate(data) if data else None
+
+
+def write_report_file(path: str, report: ReadinessReport) -> None:
+    """`--report FILE.json`."""
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(report.to_json(), fh, indent=2, sort_keys=True)
+        fh.write("\n")
+
+
+def publish_report(sns_client: Any, topic_arn: str, report: ReadinessReport) -> str:
+    """Publish the checklist to an SNS topic; returns the message id."""
+    subject = f"dynashift {report.migration_id}: {report.verdict}"[:100]
+    body = report.to_text() + "\n\n" + json.dumps(report.to_json(), indent=1, sort_keys=True)
+    resp = sns_client.publish(TopicArn=topic_arn, Subject=subject, Message=body[:250_000])
+    return str(resp["MessageId"])
+
+
+# --- cutover approval (task token) -----------------------------------------------------------
+
+
+def _approval_key(state: StateStore) -> dict[str, Any]:
+    return {"migration_id": {"S": state.migration_id}, "sk": {"S": APPROVAL_SK}}
+
+
+def save_approval_token(state: StateStore, token: str, now: float | None = None) -> None:
+    """Stored by the approval step (waitForTaskToken) so `dynashift approve` can answer it."""
+    state.client.put_item(
+        TableName=state.table,
+        Item={
+            **_approval_key(state),
+            "token": {"S": token},
+            "saved": {"N": str(time.time() if now is None else now)},
+        },
+    )
+
+
+def load_approval_token(state: StateStore) -> str | None:
+    item = state.client.get_item(
+        TableName=state.table, Key=_approval_key(state), ConsistentRead=True
+    ).get("Item")
+    if not item or "token" not in item:
+        return None
+    return str(item["token"]["S"])
+
+
+def clear_approval_token(state: StateStore) -> None:
+    state.client.delete_item(TableName=state.table, Key=_approval_key(state))
+
+
+def send_approval(
+    sfn_client: Any,
+    state: StateStore,
+    *,
+    approve: bool = True,
+    reason: str = "",
+    output: Mapping[str, Any] | None = None,
+) -> str:
+    """Answer the waiting approval step: SendTaskSuccess (or SendTaskFailure when `approve` is
+    False). Returns the token used. BadInputError when no approval is pending."""
+    token = load_approval_token(state)
+    if token is None:
+        raise BadInputError(
+            f"migration {state.migration_id} is not waiting for approval (no task token stored)"
+        )
+    try:
+        if approve:
+            body = dict(output or {"approved": True, "reason": reason})
+            sfn_client.send_task_success(taskToken=token, output=json.dumps(body))
+        else:
+            sfn_client.send_task_failure(
+                taskToken=token, error="dynashift.Rejected", cause=reason or "rejected"
+            )
+    except ClientError as exc:
+        if error_code(exc) in ("TaskDoesNotExist", "TaskTimedOut", "InvalidToken"):
+            clear_approval_token(state)
+            raise BadInputError(
+                f"the approval of migration {state.migration_id} is no longer pending "
+                f"({error_code(exc)})"
+            ) from exc
+        raise
+    clear_approval_token(state)
+    return token
