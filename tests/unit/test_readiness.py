@@ -1,0 +1,217 @@
+"""The readiness verdict: READY only when every required check holds; each failure named."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from dynashift.readiness import (
+    BACKFILL,
+    COUNTS,
+    DIVERGENT,
+    LAG,
+    NOT_READY,
+    READY,
+    REPLICATOR,
+    SOURCE_STREAM,
+    TARGET_ACTIVE,
+    TARGET_SETTINGS,
+    ReadinessInputs,
+    TableSettings,
+    VerificationSummary,
+    config_differences,
+    evaluate,
+    publish_report,
+    settings_from,
+)
+
+
+def good(**changes: Any) -> ReadinessInputs:
+    base = ReadinessInputs(
+        migration_id="m1",
+        source="us-east-1:orders",
+        target="eu-west-1:orders",
+        target_status="ACTIVE",
+        config_differences=[],
+        stream_enabled=True,
+        stream_view_type="NEW_AND_OLD_IMAGES",
+        replicator_failed_records=0,
+        dlq_messages=0,
+        segments_total=4,
+        segments_done=4,
+        lag_seconds=0.4,
+        lag_threshold_seconds=5.0,
+        verification=VerificationSummary(
+            segments_total=4,
+            segments_verified=4,
+            scanned_source=1000,
+            scanned_target=1000,
+            suspects=3,
+        ),
+    )
+    return base.model_copy(update=changes)
+
+
+def test_all_checks_hold_is_ready() -> None:
+    report = evaluate(good(), now=1.0)
+    assert report.verdict == READY and report.ready
+    assert report.failing() == []
+    assert report.summary_line() == "READY"
+    assert report.counts["source_items"] == 1000
+    text = report.to_text()
+    assert text.splitlines()[-1] == "READY"
+    assert "0 divergent (3 suspects rechecked)" in text
+
+
+def verification(**changes: Any) -> VerificationSummary:
+    v = good().verification
+    assert v is not None
+    return v.model_copy(update=changes)
+
+
+@pytest.mark.parametrize(
+    ("changes", "failing", "detail"),
+    [
+        ({"target_status": "UPDATING"}, TARGET_ACTIVE, "status UPDATING"),
+        ({"target_status": None}, TARGET_ACTIVE, "unknown"),
+        ({"config_differences": ["TTL: source expires, target off"]}, TARGET_SETTINGS, "TTL"),
+        ({"config_differences": None}, TARGET_SETTINGS, "not compared"),
+        ({"stream_enabled": False}, SOURCE_STREAM, "disabled"),
+        ({"stream_view_type": "KEYS_ONLY"}, SOURCE_STREAM, "new images required"),
+        ({"stream_enabled": None}, SOURCE_STREAM, "unknown"),
+        ({"replicator_failed_records": 2}, REPLICATOR, "2 failed records"),
+        ({"dlq_messages": 5}, REPLICATOR, "5 messages on the DLQ"),
+        ({"replicator_failed_records": None}, REPLICATOR, "unknown"),
+        ({"segments_done": 3}, BACKFILL, "3/4 segments done"),
+        ({"segments_total": 0, "segments_done": 0}, BACKFILL, "no segments planned"),
+        ({"lag_seconds": 12.5}, LAG, "12.5 s (threshold 5.0 s)"),
+        ({"lag_seconds": 5.0}, LAG, "5.0 s"),
+        ({"lag_seconds": None}, LAG, "unknown"),
+        ({"lag_seconds": 7.0, "lag_threshold_seconds": 10.0}, None, None),
+        ({"verification": None}, DIVERGENT, "not verified"),
+        ({"verification": verification(divergent=2)}, DIVERGENT, "2 divergent"),
+        ({"verification": verification(unsettled=1)}, DIVERGENT, "kept changing"),
+        ({"verification": verification(unchecked=4)}, DIVERGENT, "4 suspects not rechecked"),
+        ({"verification": verification(segments_verified=3)}, DIVERGENT, "3/4 segments"),
+        ({"dlq_messages": None}, None, None),
+    ],
+)
+def test_each_failing_check_makes_not_ready(
+    changes: dict[str, Any], failing: str | None, detail: str | None
+) -> None:
+    report = evaluate(good(**changes))
+    if failing is None:
+        assert report.ready, report.to_text()
+        return
+    assert report.verdict == NOT_READY
+    assert [c.name for c in report.failing()] == [failing]
+    (check,) = report.failing()
+    assert detail in check.detail
+    line = report.summary_line()
+    assert line.startswith("NOT READY: ") and failing in line and detail in line
+    assert "FAIL" in report.to_text()
+
+
+def test_counts_are_informational() -> None:
+    report = evaluate(good(verification=verification(scanned_target=999)))
+    assert report.ready
+    counts = next(c for c in report.checks if c.name == COUNTS)
+    assert not counts.ok and not counts.required
+    assert "source 1000, target 999" in counts.detail
+
+
+def test_several_failures_are_all_listed() -> None:
+    report = evaluate(good(lag_seconds=30.0, target_status="CREATING"))
+    assert [c.name for c in report.failing()] == [TARGET_ACTIVE, LAG]
+
+
+def test_report_json_round_trip() -> None:
+    report = evaluate(good(), now=5.0)
+    data = json.loads(json.dumps(report.to_json()))
+    assert data["verdict"] == "READY" and data["generated_at"] == 5.0
+    assert type(report).model_validate(data) == report
+
+
+def table(**changes: Any) -> TableSettings:
+    base = TableSettings(
+        status="ACTIVE",
+        billing_mode="PAY_PER_REQUEST",
+        gsis={"by-email": "email HASH [ALL]"},
+        ttl_attribute="expires",
+        pitr=True,
+        tags={"team": "core"},
+    )
+    return base.model_copy(update=changes)
+
+
+def test_config_parity() -> None:
+    assert config_differences(table(), table()) == []
+    diffs = config_differences(
+        table(),
+        table(
+            gsis={"by-email": "email HASH [KEYS_ONLY]", "extra": "x HASH [ALL]"},
+            ttl_attribute=None,
+            pitr=False,
+            billing_mode="PROVISIONED",
+            tags={},
+        ),
+    )
+    assert diffs == [
+        "GSI by-email: source email HASH [ALL], target email HASH [KEYS_ONLY]",
+        "GSI extra only on target",
+        "TTL: source expires, target off",
+        "PITR: source on, target off",
+        "billing: source PAY_PER_REQUEST, target PROVISIONED",
+        "tags differ: team",
+    ]
+    # Tags the operator added on the target are expected there.
+    assert config_differences(table(), table(tags={"team": "core", "env": "dev"})) == []
+    assert config_differences(table(), table(), expected_tags={"team": "core", "env": "dev"}) == [
+        "tags differ: env"
+    ]
+
+
+def test_settings_from_raw_describe_results() -> None:
+    s = settings_from(
+        {
+            "TableStatus": "ACTIVE",
+            "BillingModeSummary": {"BillingMode": "PAY_PER_REQUEST"},
+            "GlobalSecondaryIndexes": [
+                {
+                    "IndexName": "g",
+                    "KeySchema": [{"AttributeName": "e", "KeyType": "HASH"}],
+                    "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["b", "a"]},
+                }
+            ],
+            "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+            "ItemCount": 7,
+        },
+        {"TimeToLiveDescription": {"TimeToLiveStatus": "ENABLED", "AttributeName": "ttl"}},
+        {
+            "ContinuousBackupsDescription": {
+                "PointInTimeRecoveryDescription": {"PointInTimeRecoveryStatus": "ENABLED"}
+            }
+        },
+        [{"Key": "a", "Value": "1"}],
+    )
+    assert s.gsis == {"g": "e HASH [INCLUDE: a, b]"}
+    assert (s.ttl_attribute, s.pitr, s.tags, s.item_count) == ("ttl", True, {"a": "1"}, 7)
+    assert (s.stream_enabled, s.stream_view_type) == (True, "NEW_IMAGE")
+    assert settings_from({}).billing_mode == "PROVISIONED"
+
+
+def test_publish_to_sns_takes_a_client() -> None:
+    sent: dict[str, Any] = {}
+
+    class FakeSns:
+        def publish(self, **kwargs: Any) -> dict[str, str]:
+            sent.update(kwargs)
+            return {"MessageId": "m-1"}
+
+    report = evaluate(good(lag_seconds=9.0))
+    assert publish_report(FakeSns(), "arn:aws:sns:us-east-1:123456789012:t", report) == "m-1"
+    assert sent["Subject"] == "dynashift m1: NOT READY"
+    assert sent["Message"].startswith("Readiness of us-east-1:orders")
+    assert '"verdict": "NOT READY"' in sent["Message"]
