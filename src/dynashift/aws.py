@@ -101,6 +101,8 @@ def _session_for(side: Side) -> boto3.Session:
             source_credentials=source_credentials,
             role_arn=side.role_arn,
             extra_args=extra,
+            # botocore asks for the code on stdin when SerialNumber is set: answer with ours.
+            mfa_prompter=lambda _prompt: str(side.mfa_token),
         )
         creds = DeferredRefreshableCredentials(
             refresh_using=fetcher.fetch_credentials, method="assume-role"
