@@ -163,6 +163,7 @@ class StreamFollower:
         backoff: Backoff | None = None,
         discover_interval: float = 10.0,
         max_record_attempts: int = 10,
+        clock_skew: float = 2.0,
         context: Any = None,
     ) -> None:
         if not 1 <= batch_size <= 1000:
@@ -177,6 +178,8 @@ class StreamFollower:
         self.backoff = backoff or Backoff(base=0.05, cap=1.0)
         self.discover_interval = discover_interval
         self.max_record_attempts = max_record_attempts
+        #: How far the stream's clock (ApproximateCreationDateTime) may be behind ours.
+        self.clock_skew = clock_skew
         self.context = context or LocalLambdaContext()
         self._shards: dict[str, _Shard] = {}
         self._stored: dict[str, str] | None = None
@@ -372,9 +375,14 @@ class StreamFollower:
             raise
 
     def _peek(
-        self, shard_id: str, checkpoint: str | None, max_pages: int | None
+        self, shard_id: str, checkpoint: str | None, max_pages: int | None, until: float
     ) -> tuple[int, str | None, float | None]:
-        """Read a shard ahead without applying: (records, newest sequence, oldest record time)."""
+        """Read a shard ahead without applying: (records, newest sequence, oldest record time).
+
+        Stops at the tip (an empty page, or the end of a closed shard), after `max_pages`, or at
+        the first page ending with a record created at or after `until` (epoch seconds): with
+        a writer that never pauses, the tip is never seen empty.
+        """
         iterator: str | None = self._iterator(shard_id, checkpoint)
         count, newest, oldest = 0, None, None
         pages = 0
@@ -399,6 +407,9 @@ class StreamFollower:
                 oldest = approximate_creation(
                     records[0]["dynamodb"].get("ApproximateCreationDateTime")
                 )
+            last = approximate_creation(records[-1]["dynamodb"].get("ApproximateCreationDateTime"))
+            if last is not None and last >= until:
+                break
             iterator = resp.get("NextShardIterator")
         return count, newest, oldest
 
@@ -415,7 +426,8 @@ class StreamFollower:
         so `records_behind` is a lower bound beyond 1,000 x max_pages)."""
         behind, oldest = 0, None
         for shard_id, checkpoint in self._unfinished():
-            count, _, first = self._peek(shard_id, checkpoint, max_pages)
+            until = self._clock() + self.clock_skew
+            count, _, first = self._peek(shard_id, checkpoint, max_pages, until)
             behind += count
             if first is not None:
                 oldest = first if oldest is None else min(oldest, first)
@@ -427,10 +439,11 @@ class StreamFollower:
 
         Raises WorkerDeadlineError when that takes longer than `timeout` seconds.
         """
-        deadline = self._clock() + timeout
+        now = self._clock()
+        deadline = now + timeout
         targets: dict[str, str] = {}
         for shard_id, checkpoint in self._unfinished():
-            _, newest, _ = self._peek(shard_id, checkpoint, None)
+            _, newest, _ = self._peek(shard_id, checkpoint, None, now + self.clock_skew)
             if newest is not None:
                 targets[shard_id] = newest
         start_applied, polls, idle = self.applied, 0, 0

@@ -1,0 +1,306 @@
+"""The follower against a FAKE streams client: several parent/child shards (moto has one shard
+per table), expired iterators, throttling, paging, restart, failure retry and drain."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from dynashift.errors import RuntimeFailure
+from dynashift.follower import StreamFollower, to_lambda_record
+from dynashift.replicator import ApplyResult
+
+ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/src/stream/2024-01-01T00:00:00.000"
+
+
+def botocore_record(seq: int, name: str = "MODIFY", now: bool = False) -> dict[str, Any]:
+    """A record as botocore's GetRecords returns it (bytes, datetime, capitalised identity)."""
+    created = datetime.now(UTC) if now else datetime.fromtimestamp(1_700_000_000 + seq, UTC)
+    body: dict[str, Any] = {
+        "ApproximateCreationDateTime": created,
+        "Keys": {"pk": {"S": f"k{seq}"}},
+        "SequenceNumber": str(seq),
+        "SizeBytes": 10,
+        "StreamViewType": "NEW_AND_OLD_IMAGES",
+    }
+    if name != "REMOVE":
+        body["NewImage"] = {"pk": {"S": f"k{seq}"}, "b": {"B": b"\x00\xff"}}
+    return {
+        "eventID": f"e{seq}",
+        "eventName": name,
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "dynamodb": body,
+    }
+
+
+def client_error(code: str, op: str) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": "fake"}}, op)
+
+
+class FakeStreams:
+    """DescribeStream (paged), GetShardIterator, GetRecords over in-memory shards.
+
+    `shards`: ShardId -> (ParentShardId, [sequence numbers], closed). Every `expire_every`-th
+    GetRecords raises ExpiredIteratorException; every `throttle_every`-th raises
+    LimitExceededException. `grow` appends one record to that open shard on every GetRecords.
+    """
+
+    def __init__(
+        self,
+        shards: Mapping[str, tuple[str | None, Sequence[int], bool]],
+        *,
+        page: int = 2,
+        describe_page: int = 2,
+        expire_every: int = 0,
+        throttle_every: int = 0,
+        grow: str | None = None,
+    ) -> None:
+        self.shards = {
+            k: (p, [botocore_record(s) for s in seqs], c) for k, (p, seqs, c) in shards.items()
+        }
+        self.order = list(shards)
+        self.page = page
+        self.describe_page = describe_page
+        self.expire_every = expire_every
+        self.throttle_every = throttle_every
+        self.grow = grow
+        self.calls = 0
+        self.expired = 0
+        self.throttled = 0
+        self.trimmed: set[str] = set()
+
+    def describe_stream(self, StreamArn: str, ExclusiveStartShardId: str | None = None) -> Any:
+        start = self.order.index(ExclusiveStartShardId) + 1 if ExclusiveStartShardId else 0
+        ids = self.order[start : start + self.describe_page]
+        shards = []
+        for sid in ids:
+            parent, records, closed = self.shards[sid]
+            rng: dict[str, str] = {
+                "StartingSequenceNumber": records[0]["dynamodb"]["SequenceNumber"]
+            }
+            if closed:
+                rng["EndingSequenceNumber"] = records[-1]["dynamodb"]["SequenceNumber"]
+            shard: dict[str, Any] = {"ShardId": sid, "SequenceNumberRange": rng}
+            if parent:
+                shard["ParentShardId"] = parent
+            shards.append(shard)
+        desc: dict[str, Any] = {"StreamArn": StreamArn, "Shards": shards}
+        if start + self.describe_page < len(self.order):
+            desc["LastEvaluatedShardId"] = ids[-1]
+        return {"StreamDescription": desc}
+
+    def get_shard_iterator(
+        self,
+        StreamArn: str,
+        ShardId: str,
+        ShardIteratorType: str,
+        SequenceNumber: str | None = None,
+    ) -> Any:
+        if ShardId in self.trimmed and ShardIteratorType == "AFTER_SEQUENCE_NUMBER":
+            raise client_error("TrimmedDataAccessException", "GetShardIterator")
+        records = self.shards[ShardId][1]
+        if ShardIteratorType == "TRIM_HORIZON":
+            pos = 0
+        else:
+            assert ShardIteratorType == "AFTER_SEQUENCE_NUMBER"
+            seqs = [int(r["dynamodb"]["SequenceNumber"]) for r in records]
+            pos = next((i for i, s in enumerate(seqs) if s > int(str(SequenceNumber))), len(seqs))
+        return {"ShardIterator": json.dumps([ShardId, pos])}
+
+    def get_records(self, ShardIterator: str, Limit: int) -> Any:
+        self.calls += 1
+        if self.grow:
+            _, records, _ = self.shards[self.grow]
+            last = int(records[-1]["dynamodb"]["SequenceNumber"])
+            records.append(botocore_record(last + 1, now=True))
+        if self.expire_every and self.calls % self.expire_every == 0:
+            self.expired += 1
+            raise client_error("ExpiredIteratorException", "GetRecords")
+        if self.throttle_every and self.calls % self.throttle_every == 0:
+            self.throttled += 1
+            raise client_error("LimitExceededException", "GetRecords")
+        sid, pos = json.loads(ShardIterator)
+        _, records, closed = self.shards[sid]
+        batch = records[pos : pos + min(Limit, self.page)]
+        end = pos + len(batch)
+        out: dict[str, Any] = {"Records": batch}
+        if not (closed and end >= len(records)):
+            out["NextShardIterator"] = json.dumps([sid, end])
+        return out
+
+
+class Recorder:
+    """A stand-in Replicator: records what it is given, fails on request."""
+
+    def __init__(self, poison: str | None = None, poison_times: int = 0) -> None:
+        self.applied: list[str] = []
+        self.batches: list[list[dict[str, Any]]] = []
+        self.poison = poison
+        self.poison_times = poison_times
+
+    def apply(self, records: Sequence[Mapping[str, Any]]) -> ApplyResult:
+        self.batches.append([dict(r) for r in records])
+        result = ApplyResult()
+        for i, r in enumerate(records):
+            seq = r["dynamodb"]["SequenceNumber"]
+            if seq == self.poison and self.poison_times > 0:
+                self.poison_times -= 1
+                result.failed_index, result.error = i, "poisoned"
+                return result
+            self.applied.append(seq)
+            result.applied += 1
+        return result
+
+
+class FakeState:
+    """The two StateStore methods the follower uses, in memory."""
+
+    def __init__(self) -> None:
+        self.checkpoints: dict[str, str] = {}
+        self.saves = 0
+
+    def shard_checkpoints(self) -> dict[str, str]:
+        return dict(self.checkpoints)
+
+    def save_shard_checkpoint(self, shard_id: str, sequence_number: str, **_: Any) -> None:
+        self.checkpoints[shard_id] = sequence_number
+        self.saves += 1
+
+
+#: Listed children first: order must come from lineage, not from the listing.
+LINEAGE = {
+    "D": ("B", [400, 401], False),
+    "C": ("A", [300, 301, 302, 303, 304, 305], False),
+    "B": ("A", [200, 201, 202], True),
+    "A": (None, [100, 101, 102, 103, 104], True),
+    "E": ("trimmed-parent", [500, 501], True),
+}
+ALL = sorted(str(s) for _, seqs, _ in LINEAGE.values() for s in seqs)
+
+
+def poll_until(follower: StreamFollower, done: Any, polls: int = 200) -> int:
+    for n in range(polls):
+        if done():
+            return n
+        follower.poll_once()
+    raise AssertionError(f"not done after {polls} polls")
+
+
+def assert_lineage_order(applied: list[str]) -> None:
+    pos = {s: i for i, s in enumerate(applied)}
+    for _sid, (parent, seqs, _) in LINEAGE.items():
+        mine = [pos[str(s)] for s in seqs]
+        assert mine == sorted(mine), "records of one shard out of order"
+        if parent in LINEAGE:
+            last_parent = max(pos[str(s)] for s in LINEAGE[parent][1])
+            assert min(mine) > last_parent, f"child of {parent} read before its parent finished"
+
+
+def make(stream: FakeStreams, target: Any, state: Any = None, **kw: Any) -> StreamFollower:
+    return StreamFollower(ARN, stream, target, state, sleep=lambda _s: None, **kw)
+
+
+def test_parents_before_children_with_expired_iterators_and_throttling() -> None:
+    stream = FakeStreams(LINEAGE, expire_every=3, throttle_every=7)
+    rec = Recorder()
+    follower = make(stream, rec, FakeState(), batch_size=2)
+    poll_until(follower, lambda: sorted(rec.applied) == ALL)
+    assert sorted(rec.applied) == ALL and len(rec.applied) == len(ALL)  # each exactly once
+    assert_lineage_order(rec.applied)
+    assert stream.expired > 0 and stream.throttled > 0
+    assert follower.lag().records_behind == 0
+
+
+def test_events_have_the_lambda_shape() -> None:
+    stream = FakeStreams({"A": (None, [7], False)})
+    rec = Recorder()
+    make(stream, rec).poll_once()
+    (event,) = rec.batches[0]
+    json.dumps(event)  # JSON as Lambda delivers it: no bytes, no datetimes
+    assert event["eventSourceARN"] == ARN
+    assert event["dynamodb"]["NewImage"]["b"] == {"B": "AP8="}
+    assert event["dynamodb"]["ApproximateCreationDateTime"] == 1_700_000_007.0
+
+
+def test_ttl_identity_is_converted_to_lambda_field_names() -> None:
+    raw = botocore_record(1, "REMOVE")
+    raw["userIdentity"] = {"Type": "Service", "PrincipalId": "dynamodb.amazonaws.com"}
+    event = to_lambda_record(raw, ARN)
+    assert event["userIdentity"] == {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
+
+
+def test_restart_continues_from_the_checkpoint_without_loss() -> None:
+    state = FakeState()
+    first = Recorder()
+    follower = make(FakeStreams(LINEAGE), first, state, batch_size=2)
+    for _ in range(3):
+        follower.poll_once()
+    assert 0 < len(first.applied) < len(ALL)
+    # A new process: new follower, same state store; the old one is gone.
+    second = Recorder()
+    follower2 = make(FakeStreams(LINEAGE), second, state, batch_size=2)
+    poll_until(follower2, lambda: sorted(first.applied + second.applied) == ALL)
+    assert not set(first.applied) & set(second.applied)  # checkpointed batches not redone
+    assert_lineage_order(first.applied + second.applied)
+
+
+def test_failed_record_is_retried_first_and_nothing_overtakes_it() -> None:
+    rec = Recorder(poison="302", poison_times=3)
+    follower = make(FakeStreams(LINEAGE), rec, FakeState(), batch_size=4)
+    poll_until(follower, lambda: sorted(rec.applied) == ALL)
+    assert len(rec.applied) == len(ALL)
+    assert_lineage_order(rec.applied)
+
+
+def test_a_record_failing_for_good_raises_after_bounded_attempts() -> None:
+    rec = Recorder(poison="101", poison_times=10**6)
+    follower = make(FakeStreams(LINEAGE), rec, None, max_record_attempts=4)
+    with pytest.raises(RuntimeFailure, match=r"101 .* failed 4 times"):
+        poll_until(follower, lambda: False)
+    assert "102" not in rec.applied and "200" not in rec.applied
+
+
+def test_lambda_handler_target_gets_events_and_reports_failures() -> None:
+    applied: list[str] = []
+    fails = {"n": 2}
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        assert context.aws_request_id
+        seqs = [r["dynamodb"]["SequenceNumber"] for r in event["Records"]]
+        for i, s in enumerate(seqs):
+            if s == "103" and fails["n"]:
+                fails["n"] -= 1
+                return {"batchItemFailures": [{"itemIdentifier": x} for x in seqs[i:]]}
+            applied.append(s)
+        return {"batchItemFailures": []}
+
+    follower = make(FakeStreams(LINEAGE), handler, FakeState(), batch_size=3)
+    poll_until(follower, lambda: sorted(applied) == ALL)
+    assert len(applied) == len(ALL)
+    assert_lineage_order(applied)
+
+
+def test_trimmed_checkpoint_is_a_loud_failure() -> None:
+    stream = FakeStreams({"A": (None, [1, 2, 3], False)})
+    stream.trimmed.add("A")
+    state = FakeState()
+    state.checkpoints["A"] = "1"
+    with pytest.raises(RuntimeFailure, match="trimmed"):
+        make(stream, Recorder(), state).poll_once()
+
+
+def test_drain_applies_what_was_there_and_stops_while_writes_continue() -> None:
+    stream = FakeStreams(LINEAGE, grow="C")
+    rec = Recorder()
+    follower = make(stream, rec, FakeState(), batch_size=2, clock_skew=0.0)
+    result = follower.drain(timeout=30)
+    assert set(ALL) <= set(rec.applied)
+    assert follower.finished and result.applied == len(rec.applied)
+    assert_lineage_order([s for s in rec.applied if s in set(ALL)])
