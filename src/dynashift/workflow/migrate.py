@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from dynashift.errors import BadInputError, DynashiftError, RuntimeFailure
-from dynashift.models import TableLocation
+from dynashift.models import MigrationSpec, TableLocation
 from dynashift.progress import Progress
 from dynashift.state import StateStore, state_table_name
 from dynashift.workflow.local import LocalReplication
@@ -98,6 +98,8 @@ class _Watcher:
         if not details or not kind.endswith("StateEntered"):
             return
         name = str(details.get("name", ""))
+        if self.runner.on_state is not None and name not in self.announced:
+            self.runner.on_state(name)
         if any(kind.startswith(t) for t in QUIET_TYPES) or name in self.announced:
             return
         if name in ("Copy segment", "Verify segment"):
@@ -159,8 +161,10 @@ class MigrationRunner:
         stop: threading.Event | None = None,
         drain_timeout: float = 300.0,
         timeout: float | None = None,
+        on_state: Callable[[str], None] | None = None,
     ) -> None:
         self.input = workflow_input
+        self.on_state = on_state
         self.spec = workflow_input.spec
         self.follow = follow
         self.approve = approve
@@ -333,6 +337,57 @@ def _cause_message(cause: str | None) -> str | None:
     if isinstance(parsed, dict):
         return str(parsed.get("errorMessage") or parsed)
     return str(parsed)
+
+
+def plan_segment_count(spec: MigrationSpec, requested: int | None, minimum: int = 4) -> int:
+    """The segment count of a run: the one recorded by an earlier run of this migration (a
+    resume must keep it; a different `requested` count is refused by validation), else the
+    requested one, else planned from the source's size (at least `minimum`)."""
+    client = spec.state.clients().dynamodb()
+    if StateStore.table_exists(client, spec.state.name):
+        recorded = (state_store(spec).get_meta() or {}).get("segments")
+        if recorded is not None and requested is None:
+            return int(recorded)
+    if requested is not None:
+        return requested
+    from dynashift.backfill import plan_segments
+    from dynashift.tables import describe_table
+
+    desc = describe_table(spec.source.clients().dynamodb(), spec.source.name, "source table")
+    planned = plan_segments(int(desc.get("ItemCount", 0)), int(desc.get("TableSizeBytes", 0)))
+    return max(minimum, planned)
+
+
+def write_outputs(
+    run: MigrationRun,
+    *,
+    report_path: str | None = None,
+    html_path: str | None = None,
+    out: TextIO | None = None,
+) -> None:
+    """Print the checklist (verdict last) and write the --report / --html files."""
+    out = out or sys.stdout
+    report = run.report
+    if report is None:
+        print(run.summary or "NOT READY: no readiness report", file=out)
+        return
+    from dynashift.readiness import ReadinessReport, write_report_file
+
+    parsed = ReadinessReport.model_validate(report)
+    if run.followed_records:
+        print(f"(after READY, {run.followed_records} more stream records were applied)", file=out)
+    print(parsed.to_text(), file=out, flush=True)
+    if report_path:
+        write_report_file(report_path, parsed)
+    if html_path:
+        import importlib
+
+        # The HTML page is issue 7's (dynashift.report_html); refuse clearly until it exists.
+        try:
+            report_html: Any = importlib.import_module("dynashift.report_html")
+        except ModuleNotFoundError:
+            raise BadInputError("--html: HTML reports are not available in this build") from None
+        report_html.write_html(html_path, parsed)
 
 
 def run_local_migration(workflow_input: WorkflowInput, **kwargs: Any) -> MigrationRun:

@@ -1,0 +1,225 @@
+"""`dynashift migrate`: run the whole migration workflow locally (the same state machine).
+
+Parses the flags into a `WorkflowInput`, hands it to `dynashift.workflow.migrate`, prints the
+readiness checklist with the verdict last, writes `--report` / `--html`, and returns the exit
+code: 0 READY, 1 NOT READY, 2 bad input, 3 runtime failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pydantic import ValidationError
+
+from dynashift.cli.common import bounded_int, positive_float
+from dynashift.cli.migration_options import (
+    add_table_options,
+    add_target_options,
+    locations_from_args,
+    target_options_from_args,
+)
+from dynashift.errors import BadInputError
+from dynashift.models import MigrationSpec
+
+#: Local defaults: short waits and worker budgets so progress and resumes are fine-grained.
+LOCAL_POLL_SECONDS = 1
+LOCAL_WORKER_BUDGET = 60.0
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "migrate",
+        help="migrate a live table: create/verify target, replicate, backfill, verify, report",
+        description="Run the migration state machine locally: prepare the target, enable the "
+        "source stream, replicate it, backfill in parallel segments, verify, and print the "
+        "readiness checklist. Exit 0 only when READY. Re-running resumes.",
+    )
+    add_table_options(parser)
+    add_target_options(parser)
+    group = parser.add_argument_group("migration")
+    group.add_argument(
+        "--segments",
+        type=bounded_int(1, 10_000),
+        metavar="N",
+        help="parallel scan segments (default: planned from the table size, at least 4; a "
+        "resumed migration keeps its count)",
+    )
+    group.add_argument(
+        "--version-attribute",
+        metavar="ATTR",
+        help="numeric attribute that orders item versions (backfill never overwrites newer)",
+    )
+    group.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="ATTR",
+        help="attribute ignored by verification (repeatable)",
+    )
+    group.add_argument(
+        "--max-write-rate", type=positive_float, metavar="N", help="backfill cap in items/s"
+    )
+    group.add_argument(
+        "--skip-ttl-deletes",
+        action="store_true",
+        help="do not replicate deletes made by the source's Time to Live",
+    )
+    group.add_argument(
+        "--lag-threshold",
+        type=positive_float,
+        default=5.0,
+        metavar="SECONDS",
+        help="replication lag under which the migration may be READY (default 5)",
+    )
+    group.add_argument(
+        "--verify-mode",
+        choices=("auto", "batch", "merge"),
+        default="auto",
+        help="verification lookups: batch reads of the target, or a merged scan (default auto)",
+    )
+    run = parser.add_argument_group("run")
+    run.add_argument(
+        "--follow",
+        action="store_true",
+        help="after READY keep replicating until SIGINT/SIGTERM, then apply every change "
+        "written before the signal and exit 0",
+    )
+    run.add_argument(
+        "--approval",
+        action="store_true",
+        help="after READY wait for approval, then cut over (drain and stop replication)",
+    )
+    run.add_argument(
+        "--concurrency",
+        type=bounded_int(1, 64),
+        default=4,
+        metavar="N",
+        help="segment workers running at once (default 4)",
+    )
+    run.add_argument(
+        "--worker-budget",
+        type=positive_float,
+        default=LOCAL_WORKER_BUDGET,
+        metavar="SECONDS",
+        help="seconds a worker runs before handing back a cursor "
+        f"(default {LOCAL_WORKER_BUDGET:g})",
+    )
+    run.add_argument(
+        "--poll-seconds",
+        type=bounded_int(0, 3600),
+        default=LOCAL_POLL_SECONDS,
+        metavar="N",
+        help=f"wait between polls of the target, stream and lag (default {LOCAL_POLL_SECONDS})",
+    )
+    run.add_argument("--report", metavar="FILE.json", help="write the readiness report as JSON")
+    run.add_argument("--html", metavar="FILE.html", help="write the report as one HTML page")
+    run.add_argument(
+        "--yes",
+        action="store_true",
+        help="do not ask before enabling the source stream and creating the target",
+    )
+    parser.set_defaults(func=run_migrate)
+
+
+def _spec(args: argparse.Namespace) -> MigrationSpec:
+    from dynashift.workflow.migrate import migration_id_for, state_location
+
+    source, target = locations_from_args(args)
+    options = target_options_from_args(args)
+    migration_id = migration_id_for(source, target)
+    try:
+        return MigrationSpec(
+            migration_id=migration_id,
+            source=source,
+            target=target,
+            state=state_location(migration_id, target),
+            segments=args.segments or 1,
+            version_attribute=args.version_attribute,
+            ignore=tuple(args.ignore),
+            max_write_rate=args.max_write_rate,
+            skip_ttl_deletes=args.skip_ttl_deletes,
+            allow_nonempty_target=options.allow_nonempty_target,
+            replace_stream=options.replace_stream,
+            worker_budget_seconds=min(args.worker_budget, 840.0),
+            lag_threshold_seconds=args.lag_threshold,
+        )
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]).replace("_", "-")
+        raise BadInputError(f"--{field}: {err.get('input')!r} is invalid ({err['msg']})") from None
+
+
+def _confirm(args: argparse.Namespace, spec: MigrationSpec) -> None:
+    if args.yes or not sys.stdin.isatty():
+        return
+    answer = input(
+        f"Migrate {spec.source.display()} -> {spec.target.display()}: this enables a stream on "
+        "the source if needed and creates or writes the target. Continue? [y/N] "
+    )
+    if answer.strip().lower() not in ("y", "yes"):
+        raise BadInputError("not confirmed (answer y, or pass --yes)")
+
+
+@contextmanager
+def _signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM sets `stop` (SIGINT raises KeyboardInterrupt as usual)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _approver() -> bool:
+    if not sys.stdin.isatty():
+        return True
+    return input(
+        "READY. Approve the cutover (drain and stop replication)? [y/N] "
+    ).strip().lower() in (
+        "y",
+        "yes",
+    )
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    from dynashift.workflow.migrate import plan_segment_count, run_local_migration, write_outputs
+    from dynashift.workflow.steps import WorkflowInput, WorkflowSettings
+
+    if args.html:
+        import importlib.util
+
+        if importlib.util.find_spec("dynashift.report_html") is None:
+            raise BadInputError(f"--html {args.html}: HTML reports are not available in this build")
+    spec = _spec(args)
+    spec = spec.model_copy(update={"segments": plan_segment_count(spec, args.segments)})
+    settings = WorkflowSettings(
+        poll_seconds=args.poll_seconds,
+        max_concurrency=args.concurrency,
+        approval=args.approval,
+        cutover=not args.follow,
+        verify_mode=args.verify_mode,
+    )
+    workflow_input = WorkflowInput(
+        spec=spec, target_options=target_options_from_args(args), settings=settings
+    )
+    _confirm(args, spec)
+    stop = threading.Event()
+    with _signals(stop):
+        run = run_local_migration(
+            workflow_input,
+            follow=args.follow,
+            approve=_approver if args.approval else None,
+            stop=stop,
+        )
+    write_outputs(run, report_path=args.report, html_path=args.html)
+    return run.exit_code
