@@ -1,0 +1,67 @@
+"""`dynashift status --execution ARN`: phase, per-segment progress and lag of a deployed run.
+
+Reads the execution (status, the step it is in) and the migration's state store (phase,
+segment checkpoints, verification, saved verdict); the lag is probed read-only from the source
+stream against the replicator's checkpoints. `--json` prints the same as JSON. Exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from dynashift.cli.approve_cmd import add_execution_options, open_execution
+from dynashift.readiness import migration_status
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "status",
+        help="show the phase, per-segment progress and lag of a deployed migration",
+        description="Read a migration's execution and state store; changes nothing.",
+    )
+    add_execution_options(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run)
+
+
+def _current_step(sfn: Any, arn: str) -> str | None:
+    history = sfn.get_execution_history(executionArn=arn, reverseOrder=True, maxResults=50)
+    for event in history.get("events", []):
+        entered = event.get("stateEnteredEventDetails")
+        if entered:
+            return str(entered["name"])
+    return None
+
+
+def _lag(ctx: Any) -> tuple[float | None, str]:
+    meta = ctx.state.get_meta() or {}
+    arn = meta.get("stream_arn")
+    if not arn:
+        return None, "no stream recorded yet"
+    from dynashift.workflow.control import stream_backlog
+
+    streams = ctx.spec.source.clients().streams()
+    lag = stream_backlog(streams, arn, ctx.state.shard_checkpoints())
+    return lag.age_seconds, lag.detail
+
+
+def run(args: argparse.Namespace) -> int:
+    ctx = open_execution(args)
+    running = ctx.execution.get("status") == "RUNNING"
+    step = _current_step(ctx.sfn, ctx.arn) if running else None
+    lag, detail = _lag(ctx) if running else (None, "")
+    status = migration_status(
+        ctx.state,
+        ctx.spec.segments,
+        execution=ctx.execution,
+        current_step=step,
+        lag_seconds=lag,
+        lag_detail=detail,
+    )
+    if args.json:
+        print(json.dumps(status.model_dump(mode="json"), indent=2, sort_keys=True))
+    else:
+        print(status.to_text())
+    return 0
