@@ -1,0 +1,566 @@
+"""Create or verify the target on a moto server: mirroring, verify paths, refusals, replicas.
+
+moto round-trips key schema, attribute definitions, GSIs, LSIs, billing and capacity, TTL, PITR,
+tags, SSE and deletion protection: those are asserted on the created table. It does not return
+TableClass and ignores ReplicaUpdates: those are asserted on the request dynashift sends (and
+replica progress is simulated in DescribeTable responses at the botocore layer).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from dynashift.aws import Side
+from dynashift.errors import (
+    BadInputError,
+    IncompatibleSchemaError,
+    RuntimeFailure,
+    TableNotFoundError,
+    UnsafeTargetError,
+)
+from dynashift.items import TOMBSTONE_ATTR
+from dynashift.models import TableLocation
+from dynashift.state import StateStore, state_table_name
+from dynashift.target import (
+    TargetOptions,
+    check_target,
+    poll_target,
+    prepare_target,
+    start_prepare_target,
+)
+
+REGION = "us-east-1"
+
+
+# --- helpers shared with the stream and plan tests ---------------------------------------------
+
+
+def location(endpoint: str, name: str, region: str | None = REGION) -> TableLocation:
+    return TableLocation(name=name, side=Side(region=region, endpoint_url=endpoint))
+
+
+@contextlib.contextmanager
+def hooked(client: Any, event: str, handler: Callable[..., Any]) -> Iterator[None]:
+    """Register a botocore event handler on `client` for the duration of the block."""
+    unique_id = f"test-{uuid.uuid4().hex}"
+    client.meta.events.register(event, handler, unique_id=unique_id)
+    try:
+        yield
+    finally:
+        client.meta.events.unregister(event, unique_id=unique_id)
+
+
+@contextlib.contextmanager
+def capture(client: Any, operation: str) -> Iterator[list[dict[str, Any]]]:
+    """Record the API parameters of every `operation` call the client makes."""
+    calls: list[dict[str, Any]] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        calls.append(dict(params))
+
+    with hooked(client, f"before-parameter-build.dynamodb.{operation}", record):
+        yield calls
+
+
+class FakeHttp:
+    status_code = 200
+    headers: dict[str, str] = {}
+    content = b"{}"
+
+
+def simple_table(ddb: Any, name: str, *, sort_key: bool = False, **extra: Any) -> None:
+    keys = [{"AttributeName": "pk", "KeyType": "HASH"}]
+    attrs = [{"AttributeName": "pk", "AttributeType": "S"}]
+    if sort_key:
+        keys.append({"AttributeName": "sk", "KeyType": "RANGE"})
+        attrs.append({"AttributeName": "sk", "AttributeType": "N"})
+    ddb.create_table(
+        TableName=name,
+        KeySchema=keys,
+        AttributeDefinitions=attrs,
+        BillingMode="PAY_PER_REQUEST",
+        **extra,
+    )
+
+
+def rich_source(ddb: Any, name: str, *, kms_key: str | None = None) -> None:
+    """2 GSIs (different projections), 1 LSI, TTL, PITR, tags, provisioned capacity, SSE."""
+    ddb.create_table(
+        TableName=name,
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "N"},
+            {"AttributeName": "email", "AttributeType": "S"},
+            {"AttributeName": "status", "AttributeType": "S"},
+            {"AttributeName": "created", "AttributeType": "N"},
+        ],
+        BillingMode="PROVISIONED",
+        ProvisionedThroughput={"ReadCapacityUnits": 7, "WriteCapacityUnits": 3},
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by-email",
+                "KeySchema": [{"AttributeName": "email", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "ALL"},
+                "ProvisionedThroughput": {"ReadCapacityUnits": 4, "WriteCapacityUnits": 2},
+            },
+            {
+                "IndexName": "by-status",
+                "KeySchema": [
+                    {"AttributeName": "status", "KeyType": "HASH"},
+                    {"AttributeName": "created", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["total", "n"]},
+                "ProvisionedThroughput": {"ReadCapacityUnits": 5, "WriteCapacityUnits": 1},
+            },
+        ],
+        LocalSecondaryIndexes=[
+            {
+                "IndexName": "by-created",
+                "KeySchema": [
+                    {"AttributeName": "pk", "KeyType": "HASH"},
+                    {"AttributeName": "created", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
+        SSESpecification={
+            "Enabled": True,
+            "SSEType": "KMS",
+            "KMSMasterKeyId": kms_key or "arn:aws:kms:us-east-1:123456789012:key/source-key",
+        },
+        DeletionProtectionEnabled=True,
+        Tags=[{"Key": "team", "Value": "payments"}, {"Key": "env", "Value": "prod"}],
+    )
+    ddb.update_time_to_live(
+        TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires"}
+    )
+    ddb.update_continuous_backups(
+        TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
+    )
+
+
+def snapshot(ddb: Any, name: str) -> dict[str, Any]:
+    """Everything that must stay unchanged when dynashift only looks at a table."""
+    table = ddb.describe_table(TableName=name)["Table"]
+    return {
+        "table": {k: v for k, v in table.items() if k not in ("CreationDateTime",)},
+        "ttl": ddb.describe_time_to_live(TableName=name)["TimeToLiveDescription"],
+        "pitr": ddb.describe_continuous_backups(TableName=name)["ContinuousBackupsDescription"][
+            "PointInTimeRecoveryDescription"
+        ]["PointInTimeRecoveryStatus"],
+        "tags": ddb.list_tags_of_resource(ResourceArn=table["TableArn"])["Tags"],
+        "items": ddb.scan(TableName=name, Select="COUNT")["Count"],
+    }
+
+
+def _tags(ddb: Any, name: str) -> dict[str, str]:
+    arn = ddb.describe_table(TableName=name)["Table"]["TableArn"]
+    return {t["Key"]: t["Value"] for t in ddb.list_tags_of_resource(ResourceArn=arn)["Tags"]}
+
+
+def _no_sleep(_seconds: float) -> None:
+    return None
+
+
+# --- creation ------------------------------------------------------------------------------------
+
+
+def test_creation_mirrors_every_setting(endpoint: str, ddb: Any, table_name: Any) -> None:
+    src, dst = table_name("rich"), table_name("rich-copy")
+    rich_source(ddb, src)
+    target = location(endpoint, dst)
+    client = target.clients().dynamodb()
+    with capture(client, "CreateTable") as creates:
+        result = prepare_target(
+            location(endpoint, src),
+            target,
+            TargetOptions(tags={"migrated-by": "dynashift"}),
+            sleep=_no_sleep,
+        )
+    assert result.ready and result.created and result.action == "create"
+    assert len(creates) == 1
+    t = ddb.describe_table(TableName=dst)["Table"]
+    s = ddb.describe_table(TableName=src)["Table"]
+    assert t["KeySchema"] == s["KeySchema"]
+    assert sorted(t["AttributeDefinitions"], key=str) == sorted(s["AttributeDefinitions"], key=str)
+    # provisioned capacity
+    assert t["BillingModeSummary"]["BillingMode"] == "PROVISIONED"
+    assert t["ProvisionedThroughput"]["ReadCapacityUnits"] == 7
+    assert t["ProvisionedThroughput"]["WriteCapacityUnits"] == 3
+    # 2 GSIs: keys, projections (ALL / INCLUDE with attributes), capacity each
+    gsis = {g["IndexName"]: g for g in t["GlobalSecondaryIndexes"]}
+    assert set(gsis) == {"by-email", "by-status"}
+    assert gsis["by-email"]["KeySchema"] == [{"AttributeName": "email", "KeyType": "HASH"}]
+    assert gsis["by-email"]["Projection"] == {"ProjectionType": "ALL"}
+    assert gsis["by-email"]["ProvisionedThroughput"]["ReadCapacityUnits"] == 4
+    assert gsis["by-email"]["ProvisionedThroughput"]["WriteCapacityUnits"] == 2
+    assert gsis["by-status"]["KeySchema"] == [
+        {"AttributeName": "status", "KeyType": "HASH"},
+        {"AttributeName": "created", "KeyType": "RANGE"},
+    ]
+    assert gsis["by-status"]["Projection"] == {
+        "ProjectionType": "INCLUDE",
+        "NonKeyAttributes": ["total", "n"],
+    }
+    assert gsis["by-status"]["ProvisionedThroughput"]["ReadCapacityUnits"] == 5
+    assert gsis["by-status"]["ProvisionedThroughput"]["WriteCapacityUnits"] == 1
+    # LSI
+    (lsi,) = t["LocalSecondaryIndexes"]
+    assert lsi["IndexName"] == "by-created"
+    assert lsi["KeySchema"] == s["LocalSecondaryIndexes"][0]["KeySchema"]
+    assert lsi["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+    # TTL, PITR
+    ttl = ddb.describe_time_to_live(TableName=dst)["TimeToLiveDescription"]
+    assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires"}
+    pitr = ddb.describe_continuous_backups(TableName=dst)["ContinuousBackupsDescription"]
+    assert pitr["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
+    # tags: the source's plus the added one
+    assert _tags(ddb, dst) == {"team": "payments", "env": "prod", "migrated-by": "dynashift"}
+    # SSE with the same (same-account, same-region) key, deletion protection
+    assert t["SSEDescription"]["SSEType"] == "KMS"
+    assert t["SSEDescription"]["KMSMasterKeyArn"] == s["SSEDescription"]["KMSMasterKeyArn"]
+    assert t["DeletionProtectionEnabled"] is True
+    # no stream on the target unless asked for
+    assert not (t.get("StreamSpecification") or {}).get("StreamEnabled")
+    # the source is unchanged by all this
+    assert ddb.describe_table(TableName=src)["Table"]["ItemCount"] == 0
+
+
+def test_options_override_billing_class_tags_protection(
+    endpoint: str, ddb: Any, table_name: Any
+) -> None:
+    src, dst = table_name("ovr"), table_name("ovr-copy")
+    rich_source(ddb, src)
+    target = location(endpoint, dst)
+    options = TargetOptions(
+        billing_mode="PAY_PER_REQUEST",
+        table_class="STANDARD_INFREQUENT_ACCESS",
+        tags={"env": "staging"},
+        deletion_protection=False,
+        target_stream_view_type="NEW_IMAGE",
+    )
+    with capture(target.clients().dynamodb(), "CreateTable") as creates:
+        prepare_target(location(endpoint, src), target, options, sleep=_no_sleep)
+    (request,) = creates
+    # moto does not report TableClass: assert the request
+    assert request["TableClass"] == "STANDARD_INFREQUENT_ACCESS"
+    assert "ProvisionedThroughput" not in request
+    assert all("ProvisionedThroughput" not in g for g in request["GlobalSecondaryIndexes"])
+    t = ddb.describe_table(TableName=dst)["Table"]
+    assert t["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert t["DeletionProtectionEnabled"] is False
+    assert t["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
+    assert _tags(ddb, dst) == {"team": "payments", "env": "staging"}
+
+
+def test_on_demand_source_to_provisioned_needs_capacity(
+    endpoint: str, ddb: Any, table_name: Any
+) -> None:
+    src, dst = table_name("od"), table_name("od-copy")
+    simple_table(ddb, src)
+    with pytest.raises(BadInputError, match="--read-capacity"):
+        check_target(
+            location(endpoint, src),
+            location(endpoint, dst),
+            TargetOptions(billing_mode="PROVISIONED"),
+        )
+    prepare_target(
+        location(endpoint, src),
+        location(endpoint, dst),
+        TargetOptions(billing_mode="PROVISIONED", read_capacity=11, write_capacity=13),
+        sleep=_no_sleep,
+    )
+    pt = ddb.describe_table(TableName=dst)["Table"]["ProvisionedThroughput"]
+    assert (pt["ReadCapacityUnits"], pt["WriteCapacityUnits"]) == (11, 13)
+
+
+# --- verifying an existing target --------------------------------------------------------------
+
+
+def test_existing_compatible_target_reports_warnings_and_is_not_changed(
+    endpoint: str, ddb: Any, table_name: Any
+) -> None:
+    src, dst = table_name("ver"), table_name("ver-existing")
+    rich_source(ddb, src)
+    # same keys, nothing else
+    ddb.create_table(
+        TableName=dst,
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "N"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    before = snapshot(ddb, dst)
+    check = check_target(location(endpoint, src), location(endpoint, dst), TargetOptions())
+    assert check.action == "exists" and not check.nonempty
+    text = "\n".join(check.warnings)
+    for expected in ("no GSI by-email", "no GSI by-status", "no LSI by-created", "TTL", "point-in"):
+        assert expected in text, expected
+    assert "PAY_PER_REQUEST" in text
+    result = prepare_target(
+        location(endpoint, src), location(endpoint, dst), TargetOptions(), sleep=_no_sleep
+    )
+    assert result.ready and result.action == "exists" and not result.created
+    assert result.warnings == check.warnings
+    assert snapshot(ddb, dst) == before
+
+
+def test_existing_target_gets_only_explicit_tags(endpoint: str, ddb: Any, table_name: Any) -> None:
+    src, dst = table_name("tag"), table_name("tag-existing")
+    simple_table(ddb, src, Tags=[{"Key": "team", "Value": "a"}])
+    simple_table(ddb, dst)
+    result = prepare_target(
+        location(endpoint, src),
+        location(endpoint, dst),
+        TargetOptions(tags={"owner": "ops"}),
+        sleep=_no_sleep,
+    )
+    assert result.ready
+    assert _tags(ddb, dst) == {"owner": "ops"}
+    assert any("lacks the source's tags: team" in w for w in result.warnings)
+
+
+def test_incompatible_key_schema_names_both_schemas(
+    endpoint: str, ddb: Any, table_name: Any
+) -> None:
+    src, dst = table_name("keys"), table_name("keys-other")
+    simple_table(ddb, src, sort_key=True)
+    simple_table(ddb, dst)
+    before = snapshot(ddb, dst)
+    with pytest.raises(IncompatibleSchemaError) as err:
+        start_prepare_target(location(endpoint, src), location(endpoint, dst), TargetOptions())
+    message = str(err.value)
+    assert "pk (S, HASH), sk (N, RANGE)" in message
+    assert "[pk (S, HASH)]" in message
+    assert "\n" not in message
+    assert snapshot(ddb, dst) == before
+
+
+def test_nonempty_target_refused_unless_allowed_or_resumed(
+    endpoint: str, ddb: Any, table_name: Any
+) -> None:
+    src, dst = table_name("ne"), table_name("ne-target")
+    simple_table(ddb, src)
+    simple_table(ddb, dst)
+    # a target holding only tombstones counts as empty
+    for i in range(3):
+        ddb.put_item(TableName=dst, Item={"pk": {"S": f"dead{i}"}, TOMBSTONE_ATTR: {"BOOL": True}})
+    assert check_target(location(endpoint, src), location(endpoint, dst), TargetOptions())
+    ddb.put_item(TableName=dst, Item={"pk": {"S": "zz-live"}, "v": {"N": "1"}})
+    before = snapshot(ddb, dst)
+    with pytest.raises(UnsafeTargetError, match=r"not empty.*--allow-nonempty-target"):
+        start_prepare_target(location(endpoint, src), location(endpoint, dst), TargetOptions())
+    assert snapshot(ddb, dst) == before
+    allowed = check_target(
+        location(endpoint, src),
+        location(endpoint, dst),
+        TargetOptions(allow_nonempty_target=True),
+    )
+    assert allowed.nonempty and any("not empty (allowed)" in w for w in allowed.warnings)
+    # a resumed run: the state store of this migration names the target
+    migration = f"m{uuid.uuid4().hex[:8]}"
+    StateStore.ensure_table(ddb, state_table_name(migration))
+    state = StateStore(ddb, state_table_name(migration), migration)
+    with pytest.raises(UnsafeTargetError):
+        check_target(location(endpoint, src), location(endpoint, dst), TargetOptions(), state)
+    state.put_meta(target=dst)
+    resumed = check_target(location(endpoint, src), location(endpoint, dst), TargetOptions(), state)
+    assert resumed.resumed and resumed.nonempty
+    # another migration's state does not vouch for it
+    other = StateStore(ddb, state_table_name(migration), "another")
+    with pytest.raises(UnsafeTargetError):
+        check_target(location(endpoint, src), location(endpoint, dst), TargetOptions(), other)
+
+
+def test_created_target_is_recorded_and_resume_applies_settings(
+    endpoint: str, ddb: Any, table_name: Any
+) -> None:
+    src, dst = table_name("res"), table_name("res-target")
+    rich_source(ddb, src)
+    migration = f"m{uuid.uuid4().hex[:8]}"
+    StateStore.ensure_table(ddb, state_table_name(migration))
+    state = StateStore(ddb, state_table_name(migration), migration)
+    source, target = location(endpoint, src), location(endpoint, dst)
+    first = start_prepare_target(source, target, TargetOptions(), state)
+    assert first.created
+    meta = state.get_meta() or {}
+    assert meta["target"] == dst and meta["target_created"] is True
+    ddb.put_item(TableName=dst, Item={"pk": {"S": "a"}, "sk": {"N": "1"}})
+    # a crash and a resumed start: recognised as ours, settings still converge
+    again = start_prepare_target(source, target, TargetOptions(), state)
+    assert again.action == "exists" and again.created
+    for _ in range(10):
+        if again.ready:
+            break
+        again = poll_target(source, target, TargetOptions(), created=True)
+    assert again.ready
+    assert ddb.describe_time_to_live(TableName=dst)["TimeToLiveDescription"]["AttributeName"] == (
+        "expires"
+    )
+
+
+# --- refusals ------------------------------------------------------------------------------------
+
+
+def test_same_table_refused(endpoint: str, ddb: Any, table_name: Any) -> None:
+    name = table_name("same")
+    simple_table(ddb, name)
+    before = snapshot(ddb, name)
+    with pytest.raises(UnsafeTargetError, match="same table"):
+        check_target(location(endpoint, name), location(endpoint, name), TargetOptions())
+    # spelled differently (default region vs explicit): the ARNs match
+    with pytest.raises(UnsafeTargetError, match="same table"):
+        start_prepare_target(
+            location(endpoint, name, region=None), location(endpoint, name), TargetOptions()
+        )
+    assert snapshot(ddb, name) == before
+
+
+def test_missing_source_creates_nothing(endpoint: str, ddb: Any, table_name: Any) -> None:
+    src, dst = table_name("missing"), table_name("never")
+    with pytest.raises(TableNotFoundError, match=src):
+        start_prepare_target(location(endpoint, src), location(endpoint, dst), TargetOptions())
+    assert dst not in ddb.list_tables(ExclusiveStartTableName=dst[:-1])["TableNames"]
+
+
+def test_kms_key_of_another_account_must_be_given(endpoint: str, ddb: Any, table_name: Any) -> None:
+    src, dst = table_name("kms"), table_name("kms-copy")
+    foreign = "arn:aws:kms:us-east-1:999999999999:key/theirs"
+    rich_source(ddb, src, kms_key=foreign)
+    with pytest.raises(BadInputError, match=r"another account.*--sse-kms-key-id"):
+        start_prepare_target(location(endpoint, src), location(endpoint, dst), TargetOptions())
+    assert not _exists(ddb, dst)
+    mine = "arn:aws:kms:us-east-1:123456789012:key/mine"
+    prepare_target(
+        location(endpoint, src),
+        location(endpoint, dst),
+        TargetOptions(sse_kms_key_id=mine),
+        sleep=_no_sleep,
+    )
+    assert ddb.describe_table(TableName=dst)["Table"]["SSEDescription"]["KMSMasterKeyArn"] == mine
+
+
+def _exists(ddb: Any, name: str) -> bool:
+    try:
+        ddb.describe_table(TableName=name)
+        return True
+    except ddb.exceptions.ResourceNotFoundException:
+        return False
+
+
+# --- replicas and waiting ------------------------------------------------------------------------
+
+
+def test_replicas_added_one_at_a_time_waiting_for_each(
+    endpoint: str, ddb: Any, table_name: Any
+) -> None:
+    """moto ignores ReplicaUpdates: replicas are simulated in DescribeTable responses."""
+    src, dst = table_name("glob"), table_name("glob-copy")
+    simple_table(ddb, src)
+    target = location(endpoint, dst)
+    client = target.clients().dynamodb()
+    replicas: dict[str, list[str]] = {}  # region -> statuses still to report
+
+    def on_update(params: dict[str, Any], **_: Any) -> Any:
+        body = json.loads(params["body"])  # the serialized request
+        for update in body.get("ReplicaUpdates", []):
+            region = update["Create"]["RegionName"]
+            assert not [r for r, s in replicas.items() if s and s[0] != "ACTIVE"], (
+                "a replica was added while another was still being created"
+            )
+            replicas[region] = ["CREATING", "CREATING", "ACTIVE"]
+            return FakeHttp(), {"TableDescription": {}}
+        return None
+
+    def on_describe(parsed: dict[str, Any], **_: Any) -> None:
+        table = parsed.get("Table")
+        if table and table.get("TableName") == dst and replicas:
+            table["Replicas"] = [
+                {"RegionName": r, "ReplicaStatus": s.pop(0) if len(s) > 1 else s[0]}
+                for r, s in replicas.items()
+            ]
+
+    steps: list[str] = []
+    with (
+        capture(client, "UpdateTable") as updates,
+        hooked(client, "before-call.dynamodb.UpdateTable", on_update),
+        hooked(client, "after-call.dynamodb.DescribeTable", on_describe),
+    ):
+
+        class Recorder:
+            def advance(self, n: int = 1, note: str | None = None) -> None:
+                steps.append(note or "")
+
+        result = prepare_target(
+            location(endpoint, src),
+            target,
+            TargetOptions(replica_regions=("eu-west-1", "ap-southeast-2")),
+            sleep=_no_sleep,
+            timeout=60,
+            progress=Recorder(),  # type: ignore[arg-type]
+        )
+    assert result.ready
+    assert result.replicas == {"eu-west-1": "ACTIVE", "ap-southeast-2": "ACTIVE"}
+    assert [u["ReplicaUpdates"] for u in updates if "ReplicaUpdates" in u] == [
+        [{"Create": {"RegionName": "eu-west-1"}}],
+        [{"Create": {"RegionName": "ap-southeast-2"}}],
+    ]
+    assert any("waiting for replica eu-west-1" in s for s in steps)
+    assert any("waiting for replica ap-southeast-2" in s for s in steps)
+    # a global table needs a NEW_AND_OLD_IMAGES stream: created with it
+    spec = ddb.describe_table(TableName=dst)["Table"]["StreamSpecification"]
+    assert spec == {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+
+
+def test_replica_in_the_target_region_is_refused(endpoint: str, ddb: Any, table_name: Any) -> None:
+    src, dst = table_name("rr"), table_name("rr-copy")
+    simple_table(ddb, src)
+    with pytest.raises(BadInputError, match="--replica-region us-east-1"):
+        check_target(
+            location(endpoint, src),
+            location(endpoint, dst),
+            TargetOptions(replica_regions=("us-east-1",)),
+        )
+
+
+def test_waiting_for_active_has_a_deadline(endpoint: str, ddb: Any, table_name: Any) -> None:
+    src, dst = table_name("slow"), table_name("slow-copy")
+    simple_table(ddb, src)
+    target = location(endpoint, dst)
+    client = target.clients().dynamodb()
+    now = [0.0]
+
+    def clock() -> float:
+        return now[0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += max(seconds, 1.0)
+
+    def still_creating(parsed: dict[str, Any], **_: Any) -> None:
+        table = parsed.get("Table")
+        if table and table.get("TableName") == dst:
+            table["TableStatus"] = "CREATING"
+
+    with (
+        hooked(client, "after-call.dynamodb.DescribeTable", still_creating),
+        pytest.raises(RuntimeFailure, match="not ready after 30s: waiting for table CREATING"),
+    ):
+        prepare_target(
+            location(endpoint, src), target, TargetOptions(), timeout=30, sleep=sleep, clock=clock
+        )
+    assert 30 <= now[0] <= 40
