@@ -85,12 +85,8 @@ def _stream_state(location: TableLocation, table: dict[str, Any]) -> tuple[str |
     spec = table.get("StreamSpecification") or {}
     arn = str(table.get("LatestStreamArn") or "")
     if not spec.get("StreamEnabled"):
-        status = "OFF"
-        if arn:
-            status = _describe_status(location, arn) or "DISABLED"
-            if status == "ENABLED":  # the table says off: the disable is under way
-                status = "DISABLING"
-        return None, status, arn
+        # An old, disabled stream may still be listed: it is of no use, so it is not described.
+        return None, "OFF", ""
     return str(spec.get("StreamViewType")), _describe_status(location, arn) or "ENABLED", arn
 
 
