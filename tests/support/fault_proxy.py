@@ -25,7 +25,8 @@ same seed and the same per-operation request order give the same faults):
 - `reset_after`: forward (the write happens), then reset instead of answering.
 - `slow`: wait `slow_seconds` (at most 10 s) before forwarding.
 
-Bounded: after `max_consecutive` faulted requests of one operation the next one passes clean,
+`fault_filter(op, body)` narrows which requests may be faulted. Bounded: after
+`max_consecutive` faulted requests of one operation the next one passes clean,
 and `max_faults` caps the total; `enabled = False` pauses all faults.
 """
 
@@ -43,7 +44,7 @@ import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -182,7 +183,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         target = self.headers.get("X-Amz-Target", "")
         op = target.rsplit(".", 1)[-1] if target else ""
-        fault = proxy._decide(op) if op else None
+        fault = proxy._decide(op, body) if op else None
 
         if fault == "throttle":
             data = json.dumps(THROTTLE_BODY).encode()
@@ -265,6 +266,9 @@ class FaultProxy:
         self.max_consecutive = max_consecutive
         self.max_faults = max_faults
         self.enabled = True
+        #: Optional `(operation, request body) -> bool`: only requests it accepts may be faulted
+        #: (e.g. only the DescribeTable calls that name one table).
+        self.fault_filter: Callable[[str, bytes], bool] | None = None
         #: (operation, fault) -> count of faults injected.
         self.counts: Counter[tuple[str, str]] = Counter()
         #: operation -> requests seen (faulted or not).
@@ -293,9 +297,11 @@ class FaultProxy:
             rng = self._rngs[op] = random.Random(int.from_bytes(digest[:8], "big"))
         return rng
 
-    def _decide(self, op: str) -> str | None:
+    def _decide(self, op: str, body: bytes = b"") -> str | None:
         with self._lock:
             self.requests[op] += 1
+            if self.fault_filter is not None and not self.fault_filter(op, body):
+                return None
             rule = self.rule_for(op)
             rng = self._rng(op)
             # Always draw the same numbers per request, so decisions stay aligned to the seed.

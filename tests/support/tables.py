@@ -1,0 +1,110 @@
+"""Small table helpers shared by the reliability tests (independent of the dynashift engine)."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from tests.support.writer import default_item
+
+REGION = "us-east-1"
+
+
+def client(endpoint: str, service: str = "dynamodb", attempts: int = 10) -> Any:
+    """A fresh client on `endpoint` (a moto server or a FaultProxy), standard retries."""
+    return boto3.client(
+        service,
+        region_name=REGION,
+        endpoint_url=endpoint,
+        config=Config(retries={"mode": "standard", "total_max_attempts": attempts}),
+    )
+
+
+def create_table(
+    ddb: Any,
+    name: str,
+    *,
+    sort_key: str | None = None,
+    types: dict[str, str] | None = None,
+    stream: bool = False,
+) -> str:
+    types = types or {}
+    schema = [{"AttributeName": "pk", "KeyType": "HASH"}]
+    if sort_key:
+        schema.append({"AttributeName": sort_key, "KeyType": "RANGE"})
+    kwargs: dict[str, Any] = {
+        "TableName": name,
+        "KeySchema": schema,
+        "AttributeDefinitions": [
+            {
+                "AttributeName": k["AttributeName"],
+                "AttributeType": types.get(k["AttributeName"], "S"),
+            }
+            for k in schema
+        ],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    if stream:
+        kwargs["StreamSpecification"] = {
+            "StreamEnabled": True,
+            "StreamViewType": "NEW_AND_OLD_IMAGES",
+        }
+    ddb.create_table(**kwargs)
+    return name
+
+
+def varied_items(n: int, seed: int = 0, prefix: str = "k") -> list[dict[str, Any]]:
+    """`n` items keyed pk=S, with every attribute type (see writer.default_item)."""
+    rng = random.Random(seed)
+    return [{"pk": {"S": f"{prefix}{i:05d}"}, **default_item(rng)} for i in range(n)]
+
+
+def fill(ddb: Any, table: str, items: Iterable[dict[str, Any]]) -> int:
+    """Write items with BatchWriteItem, retrying anything left unprocessed."""
+    batch: list[dict[str, Any]] = []
+    n = 0
+
+    def flush(requests: list[dict[str, Any]]) -> None:
+        for _ in range(50):
+            resp = ddb.batch_write_item(RequestItems={table: requests})
+            requests = resp.get("UnprocessedItems", {}).get(table, [])
+            if not requests:
+                return
+        raise AssertionError("BatchWriteItem never finished")
+
+    for item in items:
+        batch.append({"PutRequest": {"Item": item}})
+        n += 1
+        if len(batch) == 25:
+            flush(batch)
+            batch = []
+    if batch:
+        flush(batch)
+    return n
+
+
+def list_tables(ddb: Any) -> set[str]:
+    names: set[str] = set()
+    kwargs: dict[str, Any] = {}
+    for _ in range(1000):
+        resp = ddb.list_tables(**kwargs)
+        names.update(resp.get("TableNames", []))
+        if "LastEvaluatedTableName" not in resp:
+            return names
+        kwargs["ExclusiveStartTableName"] = resp["LastEvaluatedTableName"]
+    raise AssertionError("ListTables did not end")
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 30.0, every: float = 0.05) -> bool:
+    """Poll `predicate` until it holds or `timeout` passes (never forever)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    return predicate()
