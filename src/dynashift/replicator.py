@@ -200,7 +200,9 @@ class Replicator:
             kind = "remove"
         else:
             raise BadRecordError(f"{where}: unknown eventName {name!r}")
-        source = body.get("Keys") or image or from_event_json(body.get("OldImage") or {})
+        # The key from the image when there is one (moto 5.2 double-encodes binary values in
+        # `Keys`; the images are right), else from `Keys` (KEYS_ONLY / NEW_IMAGE REMOVEs).
+        source = image or body.get("OldImage") or body.get("Keys") or {}
         missing = [k for k in self.key_names if k not in source]
         if missing:
             raise BadRecordError(f"{where}: key attribute(s) {', '.join(missing)} missing")
