@@ -97,10 +97,13 @@ def key(item: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def drifted(ddb: Any) -> dict[str, Any]:
-    """A master of 1,000 varied items and two slaves seeded with known differences."""
     import uuid
 
-    suffix = uuid.uuid4().hex[:8]
+    return make_drifted(ddb, uuid.uuid4().hex[:8])
+
+
+def make_drifted(ddb: Any, suffix: str) -> dict[str, Any]:
+    """A master of 1,000 varied items and two slaves seeded with known differences."""
     master, s1, s2 = (create_table(ddb, f"{p}-{suffix}") for p in ("m", "s1", "s2"))
     rng = random.Random(7)
     items = [varied_item(i, rng) for i in range(1000)]
