@@ -526,3 +526,45 @@ def test_seed_style_plain_starting_key_skips_what_was_before_it(ddb, endpoint, t
     )
     assert code == 0
     assert sorted(i["pk"]["S"] for i in scan_all(ddb, s)) == sorted(order[10:])
+
+
+# --- the remaining flags ---------------------------------------------------------------------
+
+
+def test_profiles_for_master_and_slaves_and_scan_limit(
+    small, endpoint, tmp_path, monkeypatch, capsys
+):
+    m, s = small
+    creds = tmp_path / "credentials"
+    tag = tmp_path.name[-12:]
+    creds.write_text(
+        f"[master-{tag}]\naws_access_key_id = a\naws_secret_access_key = a\n"
+        f"[slave-{tag}]\naws_access_key_id = b\naws_secret_access_key = b\n"
+    )
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    r = tmp_path / "r.json"
+    common = ["-m", m, "-s", s, "--profile", f"master-{tag}", "--report", str(r)]
+    code = sync_cli(endpoint, *common, "--slave-profile", f"slave-{tag}", "--scan-limit", "7")
+    assert code == 1
+    assert (counts(r)["missing"], counts(r)["differing"]) == (5, 4)
+    assert json.loads(r.read_text())["scanned"] == 60
+
+    assert sync_cli(endpoint, *common, "--slave-profile", f"nobody-{tag}") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"nobody-{tag}" in err[0]
+
+
+def test_replication_attributes_consistent_read_and_slave_endpoint(
+    ddb, endpoint, table_name, tmp_path
+):
+    m, s = create_table(ddb, table_name("m")), create_table(ddb, table_name("s"))
+    base = {"pk": {"S": "a"}, "sk": {"N": "1"}, "v": {"S": "x"}}
+    put_all(ddb, m, [{**base, "aws:rep:updatetime": {"N": "1"}}])
+    put_all(ddb, s, [{**base, "aws:rep:updatetime": {"N": "2"}}])
+    args = ["-m", m, "-s", s, "--consistent-read", "--slave-endpoint-url", endpoint]
+    assert sync_cli(endpoint, *args) == 0
+    r = tmp_path / "r.json"
+    code = sync_cli(endpoint, *args, "--compare-replication-attributes", "--report", str(r))
+    assert code == 1
+    assert counts(r)["differing"] == 1
