@@ -445,11 +445,14 @@ def run_segment(
         )
     start_key: Item | None = from_event_json(cursor) if cursor else saved.cursor
 
+    # One client per side and process, shared by every segment running here: its connection
+    # pool covers all their in-flight requests (a full pool would reconnect for each request).
+    pool = max_in_flight * min(total, 16)
     if source_client is None:
-        source_client = spec.source.clients(max_in_flight).dynamodb()
+        source_client = spec.source.clients(pool).dynamodb()
     if target_client is None:
         no_retry_side = spec.target.side.model_copy(update={"max_attempts": 1})
-        target_client = factory_for(no_retry_side, max_in_flight).dynamodb()
+        target_client = factory_for(no_retry_side, pool).dynamodb()
     backoff = backoff or Backoff()
 
     source_desc = describe_table(source_client, spec.source.name, "source")
