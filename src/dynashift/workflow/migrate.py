@@ -285,12 +285,10 @@ class MigrationRunner:
         if outcome.error == "NotReady":
             summary = report_summary(report) if report else "NOT READY"
             return MigrationRun(1, outcome, report, summary, 0, invocations)
-        cause = _cause_message(outcome.cause)
-        if outcome.error in BAD_INPUT_ERRORS:
-            raise BadInputError(cause or str(outcome.error))
-        raise RuntimeFailure(
-            f"migration failed ({outcome.error or outcome.status}): {cause or 'no cause given'}"
-        )
+        error, message = failure_of(outcome)
+        if outcome.error == "InputRejected" or error in BAD_INPUT_ERRORS:
+            raise BadInputError(message or error)
+        raise RuntimeFailure(f"migration failed ({error}): {message or 'no cause given'}")
 
     def _follow(self) -> int:
         self.say("READY - following the source stream; press Ctrl-C to stop (changes are drained)")
@@ -325,18 +323,27 @@ def report_text(report: dict[str, Any]) -> str:
     return ReadinessReport.model_validate(report).to_text()
 
 
-def _cause_message(cause: str | None) -> str | None:
+def failure_of(outcome: ExecutionOutcome) -> tuple[str, str | None]:
+    """(error name, message) of a failed execution.
+
+    The definition's Fail states carry `"<error>: <cause>"` (States.Format of the caught error),
+    where a Lambda error's cause is JSON with `errorMessage`.
+    """
+    error = outcome.error or outcome.status
+    cause = outcome.cause
+    if outcome.error in ("InputRejected", "MigrationFailed") and cause and ": " in cause:
+        error, cause = cause.split(": ", 1)
     if not cause:
-        return None
+        return error, None
     import json
 
     try:
         parsed = json.loads(cause)
     except ValueError:
-        return cause
+        return error, cause
     if isinstance(parsed, dict):
-        return str(parsed.get("errorMessage") or parsed)
-    return str(parsed)
+        return error, str(parsed.get("errorMessage") or parsed)
+    return error, str(parsed)
 
 
 def plan_segment_count(spec: MigrationSpec, requested: int | None, minimum: int = 4) -> int:

@@ -106,7 +106,8 @@ class LocalLambda:
         self._lock = threading.Lock()
 
     def invoke(self, function_name: str, body: Any, response_headers: dict[str, Any]) -> bytes:
-        step = function_name.rsplit(":", 1)[-1].removeprefix("dynashift-")
+        # Function names are `dynashift-<run id>-<step>`.
+        step = function_name.rsplit(":", 1)[-1].split("-", 2)[-1]
         handler = self.handlers.get(step)
         event = json.loads(body or b"{}")
         with self._lock:
@@ -245,9 +246,11 @@ class LocalStepFunctions:
         )
 
     def _create_state_machine(self, handlers: Mapping[str, Any]) -> None:
+        # moto's backends live as long as the process: names are unique per run.
+        run_id = uuid.uuid4().hex[:8]
         iam = self.client("iam")
         role = iam.create_role(
-            RoleName="dynashift-local",
+            RoleName=f"dynashift-{run_id}",
             AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
         )["Role"]["Arn"]
         lam = self.client("lambda")
@@ -255,7 +258,7 @@ class LocalStepFunctions:
         for placeholder in placeholders(self.definition_text):
             step = step_of(placeholder)
             arn = lam.create_function(
-                FunctionName=f"dynashift-{step}",
+                FunctionName=f"dynashift-{run_id}-{step}",
                 Runtime="python3.12",
                 Role=role,
                 Handler="app.handler",
@@ -265,7 +268,7 @@ class LocalStepFunctions:
         definition = substitute(self.definition_text, self.substitutions)
         self.sfn = self.client("stepfunctions")
         self.state_machine_arn = self.sfn.create_state_machine(
-            name="dynashift-migration", definition=definition, roleArn=role
+            name=f"dynashift-{run_id}", definition=definition, roleArn=role
         )["stateMachineArn"]
 
     def stop(self) -> None:

@@ -1,0 +1,227 @@
+"""The whole state machine executed locally, end to end, on the moto server fixture."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dynashift.cli.main import main
+from dynashift.models import factory_for
+from dynashift.state import StateStore
+from dynashift.workflow.migrate import MigrationRunner, failure_of, run_local_migration
+from dynashift.workflow.runner import DEFINITION, LocalStepFunctions
+from dynashift.workflow.steps import state_store
+from tests.reference import assert_identical
+from tests.support.tables import create_table, fill, list_tables, varied_items, wait_until
+from tests.support.writer import ConcurrentWriter
+from tests.workflow.helpers import workflow_input
+
+
+@pytest.fixture
+def source(ddb: Any, table_name: Any) -> Iterator[tuple[str, int]]:
+    name = table_name("wf-src")
+    create_table(ddb, name)
+    n = 300
+    fill(ddb, name, varied_items(n, seed=5))
+    yield name, n
+
+
+def test_happy_path_with_live_writes_distributed_map(
+    ddb: Any, endpoint: str, source: tuple[str, int], table_name: Any
+) -> None:
+    name, n = source
+    target = table_name("wf-tgt")
+    # Threshold 1: the segment Maps run as Distributed Maps (the large-table path).
+    wf = workflow_input(endpoint, name, target, segments=3, distributed_threshold=1, cutover=True)
+    writer = ConcurrentWriter(ddb, name, ("pk",), seed=21, rate_per_s=40, key_space=n)
+    stop_writes = threading.Event()
+
+    def on_state(state: str) -> None:
+        if state == "Drain replication":  # the operator stops writes before cutover
+            writer.stop()
+            stop_writes.set()
+
+    with writer:
+        writer.wait_for(10, timeout=10)
+        run = MigrationRunner(wf, on_state=on_state).run()
+    assert stop_writes.is_set()
+    assert run.exit_code == 0, run.summary
+    assert run.summary == "READY"
+    assert run.outcome is not None and run.outcome.status == "SUCCEEDED"
+    assert run.outcome.output["outcome"] == "READY"
+    assert run.invocations["backfill_segment"] >= 3
+    assert run.invocations["verify_segment"] >= 3
+    assert writer.succeeded > 10
+    assert_identical(ddb, name, ddb, target, ("pk",))
+
+
+def _body(request: dict[str, Any]) -> str:
+    body = request.get("body") or b""
+    return body.decode() if isinstance(body, bytes) else str(body)
+
+
+def _fail_state_updates(state_table: str) -> Any:
+    """A botocore hook refusing the phase switch on the state table (non-retryable)."""
+
+    def hook(params: dict[str, Any], **_: Any) -> Any:
+        # before-call gets the serialized request: the table name is in the JSON body.
+        if f'"{state_table}"' in _body(params):
+            from botocore.awsrequest import AWSResponse
+
+            body = {"__type": "AccessDeniedException", "message": "injected by the test"}
+            return AWSResponse(None, 400, {}, None), {
+                "Error": {"Code": "AccessDeniedException", "Message": "injected by the test"},
+                "ResponseMetadata": {"HTTPStatusCode": 400},
+                **body,
+            }
+        return None
+
+    return hook
+
+
+def test_failing_step_fails_the_execution_and_exits_3(
+    ddb: Any, endpoint: str, source: tuple[str, int], table_name: Any, capsys: Any
+) -> None:
+    name, _ = source
+    target = table_name("wf-tgt")
+    wf = workflow_input(endpoint, name, target)
+    client = factory_for(wf.spec.state.side).dynamodb()
+    hook = _fail_state_updates(wf.spec.state.name)
+    client.meta.events.register("before-call.dynamodb.UpdateItem", hook)
+    try:
+        code = main(
+            [
+                "migrate",
+                "--source",
+                f"us-east-1:{name}",
+                "--target",
+                f"us-east-1:{target}",
+                "--endpoint-url",
+                endpoint,
+                "--segments",
+                "2",
+                "--poll-seconds",
+                "0",
+                "--yes",
+            ]
+        )
+    finally:
+        client.meta.events.unregister("before-call.dynamodb.UpdateItem", hook)
+    err = capsys.readouterr().err
+    assert code == 3
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("dynashift: error: migration failed (ClientError)"), last
+    assert "AccessDenied" in last
+    meta = state_store(wf.spec).get_meta() or {}
+    assert meta.get("outcome") == "FAILED"
+    assert "AccessDenied" in str(meta.get("cause"))
+
+
+def test_resume_after_interruption(ddb: Any, endpoint: str, table_name: Any) -> None:
+    name = table_name("wf-src")
+    create_table(ddb, name)
+    n = 600
+    fill(ddb, name, varied_items(n, seed=8))
+    target = table_name("wf-tgt")
+    wf = workflow_input(endpoint, name, target, segments=2)
+    wf = wf.model_copy(update={"spec": wf.spec.model_copy(update={"max_write_rate": 40.0})})
+    stop = threading.Event()
+    store = state_store(wf.spec)
+
+    def copied() -> int:
+        if not StateStore.table_exists(ddb, wf.spec.state.name):
+            return 0
+        return sum(s.counters.get("written", 0) for s in store.segments())
+
+    interrupter = threading.Thread(
+        target=lambda: wait_until(lambda: copied() >= 100, timeout=120) and stop.set()
+    )
+    interrupter.start()
+    with pytest.raises(KeyboardInterrupt):
+        run_local_migration(wf, stop=stop)
+    interrupter.join()
+    first = copied()
+    assert 100 <= first < n, first
+    assert not all(s.done for s in store.segments())
+
+    # Count the puts the second run makes into the target: a restart from scratch would make n.
+    puts = {"n": 0}
+
+    def count(params: dict[str, Any], **_: Any) -> None:
+        if f'"{target}"' in _body(params):
+            puts["n"] += 1
+
+    fast = wf.model_copy(update={"spec": wf.spec.model_copy(update={"max_write_rate": None})})
+    ddb_hooks = []
+    for parallelism in (10, 4, 32, 64):
+        c = factory_for(fast.spec.target.side, parallelism).dynamodb()
+        c.meta.events.register("before-call.dynamodb.PutItem", count)
+        ddb_hooks.append(c)
+    try:
+        run = run_local_migration(fast)
+    finally:
+        for c in ddb_hooks:
+            c.meta.events.unregister("before-call.dynamodb.PutItem", count)
+    assert run.exit_code == 0, run.summary
+    assert all(s.done for s in store.segments())
+    assert_identical(ddb, name, ddb, target, ("pk",))
+    if puts["n"]:  # the backfill's own client may not be one of the shared ones
+        assert puts["n"] < n, puts
+
+
+def test_bad_input_exits_2_and_creates_nothing(
+    ddb: Any, endpoint: str, table_name: Any, capsys: Any
+) -> None:
+    missing = table_name("wf-missing")
+    target = table_name("wf-tgt")
+    before = list_tables(ddb)
+    code = main(
+        ["migrate", "--source", missing, "--target", target, "--endpoint-url", endpoint, "--yes"]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and missing in err[0], err
+    assert list_tables(ddb) == before
+
+
+def test_wrong_jsonpath_fails_like_aws(tmp_path: Path) -> None:
+    definition = json.loads(DEFINITION.read_text())
+    definition["States"]["Validate input"]["Parameters"]["Payload"]["spec.$"] = "$.nope"
+    path = tmp_path / "broken.asl.json"
+    path.write_text(json.dumps(definition))
+    with LocalStepFunctions(None, definition_path=path) as sfn:
+        arn = sfn.start_execution({"spec": {}, "settings": {}, "target_options": {}})
+        outcome = sfn.wait(arn, timeout=60)
+    assert outcome.status == "FAILED"
+    # AWS fails the execution with States.Runtime (not catchable); moto routes it through the
+    # catch-all: either way the run fails and names the missing path.
+    error, message = failure_of(outcome)
+    assert error == "States.Runtime", (error, message)
+    assert "$.nope" in str(message)
+
+
+def test_approval_then_cutover(
+    ddb: Any, endpoint: str, source: tuple[str, int], table_name: Any
+) -> None:
+    name, _ = source
+    target = table_name("wf-tgt")
+    wf = workflow_input(endpoint, name, target, approval=True)
+    asked = []
+
+    def approve() -> bool:
+        asked.append(time.monotonic())
+        return True
+
+    runner = MigrationRunner(wf, approve=approve)
+    run = runner.run()
+    assert run.exit_code == 0, run.summary
+    assert asked, "the approval was never requested"
+    assert run.invocations.get("approval") == 1
+    assert not runner.control.running, "cutover must stop the replicator"
+    assert_identical(ddb, name, ddb, target, ("pk",))
