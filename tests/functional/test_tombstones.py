@@ -1,0 +1,97 @@
+"""Invariant I5 on a moto server: tombstones while backfilling, plain deletes after, cleanup."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from dynashift.items import TOMBSTONE_ATTR, is_tombstone
+from dynashift.state import PHASE_BACKFILL, PHASE_PLAIN, StateStore
+from dynashift.tombstones import apply_delete, finish_backfill, remove_tombstone, tombstone_item
+from tests.functional.backfill_support import client, create_table, fill, simple_items
+from tests.reference import scan_all
+
+
+@pytest.fixture
+def setup(endpoint: str, table_name: Any) -> tuple[Any, str, StateStore]:
+    ddb = client(endpoint)
+    target = table_name("tomb")
+    create_table(ddb, target)
+    fill(ddb, target, simple_items(10))
+    state_table = f"state-{uuid.uuid4().hex[:8]}"
+    StateStore.ensure_table(ddb, state_table)
+    state = StateStore(ddb, state_table, "m1")
+    state.put_meta(phase=PHASE_BACKFILL)
+    return ddb, target, state
+
+
+def key(i: int) -> dict[str, Any]:
+    return {"pk": {"S": f"k{i:05d}"}}
+
+
+def get(ddb: Any, table: str, k: dict[str, Any]) -> Any:
+    return ddb.get_item(TableName=table, Key=k, ConsistentRead=True).get("Item")
+
+
+def test_delete_during_backfill_becomes_a_registered_tombstone(setup: Any) -> None:
+    ddb, target, state = setup
+    assert apply_delete(ddb, target, key(1), state) == "tombstone"
+    assert apply_delete(ddb, target, key(99), state) == "tombstone"  # absent: still recorded
+    item = get(ddb, target, key(1))
+    assert is_tombstone(item) and set(item) == {"pk", TOMBSTONE_ATTR}
+    assert sorted(map(repr, state.tombstones())) == sorted(map(repr, [key(1), key(99)]))
+
+
+def test_plain_delete_after_backfill_or_without_state(setup: Any) -> None:
+    ddb, target, state = setup
+    assert apply_delete(ddb, target, key(2), None) == "delete"
+    state.set_phase(PHASE_PLAIN)
+    assert apply_delete(ddb, target, key(3), state) == "delete"
+    assert get(ddb, target, key(2)) is None and get(ddb, target, key(3)) is None
+    assert list(state.tombstones()) == []
+
+
+def test_finish_removes_tombstones_but_keeps_recreated_items(setup: Any) -> None:
+    ddb, target, state = setup
+    for i in (1, 2, 3):
+        apply_delete(ddb, target, key(i), state)
+    ddb.put_item(TableName=target, Item={**key(2), "s": {"S": "re-created"}})
+    result = finish_backfill(ddb, target, state)
+    assert (result.registered, result.removed, result.recreated) == (3, 2, 1)
+    assert state.phase() == PHASE_PLAIN
+    assert list(state.tombstones()) == []
+    assert get(ddb, target, key(1)) is None
+    assert get(ddb, target, key(2))["s"] == {"S": "re-created"}
+    assert not any(is_tombstone(i) for i in scan_all(ddb, target))
+    again = finish_backfill(ddb, target, state)  # safe to run again
+    assert again.registered == 0
+    assert len(scan_all(ddb, target)) == 8
+
+
+def test_a_tombstone_written_as_backfill_finishes_is_removed_by_its_writer(
+    endpoint: str, setup: Any
+) -> None:
+    """The phase flips between the registration and the tombstone write: the writer sees the
+    flip afterwards and removes its own tombstone (the cleanup may have run already)."""
+    _, target, state = setup
+    racing = client(endpoint)
+
+    def flip(params: dict[str, Any], **_kw: Any) -> None:
+        if TOMBSTONE_ATTR in params.get("Item", {}):
+            finish_backfill(client(endpoint), target, state)
+
+    racing.meta.events.register("provide-client-params.dynamodb.PutItem", flip)
+    assert apply_delete(racing, target, key(4), state) == "delete"
+    assert get(racing, target, key(4)) is None
+    assert list(state.tombstones()) == []
+
+
+def test_remove_tombstone_never_deletes_data(setup: Any) -> None:
+    ddb, target, _ = setup
+    assert remove_tombstone(ddb, target, key(5)) is False
+    assert get(ddb, target, key(5)) is not None
+    ddb.put_item(TableName=target, Item=tombstone_item(key(6)))
+    assert remove_tombstone(ddb, target, key(6)) is True
+    assert get(ddb, target, key(6)) is None
