@@ -111,6 +111,7 @@ def test_plan_of_10000_items_estimates_and_changes_nothing(
     # 10,000 items at 50 items/s
     assert plan["backfill_seconds"] == 200 and plan["fits_stream_retention"] is True
     # nothing changed: no writes were sent, the source is as it was, no target exists
+    assert "DescribeTable" in calls and "Scan" in calls  # the hook sees the CLI's calls
     assert set(calls) <= READ_ONLY, set(calls) - READ_ONLY
     assert snapshot(ddb, big_source) == before
     assert not ddb.describe_table(TableName=big_source)["Table"].get("LatestStreamArn")
