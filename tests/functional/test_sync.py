@@ -568,3 +568,37 @@ def test_replication_attributes_consistent_read_and_slave_endpoint(
     code = sync_cli(endpoint, *args, "--compare-replication-attributes", "--report", str(r))
     assert code == 1
     assert counts(r)["differing"] == 1
+
+
+def test_cli_runtime_failure_exits_3_with_resume_in_report(
+    ddb, endpoint, table_name, tmp_path, capsys
+):
+    from dynashift.models import factory_for
+
+    m, s = create_table(ddb, table_name("m")), create_table(ddb, table_name("s"))
+    rng = random.Random(13)
+    put_all(ddb, m, [varied_item(i, rng) for i in range(50)])
+    # The CLI's client for `us-east-1:<m>` on this endpoint is the process-wide one of this side.
+    client = factory_for(Side(region="us-east-1", endpoint_url=endpoint), 1).dynamodb()
+    fail = failing_scan_after(2)
+
+    def only_this_table(params, **kwargs):
+        if params.get("TableName") == m:
+            fail(**kwargs)
+
+    client.meta.events.register("provide-client-params.dynamodb.Scan", only_this_table)
+    r = tmp_path / "r.json"
+    args = ["-m", f"us-east-1:{m}", "-s", f"us-east-1:{s}", "--write-missing", "--scan-limit"]
+    try:
+        code = sync_cli(endpoint, *args, "10", "--report", str(r))
+    finally:
+        client.meta.events.unregister("provide-client-params.dynamodb.Scan", only_this_table)
+    assert code == 3
+    err = capsys.readouterr().err
+    assert err.count("dynashift: error:") == 1 and "AccessDenied" in err
+    assert "Traceback" not in err
+    data = json.loads(r.read_text())
+    assert data["complete"] is False and data["scanned"] == 20
+    assert "AccessDenied" in data["error"]
+    assert sync_cli(endpoint, *args, "10", "--starting-key", data["resume"]) == 0
+    assert_identical(ddb, m, ddb, s, KEYS)

@@ -106,21 +106,3 @@ def test_bad_input_in_a_subprocess_has_no_traceback(case, tables, endpoint):
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert needle in proc.stderr
     assert "Traceback" not in proc.stderr
-
-
-def test_unreachable_endpoint_is_a_runtime_failure(tables, capsys):
-    code = main(
-        [
-            "sync",
-            "--endpoint-url",
-            "http://127.0.0.1:9",
-            "-m",
-            tables["m"],
-            "-s",
-            tables["s"],
-        ]
-    )
-    err = capsys.readouterr().err
-    assert code == 3
-    assert len(err.strip().splitlines()) == 1
-    assert "Traceback" not in err
