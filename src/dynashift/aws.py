@@ -135,7 +135,8 @@ def session_for(side: Side) -> boto3.Session:
 
 def client_config(max_pool: int, retry_mode: RetryMode = "standard", attempts: int = 10) -> Config:
     return Config(
-        retries={"mode": retry_mode, "max_attempts": attempts},
+        # total_max_attempts counts the first call too (max_attempts would count retries only).
+        retries={"mode": retry_mode, "total_max_attempts": attempts},
         max_pool_connections=max(10, max_pool),
         connect_timeout=10,
         read_timeout=60,

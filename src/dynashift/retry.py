@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from botocore.exceptions import ClientError, ConnectionError, ReadTimeoutError
+from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, ReadTimeoutError
 
 from dynashift.aws import error_code
 
@@ -39,7 +39,8 @@ def is_throttle(exc: BaseException) -> bool:
 
 
 def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, ConnectionError | ReadTimeoutError):
+    # HTTPClientError covers ConnectionClosedError (a reset mid-response).
+    if isinstance(exc, ConnectionError | HTTPClientError | ReadTimeoutError):
         return True
     if isinstance(exc, ClientError):
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)

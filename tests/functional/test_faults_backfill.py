@@ -163,7 +163,6 @@ def _run_once(url: str, endpoint: str, src: str, dst: str, strategy: str) -> Non
     )
 
 
-@pytest.mark.xfail(strict=True, reason=RESET_BUG)
 def test_one_connection_reset_on_a_conditional_put_is_retried(
     endpoint: str, tables: tuple[str, str, Any]
 ) -> None:
@@ -195,12 +194,6 @@ def test_one_throttled_describe_of_the_target_is_retried(
     assert_identical(ddb, src, ddb, dst, ("pk",))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="aws.client_config passes Side.max_attempts as botocore's retries['max_attempts'], "
-    "which botocore reads as the number of RETRIES: Side(max_attempts=1) (the backfill's "
-    "'no-retry' target client) makes 2 attempts; 'total_max_attempts' is the total",
-)
 def test_side_max_attempts_is_the_total_number_of_attempts(endpoint: str) -> None:
     from dynashift.models import factory_for
 
