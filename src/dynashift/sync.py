@@ -27,7 +27,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+)
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dynashift.aws import error_code
@@ -605,6 +610,13 @@ class SyncEngine:
             raise RuntimeFailure(
                 f"cannot describe {what} table {loc.name!r}: {error_code(exc) or exc}"
             ) from exc
+        except NoCredentialsError as exc:
+            raise BadInputError(
+                f"no AWS credentials found for the {what} table {loc.name!r} (configure them, "
+                "or give a profile / role)"
+            ) from exc
+        except BotoCoreError as exc:
+            raise RuntimeFailure(f"cannot describe {what} table {loc.name!r}: {exc}") from exc
         region = loc.side.region or getattr(getattr(client, "meta", None), "region_name", None)
         display = f"{region}:{loc.name}" if region else loc.name
         return _Table(loc, client, display, description)
