@@ -6,7 +6,7 @@ The verdict is `READY` only when every required check holds (invariant I6); othe
 | check                     | holds when                                                        |
 |---------------------------|-------------------------------------------------------------------|
 | `target ACTIVE`           | DescribeTable of the target says ACTIVE                            |
-| `target settings`         | GSIs, TTL, PITR, billing mode and tags equal the source's          |
+| `target settings`         | GSIs, TTL, PITR, billing, tags... as the source and overrides ask  |
 | `source stream`           | the source stream is enabled with new images                      |
 | `replicator healthy`      | no failed stream records and nothing on the replicator's DLQ       |
 | `backfill complete`       | every planned segment is marked done in the state store            |
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
@@ -319,133 +319,6 @@ def evaluate(inputs: ReadinessInputs, now: float | None = None) -> ReadinessRepo
     )
 
 
-# --- settings parity -------------------------------------------------------------------------
-
-
-class TableSettings(BaseModel):
-    """The settings of one table that the checklist compares."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    status: str | None = None
-    billing_mode: str = "PROVISIONED"
-    #: name -> "keys [projection]" text, comparable across tables.
-    gsis: dict[str, str] = Field(default_factory=dict)
-    ttl_attribute: str | None = None
-    pitr: bool = False
-    tags: dict[str, str] = Field(default_factory=dict)
-    stream_enabled: bool = False
-    stream_view_type: str | None = None
-    item_count: int = 0
-    size_bytes: int = 0
-
-
-def _gsi_text(gsi: Mapping[str, Any]) -> str:
-    keys = ", ".join(f"{k['AttributeName']} {k['KeyType']}" for k in gsi.get("KeySchema", []))
-    projection = gsi.get("Projection", {})
-    kind = projection.get("ProjectionType", "ALL")
-    extra = sorted(projection.get("NonKeyAttributes", []))
-    return f"{keys} [{kind}{': ' + ', '.join(extra) if extra else ''}]"
-
-
-def settings_from(
-    description: Mapping[str, Any],
-    ttl: Mapping[str, Any] | None = None,
-    backups: Mapping[str, Any] | None = None,
-    tags: Iterable[Mapping[str, str]] = (),
-) -> TableSettings:
-    """A TableSettings from raw DescribeTable / DescribeTimeToLive / DescribeContinuousBackups /
-    ListTagsOfResource results (pure)."""
-    ttl_desc = (ttl or {}).get("TimeToLiveDescription", ttl or {})
-    ttl_attr = (
-        ttl_desc.get("AttributeName")
-        if ttl_desc.get("TimeToLiveStatus") in ("ENABLED", "ENABLING")
-        else None
-    )
-    pitr_desc = (backups or {}).get("ContinuousBackupsDescription", backups or {})
-    pitr = (
-        pitr_desc.get("PointInTimeRecoveryDescription", {}).get("PointInTimeRecoveryStatus")
-        == "ENABLED"
-    )
-    stream = description.get("StreamSpecification") or {}
-    return TableSettings(
-        status=description.get("TableStatus"),
-        billing_mode=(description.get("BillingModeSummary") or {}).get(
-            "BillingMode", "PROVISIONED"
-        ),
-        gsis={g["IndexName"]: _gsi_text(g) for g in description.get("GlobalSecondaryIndexes", [])},
-        ttl_attribute=ttl_attr,
-        pitr=pitr,
-        tags={t["Key"]: t["Value"] for t in tags},
-        stream_enabled=bool(stream.get("StreamEnabled")),
-        stream_view_type=stream.get("StreamViewType"),
-        item_count=int(description.get("ItemCount", 0) or 0),
-        size_bytes=int(description.get("TableSizeBytes", 0) or 0),
-    )
-
-
-def config_differences(
-    source: TableSettings, target: TableSettings, expected_tags: Mapping[str, str] | None = None
-) -> list[str]:
-    """Human-readable differences between the source's settings and the target's.
-
-    `expected_tags`: the tags the target should carry (the source's plus any the operator
-    added); default the source's.
-    """
-    diffs: list[str] = []
-    for name in sorted(source.gsis.keys() | target.gsis.keys()):
-        if name not in target.gsis:
-            diffs.append(f"GSI {name} missing on target")
-        elif name not in source.gsis:
-            diffs.append(f"GSI {name} only on target")
-        elif source.gsis[name] != target.gsis[name]:
-            diffs.append(f"GSI {name}: source {source.gsis[name]}, target {target.gsis[name]}")
-    if source.ttl_attribute != target.ttl_attribute:
-        diffs.append(
-            f"TTL: source {source.ttl_attribute or 'off'}, target {target.ttl_attribute or 'off'}"
-        )
-    if source.pitr != target.pitr:
-        on = {True: "on", False: "off"}
-        diffs.append(f"PITR: source {on[source.pitr]}, target {on[target.pitr]}")
-    if source.billing_mode != target.billing_mode:
-        diffs.append(f"billing: source {source.billing_mode}, target {target.billing_mode}")
-    want = dict(source.tags if expected_tags is None else expected_tags)
-    missing = sorted(k for k in want if target.tags.get(k) != want[k])
-    if missing:
-        diffs.append("tags differ: " + ", ".join(missing))
-    return diffs
-
-
-def _optional(call: Callable[[], Any], default: Any) -> Any:
-    """An optional describe call: some DynamoDB-compatible stores do not implement it."""
-    try:
-        return call()
-    except ClientError as exc:
-        if error_code(exc) in ("UnknownOperationException", "ValidationException"):
-            return default
-        raise
-
-
-def describe_settings(client: Any, name: str) -> TableSettings:
-    """Describe one table's settings (DescribeTable, TTL, PITR, tags)."""
-    from dynashift.tables import describe_table
-
-    desc = describe_table(client, name)
-    ttl = _optional(lambda: client.describe_time_to_live(TableName=name), {})
-    backups = _optional(lambda: client.describe_continuous_backups(TableName=name), {})
-    tags: list[dict[str, str]] = []
-    arn = desc.get("TableArn")
-    if arn:
-        kwargs: dict[str, Any] = {"ResourceArn": arn}
-        while True:
-            page = _optional(lambda kw=kwargs: client.list_tags_of_resource(**kw), {})  # type: ignore[misc]
-            tags.extend(page.get("Tags", []))
-            if not page.get("NextToken"):
-                break
-            kwargs["NextToken"] = page["NextToken"]
-    return settings_from(desc, ttl, backups, tags)
-
-
 # --- gathering -------------------------------------------------------------------------------
 
 
@@ -465,79 +338,54 @@ def dlq_depth(sqs_client: Any, queue_url: str) -> int:
     )
 
 
-def gather_inputs(
-    *,
-    migration_id: str,
-    source_name: str,
-    target_name: str,
-    source_client: Any,
-    target_client: Any,
-    source_display: str | None = None,
-    target_display: str | None = None,
-    state: StateStore | None,
-    segments_total: int,
-    verification: VerificationSummary | None,
-    lag_seconds: float | None,
-    lag_threshold_seconds: float = 5.0,
-    replicator_failed_records: int | None = 0,
-    dlq_messages: int | None = None,
-    expected_tags: Mapping[str, str] | None = None,
-    phases: Sequence[PhaseTiming] = (),
-) -> ReadinessInputs:
-    """Measure what the tables and the state store can tell; the caller passes the rest."""
-    source = describe_settings(source_client, source_name)
-    target = describe_settings(target_client, target_name)
-    return ReadinessInputs(
-        migration_id=migration_id,
-        source=source_display or source_name,
-        target=target_display or target_name,
-        target_status=target.status,
-        config_differences=config_differences(source, target, expected_tags),
-        stream_enabled=source.stream_enabled,
-        stream_view_type=source.stream_view_type,
-        replicator_failed_records=replicator_failed_records,
-        dlq_messages=dlq_messages,
-        segments_total=segments_total,
-        segments_done=backfill_progress(state, segments_total) if state else 0,
-        lag_seconds=lag_seconds,
-        lag_threshold_seconds=lag_threshold_seconds,
-        verification=verification,
-        phases=list(phases),
-    )
-
-
 def gather_readiness(
     spec: Any,
     *,
     verification: VerificationSummary | None,
     lag_seconds: float | None,
     state: StateStore | None = None,
+    target_options: Any = None,
     replicator_failed_records: int | None = 0,
     dlq_messages: int | None = None,
-    expected_tags: Mapping[str, str] | None = None,
     phases: Sequence[PhaseTiming] = (),
     now: float | None = None,
 ) -> ReadinessReport:
-    """The readiness report of a `MigrationSpec` (clients from the spec's sides)."""
+    """The readiness report of a `MigrationSpec` (clients from the spec's sides).
+
+    Settings parity is the target module's rule: the target the source and `target_options`
+    (a `TargetOptions`, overrides such as billing mode or added tags) call for, compared with
+    the existing target (`target.compare_target`).
+    """
+    from dynashift.target import (
+        TargetOptions,
+        build_target_spec,
+        compare_target,
+        describe_location,
+    )
+
     if state is None:
         state = StateStore(spec.state.clients().dynamodb(), spec.state.name, spec.migration_id)
-    inputs = gather_inputs(
+    options = target_options if target_options is not None else TargetOptions()
+    source = describe_location(spec.source, "source")
+    target = describe_location(spec.target, "target")
+    differences = compare_target(build_target_spec(source, options), target, options)
+    stream = source.table.get("StreamSpecification") or {}
+    inputs = ReadinessInputs(
         migration_id=spec.migration_id,
-        source_name=spec.source.name,
-        target_name=spec.target.name,
-        source_client=spec.source.clients().dynamodb(),
-        target_client=spec.target.clients().dynamodb(),
-        source_display=spec.source.display(),
-        target_display=spec.target.display(),
-        state=state,
-        segments_total=spec.segments,
-        verification=verification,
-        lag_seconds=lag_seconds,
-        lag_threshold_seconds=spec.lag_threshold_seconds,
+        source=spec.source.display(),
+        target=spec.target.display(),
+        target_status=target.status,
+        config_differences=differences,
+        stream_enabled=bool(stream.get("StreamEnabled")),
+        stream_view_type=stream.get("StreamViewType"),
         replicator_failed_records=replicator_failed_records,
         dlq_messages=dlq_messages,
-        expected_tags=expected_tags,
-        phases=phases,
+        segments_total=spec.segments,
+        segments_done=backfill_progress(state, spec.segments),
+        lag_seconds=lag_seconds,
+        lag_threshold_seconds=spec.lag_threshold_seconds,
+        verification=verification,
+        phases=list(phases),
     )
     return evaluate(inputs, now)
 

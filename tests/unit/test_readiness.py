@@ -19,12 +19,9 @@ from dynashift.readiness import (
     TARGET_ACTIVE,
     TARGET_SETTINGS,
     ReadinessInputs,
-    TableSettings,
     VerificationSummary,
-    config_differences,
     evaluate,
     publish_report,
-    settings_from,
 )
 
 
@@ -132,74 +129,6 @@ def test_report_json_round_trip() -> None:
     data = json.loads(json.dumps(report.to_json()))
     assert data["verdict"] == "READY" and data["generated_at"] == 5.0
     assert type(report).model_validate(data) == report
-
-
-def table(**changes: Any) -> TableSettings:
-    base = TableSettings(
-        status="ACTIVE",
-        billing_mode="PAY_PER_REQUEST",
-        gsis={"by-email": "email HASH [ALL]"},
-        ttl_attribute="expires",
-        pitr=True,
-        tags={"team": "core"},
-    )
-    return base.model_copy(update=changes)
-
-
-def test_config_parity() -> None:
-    assert config_differences(table(), table()) == []
-    diffs = config_differences(
-        table(),
-        table(
-            gsis={"by-email": "email HASH [KEYS_ONLY]", "extra": "x HASH [ALL]"},
-            ttl_attribute=None,
-            pitr=False,
-            billing_mode="PROVISIONED",
-            tags={},
-        ),
-    )
-    assert diffs == [
-        "GSI by-email: source email HASH [ALL], target email HASH [KEYS_ONLY]",
-        "GSI extra only on target",
-        "TTL: source expires, target off",
-        "PITR: source on, target off",
-        "billing: source PAY_PER_REQUEST, target PROVISIONED",
-        "tags differ: team",
-    ]
-    # Tags the operator added on the target are expected there.
-    assert config_differences(table(), table(tags={"team": "core", "env": "dev"})) == []
-    assert config_differences(table(), table(), expected_tags={"team": "core", "env": "dev"}) == [
-        "tags differ: env"
-    ]
-
-
-def test_settings_from_raw_describe_results() -> None:
-    s = settings_from(
-        {
-            "TableStatus": "ACTIVE",
-            "BillingModeSummary": {"BillingMode": "PAY_PER_REQUEST"},
-            "GlobalSecondaryIndexes": [
-                {
-                    "IndexName": "g",
-                    "KeySchema": [{"AttributeName": "e", "KeyType": "HASH"}],
-                    "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["b", "a"]},
-                }
-            ],
-            "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
-            "ItemCount": 7,
-        },
-        {"TimeToLiveDescription": {"TimeToLiveStatus": "ENABLED", "AttributeName": "ttl"}},
-        {
-            "ContinuousBackupsDescription": {
-                "PointInTimeRecoveryDescription": {"PointInTimeRecoveryStatus": "ENABLED"}
-            }
-        },
-        [{"Key": "a", "Value": "1"}],
-    )
-    assert s.gsis == {"g": "e HASH [INCLUDE: a, b]"}
-    assert (s.ttl_attribute, s.pitr, s.tags, s.item_count) == ("ttl", True, {"a": "1"}, 7)
-    assert (s.stream_enabled, s.stream_view_type) == (True, "NEW_IMAGE")
-    assert settings_from({}).billing_mode == "PROVISIONED"
 
 
 def test_publish_to_sns_takes_a_client() -> None:
