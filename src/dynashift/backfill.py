@@ -48,8 +48,16 @@ from dynashift.conditions import backfill_put
 from dynashift.errors import BadInputError, RuntimeFailure, TransientError
 from dynashift.items import Item, from_event_json, is_tombstone, key_names, key_of, to_event_json
 from dynashift.models import MigrationSpec, factory_for
+from dynashift.plan import (
+    RETENTION_MARGIN,
+    STREAM_RETENTION_SECONDS,
+    backfill_duration_seconds,
+    backfill_fits_retention,
+    default_write_rate,
+    human_duration,
+)
 from dynashift.progress import NullProgress, Progress
-from dynashift.ratelimit import DEFAULT_CAPACITY_SHARE, RateLimiter, provisioned_wcu
+from dynashift.ratelimit import RateLimiter, provisioned_wcu
 from dynashift.retry import Backoff, is_throttle, is_transient
 from dynashift.state import PHASE_BACKFILL, PHASE_PLAIN, SegmentState, StateStore
 from dynashift.tables import BATCH_WRITE_MAX, BatchStats, batch_write, describe_table, scan_pages
@@ -69,11 +77,6 @@ COUNTERS = (
 
 #: Default bound on conditional PutItem requests in flight per worker.
 DEFAULT_IN_FLIGHT = 16
-#: Stream retention the replay strategy must fit into, and the share of it it may use.
-STREAM_RETENTION_HOURS = 24.0
-REPLAY_RETENTION_SHARE = 0.5
-#: Conservative write throughput of one replay worker on an on-demand table (items/s).
-REPLAY_ITEMS_PER_SECOND_PER_SEGMENT = 500.0
 
 
 class SegmentResult(BaseModel):
@@ -135,57 +138,35 @@ def plan_segments(
     return max(minimum, min(maximum, wanted))
 
 
-def estimate_backfill_seconds(
-    item_count: int,
-    table_size_bytes: int,
-    *,
-    segments: int,
-    max_write_rate: float | None = None,
-    target_wcu: int = 0,
-    share: float = DEFAULT_CAPACITY_SHARE,
-) -> float:
-    """A conservative estimate of how long a replay backfill of the table takes."""
-    if item_count <= 0:
-        return 0.0
-    rates = [segments * REPLAY_ITEMS_PER_SECOND_PER_SEGMENT]
-    if max_write_rate:
-        rates.append(max_write_rate)
-    if target_wcu:
-        avg_size = table_size_bytes / item_count
-        wcu_per_item = max(1, math.ceil(avg_size / 1024))
-        rates.append(target_wcu * share / wcu_per_item)
-    return item_count / min(rates)
-
-
 def replay_refusal(
     item_count: int,
     table_size_bytes: int,
     *,
-    segments: int,
     max_write_rate: float | None = None,
     target_wcu: int = 0,
 ) -> str | None:
     """Why the replay strategy is refused for this table (None: allowed).
 
     Replay starts the replicator from TRIM_HORIZON only after the backfill, so every change made
-    during the backfill must still be in the stream then: the estimate must stay within
-    `REPLAY_RETENTION_SHARE` of the 24-hour retention.
+    during the backfill must still be in the stream then. The rule is the plan's
+    (`plan.backfill_fits_retention`: the estimate must stay within half the 24-hour retention),
+    at `max_write_rate`, else a share of a provisioned target's WCU, else an on-demand table's
+    initial throughput.
     """
-    seconds = estimate_backfill_seconds(
-        item_count,
-        table_size_bytes,
-        segments=segments,
-        max_write_rate=max_write_rate,
-        target_wcu=target_wcu,
+    avg = table_size_bytes / item_count if item_count > 0 else 0.0
+    rate = max_write_rate or (
+        default_write_rate(avg, provisioned_wcu=target_wcu) if target_wcu else None
     )
-    limit = STREAM_RETENTION_HOURS * REPLAY_RETENTION_SHARE * 3600
-    if seconds <= limit:
+    if backfill_fits_retention(item_count, avg, rate):
         return None
+    seconds = backfill_duration_seconds(item_count, rate or default_write_rate(avg))
+    limit = STREAM_RETENTION_SECONDS * RETENTION_MARGIN
     return (
         f"--strategy replay: the backfill of {item_count:,} items is estimated at "
-        f"{seconds / 3600:.1f} h, not well inside the stream's {STREAM_RETENTION_HOURS:.0f} h "
-        f"retention (limit {limit / 3600:.0f} h): stream records written during it could expire "
-        "before the replicator reads them; use --strategy concurrent"
+        f"{human_duration(seconds)}, not well inside the stream's "
+        f"{STREAM_RETENTION_SECONDS // 3600} h retention (limit {human_duration(limit)}): "
+        "stream records written during it could expire before the replicator reads them; "
+        "use --strategy concurrent"
     )
 
 
@@ -200,7 +181,6 @@ def check_replay_allowed(
     reason = replay_refusal(
         int(source_description.get("ItemCount", 0) or 0),
         int(source_description.get("TableSizeBytes", 0) or 0),
-        segments=spec.segments,
         max_write_rate=spec.max_write_rate,
         target_wcu=provisioned_wcu(target_description),
     )
@@ -457,9 +437,11 @@ def run_segment(
 
     source_desc = describe_table(source_client, spec.source.name, "source")
     keys = key_names(source_desc["KeySchema"])
+    target_desc = describe_table(target_client, spec.target.name, "target")
+    if limiter is None:
+        limiter = RateLimiter.for_target(spec.max_write_rate, target_desc)
     if spec.strategy == "replay":
         if saved.cursor is None and start_key is None:
-            target_desc = describe_table(target_client, spec.target.name, "target")
             check_replay_allowed(spec, source_desc, target_desc)
     else:
         phase = state.phase()

@@ -11,6 +11,8 @@ from dynashift.backfill import (
     COUNTERS,
     SegmentResult,
     backfill_all,
+    plan_segments,
+    replay_refusal,
     run_segment,
     total_counters,
 )
@@ -252,6 +254,7 @@ def test_a_non_retryable_error_stops_the_worker_with_a_named_error(
             budget_seconds=60,
             target_client=target2,
             backoff=backoff,
+            limiter=RateLimiter(None, sleep=no_sleep),
         )
 
 
@@ -393,3 +396,20 @@ def test_target_equals_source_under_concurrent_writes(endpoint: str, table_name:
     applier.poll()
     assert_identical(ddb, src, ddb, dst, ("pk", "sk"))
     assert list(state.tombstones()) == []
+
+
+def test_plan_segments_scales_with_size_and_count() -> None:
+    assert plan_segments(0, 0) == 1
+    assert plan_segments(1_000, 200_000) == 1
+    assert plan_segments(10_000_000, 1024**3) == 20  # 500k items per segment wins
+    assert plan_segments(100_000, 10 * 1024**3) == 40  # 256 MiB per segment wins
+    assert plan_segments(10**12, 10**15) == 1000  # capped
+
+
+def test_replay_rule_uses_rate_capacity_or_on_demand_throughput() -> None:
+    assert replay_refusal(1_000_000, 10**9) is None  # ~4,000 items/s on demand: minutes
+    assert replay_refusal(1_000_000, 10**9, max_write_rate=10) is not None  # ~28 h
+    assert replay_refusal(1_000_000, 10**9, target_wcu=100) is None  # 80 items/s: 3.5 h
+    assert replay_refusal(1_000_000, 10**9, target_wcu=10) is not None  # 8 items/s: 35 h
+    reason = replay_refusal(10**10, 10**12)
+    assert reason is not None and "24 h" in reason and "--strategy concurrent" in reason
