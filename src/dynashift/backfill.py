@@ -378,8 +378,7 @@ def start_backfill(state: StateStore) -> None:
 
     Must happen before the first scan page is read; `run_segment` does it when no phase is set.
     """
-    if state.phase() is None:
-        state.put_meta(phase=PHASE_BACKFILL)
+    state.init_phase(PHASE_BACKFILL)
 
 
 def run_segment(

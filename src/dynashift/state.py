@@ -170,6 +170,30 @@ class StateStore:
             ExpressionAttributeValues={":p": {"S": phase}, ":t": {"N": str(time.time())}},
         )
 
+    def init_phase(self, phase: str) -> bool:
+        """Set the phase only if none is recorded yet (atomic). True when this call set it.
+
+        Keeps every other meta field; creates the meta record (empty data) if it is missing.
+        """
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key=self._key(META),
+                UpdateExpression="SET phase = :p, updated = :t, #d = if_not_exists(#d, :empty)",
+                ConditionExpression="attribute_not_exists(phase)",
+                ExpressionAttributeNames={"#d": "data"},
+                ExpressionAttributeValues={
+                    ":p": {"S": phase},
+                    ":t": {"N": str(time.time())},
+                    ":empty": {"S": "{}"},
+                },
+            )
+            return True
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+
     # --- segments ----------------------------------------------------------------------------
 
     @staticmethod

@@ -92,3 +92,13 @@ def test_counters_are_numbers_in_the_table(endpoint: str, table: str) -> None:
         TableName=table, Key={"migration_id": {"S": s.migration_id}, "sk": {"S": "segment#000000"}}
     )["Item"]
     assert raw["counters"]["M"]["written"] == {"N": "5"}
+
+
+def test_init_phase_sets_only_once_and_keeps_meta(endpoint: str, table: str) -> None:
+    s = store(endpoint, table)
+    assert s.init_phase(PHASE_BACKFILL) is True
+    assert s.get_meta() == {"phase": PHASE_BACKFILL}
+    s.put_meta(segments=4)
+    s.set_phase(PHASE_PLAIN)
+    assert s.init_phase(PHASE_BACKFILL) is False
+    assert s.get_meta() == {"segments": 4, "phase": PHASE_PLAIN}
