@@ -17,11 +17,15 @@ batch by batch, in sequence order:
   of the same record it raises `RuntimeFailure` (the local equivalent of the DLQ).
 - Empty reads and throttled reads back off (exponential with jitter, capped).
 
-`drain(timeout)` applies everything written before it was called, then stops: it first reads
-each unfinished shard ahead (without applying) to find the newest sequence number present at
-that moment — on moto's single, never-closing shard that is "the records returned are empty" —
-and then polls until every shard's checkpoint has reached that number (or the shard is
-exhausted). Writes after the call may or may not be applied.
+`drain(timeout)` applies everything written before it was called, then stops. It polls until
+every readable shard has, since the call, either returned an empty read (its tip: on moto's
+single never-closing shard this is "the records returned are empty") or had a record applied that
+was created after the call (ApproximateCreationDateTime >= call time + `clock_skew`): sequence
+order then guarantees everything older in that shard is applied, also under a writer that never
+pauses. Writes after the call may or may not be applied. Children of a shard finished the second
+way hold only later records; children of an exhausted shard are drained like any other shard.
+
+`lag()` reads ahead from the checkpoints without applying (records behind, age of the oldest).
 """
 
 from __future__ import annotations
@@ -87,6 +91,8 @@ class _Shard:
     exhausted: bool = False
     #: (sequence number, attempts) of a record that keeps failing.
     failing: tuple[str | None, int] = (None, 0)
+    #: During a drain: read to its tip, or past a record created after the drain began.
+    drained: bool = False
 
 
 @dataclass
@@ -190,6 +196,8 @@ class StreamFollower:
         #: Counters summed over every batch (Replicator targets only).
         self.totals = ApplyResult()
         self._last_applied_age: float | None = None
+        #: While draining: records created at or after this time (epoch) are "after the drain".
+        self._drain_until: float | None = None
         self.error: BaseException | None = None
 
     # --- applying a batch --------------------------------------------------------------------
@@ -306,12 +314,16 @@ class StreamFollower:
                 approx = events[done - 1]["dynamodb"].get("ApproximateCreationDateTime")
                 if approx is not None:
                     self._last_applied_age = max(0.0, self._clock() - float(approx))
+                    if self._drain_until is not None and float(approx) >= self._drain_until:
+                        shard.drained = True
             if failed is not None:
                 self._record_failure(shard, events[failed], result)
                 out.failed_batches += 1
                 shard.iterator = None  # re-read from the checkpoint: retry from the failure
                 return
             shard.failing = (None, 0)
+        elif self._drain_until is not None:
+            shard.drained = True  # an empty read: nothing older is left in this shard
         shard.iterator = resp.get("NextShardIterator")
         if shard.iterator is None:
             shard.exhausted = True
@@ -375,7 +387,7 @@ class StreamFollower:
             raise
 
     def _peek(
-        self, shard_id: str, checkpoint: str | None, max_pages: int | None, until: float
+        self, shard_id: str, checkpoint: str | None, max_pages: int, until: float
     ) -> tuple[int, str | None, float | None]:
         """Read a shard ahead without applying: (records, newest sequence, oldest record time).
 
@@ -386,7 +398,7 @@ class StreamFollower:
         iterator: str | None = self._iterator(shard_id, checkpoint)
         count, newest, oldest = 0, None, None
         pages = 0
-        while iterator and (max_pages is None or pages < max_pages):
+        while iterator and pages < max_pages:
             try:
                 resp = self.streams.get_records(ShardIterator=iterator, Limit=1000)
             except ClientError as exc:
@@ -426,8 +438,7 @@ class StreamFollower:
         so `records_behind` is a lower bound beyond 1,000 x max_pages)."""
         behind, oldest = 0, None
         for shard_id, checkpoint in self._unfinished():
-            until = self._clock() + self.clock_skew
-            count, _, first = self._peek(shard_id, checkpoint, max_pages, until)
+            count, _, first = self._peek(shard_id, checkpoint, max_pages, self._clock())
             behind += count
             if first is not None:
                 oldest = first if oldest is None else min(oldest, first)
@@ -439,15 +450,15 @@ class StreamFollower:
 
         Raises WorkerDeadlineError when that takes longer than `timeout` seconds.
         """
-        now = self._clock()
-        deadline = now + timeout
-        targets: dict[str, str] = {}
-        for shard_id, checkpoint in self._unfinished():
-            _, newest, _ = self._peek(shard_id, checkpoint, None, now + self.clock_skew)
-            if newest is not None:
-                targets[shard_id] = newest
+        start = self._clock()
+        deadline = start + timeout
+        self._unfinished()  # discover the shards
+        with self._lock:
+            self._drain_until = start + self.clock_skew
+            for shard in self._shards.values():
+                shard.drained = False
         start_applied, polls, idle = self.applied, 0, 0
-        while not self._reached(targets):
+        while not self._all_drained():
             if self.error is not None:
                 raise RuntimeFailure(f"the follower thread failed: {self.error}") from self.error
             if self._clock() > deadline:
@@ -466,15 +477,11 @@ class StreamFollower:
         self._finished.set()
         return DrainResult(applied=self.applied - start_applied, polls=polls, lag=self.lag())
 
-    def _reached(self, targets: Mapping[str, str]) -> bool:
+    def _all_drained(self) -> bool:
+        """Every readable shard has, since the drain began, been read to its tip or past a record
+        created after the drain began (children of such a shard hold only later records)."""
         with self._lock:
-            for shard_id, newest in targets.items():
-                shard = self._shards[shard_id]
-                if shard.exhausted:
-                    continue
-                if shard.checkpoint is None or int(shard.checkpoint) < int(newest):
-                    return False
-            return True
+            return all(s.drained for s in self._readable())
 
     @property
     def finished(self) -> bool:
