@@ -144,3 +144,33 @@ def test_publish_to_sns_takes_a_client() -> None:
     assert sent["Subject"] == "dynashift m1: NOT READY"
     assert sent["Message"].startswith("Readiness of us-east-1:orders")
     assert '"verdict": "NOT READY"' in sent["Message"]
+
+
+# --- pure rules of the verification step -----------------------------------------------------
+
+
+def test_auto_mode_rule() -> None:
+    from dynashift.verify import choose_mode
+
+    small, big = {"ItemCount": 8_000}, {"ItemCount": 400_000}
+    assert choose_mode(small, small, 4, merge_buffer=5_000) == "merge"  # 2,000 per segment
+    assert choose_mode(big, small, 4, merge_buffer=5_000) == "batch"  # 100,000 per segment
+    assert choose_mode(big, big, 4, merge_buffer=5_000, same_scan_order=True) == "merge"
+    assert choose_mode(big, big, 100, merge_buffer=5_000) == "merge"  # 4,000 per segment
+
+
+def test_read_units_follow_dynamodb_rounding() -> None:
+    from dynashift.verify import ReadCost
+
+    item = {"pk": {"S": "k"}, "v": {"S": "x" * 5000}}  # 5,003 bytes: two 4 KB units
+    small = {"pk": {"S": "k"}}
+    cost = ReadCost()
+    cost.scan_page([small] * 100)  # 300 bytes: one unit, half for eventual consistency
+    assert (cost.requests, cost.read_units) == (1, 0.5)
+    cost.scan_page([item, item])  # 10,006 bytes: three units
+    assert cost.read_units == 0.5 + 1.5
+    cost = ReadCost()
+    cost.gets([item, small], keys=3, requests=1, consistent=False)  # 2 + 1 + 1 (absent key)
+    assert cost.read_units == 2.0
+    cost.gets([item], keys=1, requests=1, consistent=True)
+    assert (cost.requests, cost.read_units, cost.items_read) == (2, 4.0, 3)
