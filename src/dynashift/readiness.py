@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
@@ -112,6 +112,44 @@ class PhaseTiming(BaseModel):
         if not seconds or not self.items:
             return None
         return self.items / seconds
+
+
+def _epoch(value: Any) -> float:
+    return value.timestamp() if hasattr(value, "timestamp") else float(value)
+
+
+def phases_from_history(
+    events: Iterable[Mapping[str, Any]],
+    groups: Mapping[str, str] | None = None,
+    items: Mapping[str, int] | None = None,
+) -> list[PhaseTiming]:
+    """Phase timings from a Step Functions execution history (GetExecutionHistory events).
+
+    `groups` maps state names to phase labels (states it does not name are left out); without
+    it every state is its own phase. A phase spans its states' first entry to their last exit,
+    in order of first entry. `items` gives the items processed per phase label (items/s).
+    """
+    spans: dict[str, list[float | None]] = {}
+    for event in events:
+        for key, idx in (("stateEnteredEventDetails", 0), ("stateExitedEventDetails", 1)):
+            details = event.get(key)
+            if not details:
+                continue
+            name = str(details["name"])
+            label = groups.get(name) if groups is not None else name
+            if label is None:
+                continue
+            when = _epoch(event["timestamp"])
+            span = spans.setdefault(label, [None, None])
+            if idx == 0:
+                span[0] = when if span[0] is None else min(span[0], when)
+            else:
+                span[1] = when if span[1] is None else max(span[1], when)
+    ordered = sorted(spans.items(), key=lambda kv: kv[1][0] if kv[1][0] is not None else 0.0)
+    return [
+        PhaseTiming(name=label, started=start, ended=end, items=(items or {}).get(label, 0))
+        for label, (start, end) in ordered
+    ]
 
 
 class ReadinessInputs(BaseModel):

@@ -174,3 +174,46 @@ def test_read_units_follow_dynamodb_rounding() -> None:
     assert cost.read_units == 2.0
     cost.gets([item], keys=1, requests=1, consistent=True)
     assert (cost.requests, cost.read_units, cost.items_read) == (2, 4.0, 3)
+
+
+def test_phases_from_execution_history() -> None:
+    from datetime import UTC, datetime
+
+    from dynashift.readiness import phases_from_history
+
+    def at(second: int) -> datetime:
+        return datetime(2026, 1, 1, 0, 0, second, tzinfo=UTC)
+
+    def entered(name: str, second: int) -> dict[str, Any]:
+        return {"timestamp": at(second), "stateEnteredEventDetails": {"name": name}}
+
+    def exited(name: str, second: int) -> dict[str, Any]:
+        return {"timestamp": at(second), "stateExitedEventDetails": {"name": name}}
+
+    events = [
+        entered("Validate input", 0),
+        exited("Validate input", 1),
+        entered("Backfill segments", 2),
+        entered("Backfill segment", 2),
+        exited("Backfill segment", 10),
+        entered("Backfill segment", 3),
+        exited("Backfill segment", 12),
+        exited("Backfill segments", 12),
+        entered("Verify segments", 13),
+        exited("Verify segments", 17),
+    ]
+    groups = {
+        "Backfill segments": "Backfill",
+        "Backfill segment": "Backfill",
+        "Verify segments": "Verify",
+    }
+    phases = phases_from_history(events, groups, items={"Backfill": 1000})
+    assert [(p.name, p.seconds, p.items) for p in phases] == [
+        ("Backfill", 10.0, 1000),
+        ("Verify", 4.0, 0),
+    ]
+    assert phases[0].items_per_second == 100.0
+    assert [p.name for p in phases_from_history(events)][:2] == [
+        "Validate input",
+        "Backfill segments",
+    ]
