@@ -133,9 +133,13 @@ def main() -> None:
         side = Side(region=REGION, endpoint_url=server.url)
         replicator = Replicator(TableLocation(name="target-follow", side=side), ["pk"], state=None)
         raw_times: list[float] = []
+        read_times: list[float] = []
         follow_times: list[float] = []
         coalesced = 0
         for round_no in range(args.rounds):
+            start = time.perf_counter()
+            assert len(read_stream(streams, arn)) == len(records)
+            read_times.append(time.perf_counter() - start)
             raw_times.append(raw_apply(ddb, "target-raw", records))
             state = StateStore(ddb, "bench-state", f"round-{round_no}")
             state.put_meta(phase=args.phase)
@@ -149,7 +153,9 @@ def main() -> None:
             if args.phase == PHASE_BACKFILL:
                 finish_backfill(ddb, "target-follow", state)
             print(
-                f"round {round_no + 1}: raw {raw_times[-1]:.2f}s, follower {follow_times[-1]:.2f}s"
+                f"round {round_no + 1}: raw read {read_times[-1]:.2f}s"
+                f" + apply {raw_times[-1]:.2f}s,"
+                f" follower {follow_times[-1]:.2f}s"
                 f" (tombstones {follower.totals.tombstones}, coalesced {coalesced})"
             )
         for target in ("target-raw", "target-follow"):

@@ -426,10 +426,14 @@ class StreamFollower:
         return count, newest, oldest
 
     def _unfinished(self) -> list[tuple[str, str | None]]:
-        with self._lock:
-            if self._clock() >= self._next_discovery or not self._shards:
-                self._discover()
-            return [(s.shard_id, s.checkpoint) for s in self._shards.values() if not s.exhausted]
+        """(shard, checkpoint) of every unfinished shard. Does not wait for a poll in progress
+        (which may be applying a large batch) once the shards are known."""
+        if not self._shards:
+            with self._lock:
+                if not self._shards:
+                    self._discover()
+        shards = list(self._shards.values())  # a snapshot: polls only add shards
+        return [(s.shard_id, s.checkpoint) for s in shards if not s.exhausted]
 
     def lag(self, max_pages: int = 100) -> Lag:
         """Records present in the stream but not applied, and how long the oldest has waited.
