@@ -357,8 +357,8 @@ def test_target_equals_source_under_concurrent_writes(endpoint: str, table_name:
     ddb = client(endpoint)
     create_table(ddb, src, HASH_RANGE)
     create_table(ddb, dst, HASH_RANGE)
-    seed_writer = ConcurrentWriter(ddb, src, ("pk", "sk"), seed=1, key_space=400)
-    fill(ddb, src, ({**seed_writer.key_for(i), "v": {"N": str(i)}} for i in range(400)))
+    seed_writer = ConcurrentWriter(ddb, src, ("pk", "sk"), seed=1, key_space=250)
+    fill(ddb, src, ({**seed_writer.key_for(i), "v": {"N": str(i)}} for i in range(250)))
     enable_stream(ddb, src)
     spec = make_spec(endpoint, src, dst, mid(), segments=3)
     state = make_state(ddb, spec)
@@ -369,8 +369,8 @@ def test_target_equals_source_under_concurrent_writes(endpoint: str, table_name:
         src,
         ("pk", "sk"),
         seed=11,
-        rate_per_s=150,
-        key_space=400,
+        rate_per_s=100,
+        key_space=250,
         max_seconds=30,
     )
     with writer:

@@ -34,7 +34,7 @@ def one_line_error(capsys: Any, *needles: str) -> str:
     return err
 
 
-def varied_items(n: int, big_every: int = 40) -> list[dict[str, Any]]:
+def varied_items(n: int, big_every: int = 25) -> list[dict[str, Any]]:
     rng = random.Random(4)
     items = []
     for i in range(n):
@@ -68,11 +68,11 @@ def _create_with_gsi(ddb: Any, name: str) -> None:
 
 @pytest.fixture(scope="module")
 def varied(endpoint: str) -> tuple[str, Any]:
-    """A read-only source shared by the module: 500 items of every type, some ~60 KB."""
+    """A read-only source shared by the module: 300 items of every type, some ~60 KB."""
     ddb = client(endpoint)
     src = f"csrc-{uuid.uuid4().hex[:10]}"
     _create_with_gsi(ddb, src)
-    fill(ddb, src, varied_items(500))
+    fill(ddb, src, varied_items(300))
     return src, ddb
 
 
@@ -83,7 +83,7 @@ def test_copy_of_varied_items_into_a_new_table_is_identical(
     dst = table_name("cdst")
     assert run_cli(endpoint, "--source", src, "--target", dst, "--segments", "3") == 0
     out = capsys.readouterr().out
-    assert "target created" in out and "written 500" in out
+    assert "target created" in out and "written 300" in out
     assert_identical(ddb, src, ddb, dst, ("pk", "sk"))
     desc = ddb.describe_table(TableName=dst)["Table"]
     assert [g["IndexName"] for g in desc["GlobalSecondaryIndexes"]] == ["by-gpk"]
