@@ -4,7 +4,7 @@
                                        [--rounds 2]
 
 Starts a moto server in its own process (client and server each get a core), fills a source
-table per size, then times, alternately in each round, each into a fresh empty target:
+table per size, then times, alternately in each round, each into a fresh empty target (engine and raw loops share one client configuration):
 
 - raw backfill: N threads each scanning one segment and writing every item with one conditional
   PutItem (`attribute_not_exists(pk)`), through a pool of the same number of in-flight requests;
@@ -143,7 +143,13 @@ def main() -> None:
             "dynamodb",
             region_name=REGION,
             endpoint_url=server.url,
-            config=Config(max_pool_connections=pool),
+            # Generous read timeout: moto's Scan of a 20k-item table is slow on a busy machine.
+            # Retries are left to the engine (as its own target client does).
+            config=Config(
+                max_pool_connections=pool,
+                read_timeout=600,
+                retries={"mode": "standard", "max_attempts": 1},
+            ),
         )
         side = Side(region=REGION, endpoint_url=server.url)
         rows = []
@@ -179,6 +185,8 @@ def main() -> None:
                     backfill_all,
                     spec,
                     state=state,
+                    source_client=ddb,
+                    target_client=ddb,
                     max_in_flight=args.in_flight,
                     concurrency=args.segments,
                 )
@@ -199,6 +207,8 @@ def main() -> None:
                     TableLocation(name=source, side=side),
                     TableLocation(name=eng_c, side=side),
                     options,
+                    source_client=ddb,
+                    target_client=ddb,
                 )
                 assert summary.written == size
                 best["copy"] = min(best.get("copy", 1e9), seconds)
