@@ -4,7 +4,8 @@
                                        [--rounds 2]
 
 Starts a moto server in its own process (client and server each get a core), fills a source
-table per size, then times, alternately in each round, each into a fresh empty target (engine and raw loops share one client configuration):
+table per size, then times, alternately in each round, each into a fresh empty target (engine
+and raw loops share one client configuration):
 
 - raw backfill: N threads each scanning one segment and writing every item with one conditional
   PutItem (`attribute_not_exists(pk)`), through a pool of the same number of in-flight requests;
