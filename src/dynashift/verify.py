@@ -165,8 +165,8 @@ class VerifyResult(BaseModel):
     tombstones: int = 0
     #: merge mode: unpaired items resolved by key lookups (buffer full or end of a call).
     spilled: int = 0
-    #: merge mode: the most unpaired items held in memory at once (bounded by the buffer plus
-    #: one page).
+    #: merge mode: the most unpaired items held in memory at once, measured after each page
+    #: (bounded by the buffer plus one page of at most half the buffer).
     max_buffered: int = 0
     source_reads: ReadCost = Field(default_factory=ReadCost)
     target_reads: ReadCost = Field(default_factory=ReadCost)
@@ -354,6 +354,11 @@ def _run_batch(work: _Segment, out_of_time: Callable[[], bool]) -> None:
 
 
 def _run_merge(work: _Segment, out_of_time: Callable[[], bool], buffer: int) -> None:
+    # Pages of at most half the buffer, read alternately from both tables: when the scans
+    # agree on the order, a page of one side is paired by the next page of the other before
+    # the buffer fills. Memory: `buffer` unpaired items plus one page.
+    half = max(1, buffer // 2)
+    work.page_limit = min(work.page_limit, half) if work.page_limit else half
     result, cursor, names, spec = work.result, work.result.cursor, work.sides.names, work.spec
     pending_source: OrderedDict[str, Item] = OrderedDict()
     pending_target: OrderedDict[str, Item] = OrderedDict()
@@ -429,8 +434,13 @@ def _run_merge(work: _Segment, out_of_time: Callable[[], bool], buffer: int) -> 
             if page.cursor is None:
                 cursor.target_done, target_pages = True, None
         result.max_buffered = max(result.max_buffered, len(pending_source) + len(pending_target))
-        spill(pending_source, buffer // 2, work.compare_sources)
-        spill(pending_target, buffer // 2, work.check_extra)
+        # Over the bound: resolve the oldest unpaired items of the fuller side by key.
+        while len(pending_source) + len(pending_target) > buffer:
+            over = len(pending_source) + len(pending_target) - buffer
+            if len(pending_source) >= len(pending_target):
+                spill(pending_source, len(pending_source) - over, work.compare_sources)
+            else:
+                spill(pending_target, len(pending_target) - over, work.check_extra)
         if (source_pages is not None or target_pages is not None) and out_of_time():
             break
     # Whatever is still unpaired is resolved by key before returning (the cursor is past it).
