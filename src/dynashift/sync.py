@@ -631,6 +631,8 @@ class SyncEngine:
         """
         report = self.report or self.prepare()
         assert self.master is not None
+        if report.complete or report.error is not None:
+            raise RuntimeError("a SyncEngine runs once; make a new one (with the resume key)")
         started = self.clock()
         try:
             self._master_phase()

@@ -164,6 +164,7 @@ def make_drifted(ddb: Any, suffix: str) -> dict[str, Any]:
 # --- the "done when" scenario ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_dry_run_reports_exact_counts_then_repair_converges(
     drifted, ddb, endpoint, tmp_path, capsys
 ):
