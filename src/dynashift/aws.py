@@ -69,7 +69,7 @@ def _base_session(side: Side) -> boto3.Session:
     try:
         return boto3.Session(profile_name=side.profile, region_name=side.region)
     except botocore.exceptions.ProfileNotFound as exc:
-        raise BadInputError(f"--profile: profile {side.profile!r} is not configured") from exc
+        raise BadInputError(f"AWS profile {side.profile!r} is not configured") from exc
 
 
 def _session_for(side: Side) -> boto3.Session:
