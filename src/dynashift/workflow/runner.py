@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -305,14 +305,32 @@ class LocalStepFunctions:
         )["executionArn"]
         return arn
 
-    def history(self, execution_arn: str) -> Iterator[dict[str, Any]]:
-        kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
+    def history(self, execution_arn: str, after_id: int = 0) -> list[dict[str, Any]]:
+        """History events with an id above `after_id`, oldest first.
+
+        Asks for newest-first pages and stops at `after_id` (Step Functions honours
+        `reverseOrder`; moto returns the whole history oldest-first, which works too).
+        """
+        kwargs: dict[str, Any] = {
+            "executionArn": execution_arn,
+            "maxResults": 1000,
+            "reverseOrder": True,
+        }
+        new: list[dict[str, Any]] = []
+        previous: int | None = None
         while True:
             page = self.sfn.get_execution_history(**kwargs)
-            yield from page.get("events", [])
+            for event in page.get("events", []):
+                event_id = int(event["id"])
+                descending = previous is not None and event_id < previous
+                previous = event_id
+                if event_id > after_id:
+                    new.append(event)
+                elif descending:
+                    return sorted(new, key=lambda e: int(e["id"]))
             token = page.get("nextToken")
             if not token:
-                return
+                return sorted(new, key=lambda e: int(e["id"]))
             kwargs["nextToken"] = token
 
     def describe(self, execution_arn: str) -> dict[str, Any]:
@@ -326,18 +344,17 @@ class LocalStepFunctions:
         on_event: Callable[[dict[str, Any]], None] | None = None,
         on_poll: Callable[[], None] | None = None,
         timeout: float | None = None,
-        interval: float = 0.25,
+        interval: float = 0.5,
     ) -> ExecutionOutcome:
         """Poll until the execution ends, passing each new history event to `on_event`."""
-        seen = 0
+        seen = 0  # id of the newest event passed on
         deadline = time.monotonic() + timeout if timeout else None
         while True:
             desc = self.describe(execution_arn)
             if on_event is not None:
-                events = list(self.history(execution_arn))
-                for event in events[seen:]:
+                for event in self.history(execution_arn, seen):
                     on_event(event)
-                seen = len(events)
+                    seen = max(seen, int(event["id"]))
             if desc["status"] != "RUNNING":
                 return outcome_of(desc)
             if on_poll is not None:
