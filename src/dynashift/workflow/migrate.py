@@ -229,6 +229,9 @@ class MigrationRunner:
             self.source_items = None
 
     def run(self) -> MigrationRun:
+        # The workers' pools are sized for their in-flight requests; a full pool only means a
+        # connection is not reused, which is not worth a warning per request.
+        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
         self.prepare()
         self.say(
             f"migrating {self.spec.source.display()} -> {self.spec.target.display()} "
