@@ -3,6 +3,7 @@ both lookup modes identical; bounded merge memory; resumable cursor; in-flight w
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -10,10 +11,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
 
 from dynashift.aws import Side
-from dynashift.items import TOMBSTONE_ATTR, key_id
+from dynashift.items import TOMBSTONE_ATTR, key_id, to_event_json
 from dynashift.models import MigrationSpec, TableLocation
 from dynashift.readiness import VerificationSummary
 from dynashift.state import StateStore, state_table_name
@@ -109,13 +112,12 @@ class Planted:
 
 
 def plant(ddb: Any, endpoint: str, source: str, target: str) -> tuple[MigrationSpec, Planted]:
-    """A 120-item source and a target copied in REVERSE order (so moto's scans of the two
-    tables come back in different orders), then divergence planted in the target."""
+    """A 120-item source, a copy as target, then divergence planted in the target."""
     create_table(ddb, source)
     create_table(ddb, target)
     items = make_items(120)
     put_all(ddb, source, items)
-    put_all(ddb, target, list(reversed(items)))
+    put_all(ddb, target, items)
     p = Planted()
     for i in p.missing:
         ddb.delete_item(TableName=target, Key=key(i))
@@ -151,6 +153,48 @@ def planted_ro(ddb: Any, endpoint: str) -> Any:
     return plant(ddb, endpoint, f"vsrc-ro-{suffix}", f"vtgt-ro-{suffix}")
 
 
+def reversed_scans(endpoint: str, raw: Any) -> Any:
+    """A client whose Scan returns each segment in DESCENDING key order, like a store that
+    orders its scan differently (moto always scans in ascending key order). Served by a
+    botocore before-call hook from a full scan made with `raw`."""
+    client = boto3.client("dynamodb", region_name=REGION, endpoint_url=endpoint)
+
+    def scan(params: Any, **_: Any) -> Any:
+        req = json.loads(params["body"])
+        kwargs: dict[str, Any] = {"TableName": req["TableName"], "ConsistentRead": True}
+        if "TotalSegments" in req:
+            kwargs.update(Segment=req["Segment"], TotalSegments=req["TotalSegments"])
+        items = list(reversed(reference_scan(raw, kwargs)))
+        start = req.get("ExclusiveStartKey")
+        index = 0
+        if start:
+            index = 1 + next(i for i, it in enumerate(items) if key_json(it) == start)
+        limit = int(req.get("Limit", 100))
+        page = items[index : index + limit]
+        resp: dict[str, Any] = {"Items": page, "Count": len(page), "ScannedCount": len(page)}
+        if index + limit < len(items):
+            resp["LastEvaluatedKey"] = {k: page[-1][k] for k in KEYS}
+        resp["ResponseMetadata"] = {"HTTPStatusCode": 200}
+        return AWSResponse(endpoint, 200, {}, None), resp
+
+    client.meta.events.register("before-call.dynamodb.Scan", scan)
+    return client
+
+
+def reference_scan(raw: Any, kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    while True:
+        page = raw.scan(**kwargs)
+        out.extend(page["Items"])
+        if "LastEvaluatedKey" not in page:
+            return out
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def key_json(item: dict[str, Any]) -> dict[str, Any]:
+    return to_event_json({k: item[k] for k in KEYS})
+
+
 def by_kind(results: list[VerifyResult]) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {"missing": set(), "differing": set(), "extra": set()}
     for s in all_suspects(results):
@@ -163,10 +207,17 @@ def totals(results: list[VerifyResult]) -> dict[str, int]:
     return {k: sum(getattr(r, k) for r in results) for k in keys}
 
 
-def test_planted_divergence_found_identically_by_both_modes(planted_ro: Any) -> None:
+def test_planted_divergence_found_identically_by_both_modes(
+    ddb: Any, endpoint: str, planted_ro: Any
+) -> None:
     spec, p = planted_ro
     batch = verify_table(spec, mode="batch", page_limit=20, checkpoint=False)
     merge = verify_table(spec, mode="merge", page_limit=20, merge_buffer=16, checkpoint=False)
+    # The target scanned in the opposite order: merge must spill, within its memory bound.
+    target = reversed_scans(endpoint, ddb)
+    crossed = verify_table(
+        spec, mode="merge", merge_buffer=16, target_client=target, checkpoint=False
+    )
 
     expected = {
         "scanned_source": 120,
@@ -178,11 +229,14 @@ def test_planted_divergence_found_identically_by_both_modes(planted_ro: Any) -> 
     }
     assert totals(batch) == expected
     assert totals(merge) == expected
-    assert by_kind(batch) == p.suspects() == by_kind(merge)
+    assert totals(crossed) == expected
+    assert by_kind(batch) == p.suspects() == by_kind(merge) == by_kind(crossed)
     assert all(r.mode == "batch" for r in batch) and all(r.mode == "merge" for r in merge)
-    # The scans came back in different orders: merge spilled to lookups, within its bound.
-    assert sum(r.spilled for r in merge) > 0
-    assert max(r.max_buffered for r in merge) <= 16 + 8  # buffer + a page of half of it
+    # Same scan order: only the one-sided keys are looked up. Opposite order: most items
+    # spill to lookups, and memory stays within the buffer plus a page of half of it.
+    assert sum(r.spilled for r in merge) == len(p.missing) + len(p.extra)
+    assert sum(r.spilled for r in crossed) > 60
+    assert max(r.max_buffered for r in merge + crossed) <= 16 + 8
     # Merge reads each item once (scans only, plus the spills); batch reads every item twice.
     merge_units = sum(r.source_reads.read_units + r.target_reads.read_units for r in merge)
     batch_units = sum(r.source_reads.read_units + r.target_reads.read_units for r in batch)
