@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
@@ -14,7 +15,12 @@ import pytest
 from dynashift.cli.main import main
 from dynashift.models import factory_for
 from dynashift.state import StateStore
-from dynashift.workflow.migrate import MigrationRunner, failure_of, run_local_migration
+from dynashift.workflow.migrate import (
+    MigrationRunner,
+    failure_of,
+    run_local_migration,
+    write_outputs,
+)
 from dynashift.workflow.runner import DEFINITION, LocalStepFunctions
 from dynashift.workflow.steps import state_store
 from tests.reference import assert_identical
@@ -207,9 +213,9 @@ def test_wrong_jsonpath_fails_like_aws(tmp_path: Path) -> None:
 
 
 def test_approval_then_cutover(
-    ddb: Any, endpoint: str, source: tuple[str, int], table_name: Any
+    ddb: Any, endpoint: str, source: tuple[str, int], table_name: Any, tmp_path: Path
 ) -> None:
-    name, _ = source
+    name, n = source
     target = table_name("wf-tgt")
     wf = workflow_input(endpoint, name, target, approval=True)
     asked = []
@@ -225,3 +231,11 @@ def test_approval_then_cutover(
     assert run.invocations.get("approval") == 1
     assert not runner.control.running, "cutover must stop the replicator"
     assert_identical(ddb, name, ddb, target, ("pk",))
+    report, html = tmp_path / "r.json", tmp_path / "r.html"
+    write_outputs(run, report_path=str(report), html_path=str(html), out=io.StringIO())
+    data = json.loads(report.read_text())
+    assert data["verdict"] == "READY"
+    phases = {p["name"]: p for p in data["phases"]}
+    assert phases["backfill"]["items"] >= n and phases["backfill"]["ended"]
+    assert phases["verification"]["items"] >= n
+    assert "READY" in html.read_text()

@@ -252,6 +252,8 @@ def plan_segments(event: StepEvent) -> PlanResult:
         )
     if recorded is None:
         state.put_meta(segments=spec.segments)
+    if "backfill_started" not in meta:
+        state.put_meta(backfill_started=time.time())
     return PlanResult(
         segments=list(range(spec.segments)),
         count=spec.segments,
@@ -283,8 +285,12 @@ def backfill_segment(event: SegmentEvent, *, limiter: RateLimiter | None = None)
 def finish_backfill(event: StepEvent) -> dict[str, Any]:
     """Switch the replicator to plain deletes and remove every registered tombstone (I5)."""
     spec = event.spec
+    state = state_store(spec)
     target_client = spec.target.clients().dynamodb()
-    return _dump(_finish_backfill(target_client, spec.target.name, state_store(spec)))
+    result = _dump(_finish_backfill(target_client, spec.target.name, state))
+    if "backfill_finished" not in (state.get_meta() or {}):
+        state.put_meta(backfill_finished=time.time())
+    return result
 
 
 def verify_segment(event: SegmentEvent) -> dict[str, Any]:
@@ -325,9 +331,11 @@ def readiness(event: StepEvent, control: ReplicationControl) -> dict[str, Any]:
     spec = event.spec
     state = state_store(spec)
     lag = control.lag(spec)
+    summary = verification_summary(spec, state)
     report = gather_readiness(
         spec,
-        verification=verification_summary(spec, state),
+        verification=summary,
+        phases=phase_timings(spec, state),
         lag_seconds=lag.age_seconds,
         state=state,
         replicator_failed_records=lag.failed_records,
@@ -335,6 +343,36 @@ def readiness(event: StepEvent, control: ReplicationControl) -> dict[str, Any]:
     )
     save_report(state, report)
     return {**report.to_json(), "ready": report.ready}
+
+
+def phase_timings(spec: MigrationSpec, state: StateStore) -> list[Any]:
+    """Backfill and verification timings (for the report's timeline and items/s)."""
+    from dynashift.readiness import PhaseTiming
+    from dynashift.verify import load_verify_results
+
+    meta = state.get_meta() or {}
+    phases = []
+    copied = sum(s.counters.get("scanned", 0) for s in state.segments())
+    phases.append(
+        PhaseTiming(
+            name="backfill",
+            started=meta.get("backfill_started"),
+            ended=meta.get("backfill_finished"),
+            items=copied,
+        )
+    )
+    results = [r for r in load_verify_results(state) if r.segment < spec.segments]
+    if results:
+        ends = [r.finished_at for r in results if r.finished_at]
+        phases.append(
+            PhaseTiming(
+                name="verification",
+                started=min(r.started_at for r in results),
+                ended=max(ends) if len(ends) == len(results) else None,
+                items=sum(r.scanned_source for r in results),
+            )
+        )
+    return phases
 
 
 def request_approval(
