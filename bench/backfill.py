@@ -12,7 +12,8 @@ and raw loops share one client configuration):
 - backfill: `backfill.backfill_all` (N segments, `run_segment` with the same in-flight bound,
   checkpoints committed to a state table after every page);
 - raw copy: N threads each scanning one segment and writing BatchWriteItem of 25;
-- copy: `copy.copy_table` with N segments (target already created, so both only write).
+- copy: `copy.copy_table` with N segments (target already created, so both only write); the
+  total includes checking the target (DescribeTable & co.), the copy phase alone is also shown.
 
 Figures are ratios engine / raw (best round of each): absolute times on moto depend on the
 machine and its load. The target is within 1.15x.
@@ -213,11 +214,13 @@ def main() -> None:
                 )
                 assert summary.written == size
                 best["copy"] = min(best.get("copy", 1e9), seconds)
+                best["copy_phase"] = min(best.get("copy_phase", 1e9), summary.copy_seconds)
             row = {
                 "items": size,
                 **{k: round(v, 2) for k, v in best.items()},
                 "backfill_ratio": round(best["backfill"] / best["raw_backfill"], 3),
                 "copy_ratio": round(best["copy"] / best["raw_copy"], 3),
+                "copy_phase_ratio": round(best["copy_phase"] / best["raw_copy"], 3),
             }
             rows.append(row)
             print(
@@ -225,7 +228,8 @@ def main() -> None:
                 f"({size / best['raw_backfill']:,.0f}/s) | backfill {best['backfill']:6.2f}s | "
                 f"ratio {row['backfill_ratio']:.3f} || raw copy {best['raw_copy']:6.2f}s "
                 f"({size / best['raw_copy']:,.0f}/s) | copy {best['copy']:6.2f}s | "
-                f"ratio {row['copy_ratio']:.3f}",
+                f"ratio {row['copy_ratio']:.3f} (copy phase alone {best['copy_phase']:.2f}s, "
+                f"ratio {row['copy_phase_ratio']:.3f})",
                 flush=True,
             )
     finally:

@@ -34,7 +34,7 @@ from dynashift.progress import NullProgress, Progress
 from dynashift.ratelimit import RateLimiter
 from dynashift.retry import Backoff, call_with_retry
 from dynashift.tables import batch_get, batch_write, describe_table, scan_pages
-from dynashift.target import TargetOptions, check_target, prepare_target
+from dynashift.target import TargetOptions, prepare_target, target_has_items
 
 
 class CopyOptions(BaseModel):
@@ -72,7 +72,9 @@ class CopySummary(BaseModel):
     throttles: int = 0
     retries: int = 0
     unprocessed: int = 0
+    #: Wall time in total, and of the copy phase alone (after target preparation/truncation).
     seconds: float = 0.0
+    copy_seconds: float = 0.0
     warnings: list[str] = Field(default_factory=list)
 
     @property
@@ -276,21 +278,24 @@ def copy_table(
     target_options = options.target
     if options.truncate_target:
         target_options = target_options.model_copy(update={"allow_nonempty_target": True})
-    check = check_target(source, target, target_options)
 
+    # --- target: checked (key schema, emptiness, ...) before it is created or written ---------
+    prepared = prepare_target(source, target, target_options, timeout=prepare_timeout)
     summary = CopySummary(
         source=source.display(),
         target=target.display(),
         mode="query" if query else "scan",
-        warnings=list(check.warnings),
+        target_created=prepared.action == "create",
+        warnings=list(prepared.warnings),
     )
-    # --- target ---------------------------------------------------------------------------------
-    prepared = prepare_target(source, target, target_options, timeout=prepare_timeout)
-    summary.target_created = prepared.created and check.action == "create"
     keys = key_names(source_desc["KeySchema"])
     target_desc = describe_table(target_client, target.name, "target")
     limiter = RateLimiter.for_target(options.max_write_rate, target_desc)
-    if options.truncate_target and check.action == "exists" and check.nonempty:
+    if (
+        options.truncate_target
+        and prepared.action == "exists"
+        and target_has_items(target_client, target.name)
+    ):
         if options.backup:
             summary.backup_arn = backup_table(target_client, target.name)
         summary.truncated = truncate(
@@ -303,6 +308,7 @@ def copy_table(
         )
 
     # --- copy -----------------------------------------------------------------------------------
+    copy_started = clock()
     counters = Counters()
     if query is None:
         progress.total = int(source_desc.get("ItemCount", 0) or 0) or None
@@ -356,5 +362,6 @@ def copy_table(
     summary.throttles = totals["throttles"]
     summary.retries = totals["retries"]
     summary.unprocessed = totals["unprocessed"]
+    summary.copy_seconds = round(clock() - copy_started, 3)
     summary.seconds = round(clock() - started, 3)
     return summary
