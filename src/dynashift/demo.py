@@ -315,7 +315,7 @@ def run_demo(
             target=target,
             state=state_location(migration_id, target),
             segments=segments,
-            worker_budget_seconds=30,
+            worker_budget_seconds=240,
         )
         workflow_input = WorkflowInput(
             spec=spec,

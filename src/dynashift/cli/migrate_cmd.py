@@ -29,7 +29,7 @@ from dynashift.models import MigrationSpec
 
 #: Local defaults: short waits and worker budgets so progress and resumes are fine-grained.
 LOCAL_POLL_SECONDS = 1
-LOCAL_WORKER_BUDGET = 60.0
+LOCAL_WORKER_BUDGET = 180.0
 
 
 def register(subparsers: Any) -> None:

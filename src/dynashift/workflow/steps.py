@@ -160,13 +160,27 @@ def _dump(model: Any) -> dict[str, Any]:
 # --- steps -----------------------------------------------------------------------------------
 
 
-def validate(event: ValidateEvent) -> ValidationResult:
+def validate(
+    event: ValidateEvent, *, stack: dict[str, str | None] | None = None
+) -> ValidationResult:
     """Read-only checks before anything is written: source exists, target creatable or
-    compatible (and safe), stream usable, segment count unchanged on a resume."""
+    compatible (and safe), stream usable, segment count unchanged on a resume.
+
+    `stack` (in AWS): the state table, migration id and target table the stack was deployed
+    for; the input must name the same ones.
+    """
     from dynashift.stream import check_stream
     from dynashift.target import check_target
 
     spec = event.spec
+    for field, value in (
+        ("spec.state.name", spec.state.name),
+        ("spec.migration_id", spec.migration_id),
+        ("spec.target.name", spec.target.name),
+    ):
+        expected = (stack or {}).get(field)
+        if expected and expected != value:
+            raise BadInputError(f"{field}: {value!r} is not this stack's {expected!r}")
     state = _existing_state(spec)
     check = check_target(spec.source, spec.target, event.target_options, state)
     stream = check_stream(spec.source, spec.replace_stream)
