@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -114,3 +115,15 @@ def test_step_names_and_substitution() -> None:
 
     with pytest.raises(RuntimeFailure, match="YFunctionArn"):
         substitute('"${YFunctionArn}"', {})
+
+
+def test_validate_refuses_an_input_for_another_stack(endpoint: str) -> None:
+    from dynashift.errors import BadInputError
+    from dynashift.workflow.steps import ValidateEvent, validate
+
+    wf = workflow_input(endpoint, "orders", "orders-v2")
+    event = ValidateEvent(spec=wf.spec, settings=wf.settings)
+    with pytest.raises(BadInputError, match=re.escape("spec.state.name")):
+        validate(event, stack={"spec.state.name": "dynashift-StateTable-XYZ"})
+    with pytest.raises(BadInputError, match=re.escape("spec.target.name: 'orders-v2'")):
+        validate(event, stack={"spec.target.name": "other"})
