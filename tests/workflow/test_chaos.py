@@ -3,10 +3,11 @@
 Each run starts a `ConcurrentWriter` (random puts, updates with REMOVE, deletes and delete+put
 re-creates of every attribute type, seeded) on the source, runs `migrate` (the ASL executed by
 the local runner, cutover on) while it writes, stops the writer when the run reaches
-"Drain replication" (the operator stops writes before cutover; the drain then applies every
-record written before it), and compares source and target with the INDEPENDENT reference
-(`tests/reference.py`: boto3 deserializer + ==). Identical means: no lost write (missing or
-differing), no resurrected delete (extra) and no tombstone left (a tombstone is an extra item).
+STOP_AT (after the backfill and the verification scans), lets the run recheck, report READY
+and cut over (the drain applies every record written before it), and compares source and
+target with the INDEPENDENT reference (`tests/reference.py`: boto3 deserializer + ==).
+Identical means: no lost write (missing or differing), no resurrected delete (extra) and no
+tombstone left (a tombstone is an extra item).
 
 The worker budget is short and the backfill is rate-capped, so segments hand back cursors and
 resume several times while the writes land, and writes overlap the backfill (asserted).
@@ -29,6 +30,11 @@ from tests.workflow.helpers import workflow_input
 
 ITEMS = 250
 VERSION = "ver"
+#: The writer stops when the run enters this state: after the backfill and the verification
+#: scans (which both run under writes), before the recheck. A single recheck under writers that
+#: never pause can still race a write between its source and target reads (seen once in about
+#: eight runs on a loaded machine: NOT READY with 1 divergent, tables identical afterwards).
+STOP_AT = "Check replication lag"
 
 
 def _with_version(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -82,7 +88,7 @@ def run_under_writer(
 
     def on_state(state: str) -> None:
         marks.setdefault(state, time.monotonic())
-        if state == "Drain replication":
+        if state == STOP_AT:
             writer.stop()
 
     with writer:
@@ -127,6 +133,7 @@ def test_migrate_under_concurrent_writes_ends_identical(
     )
     run, writer = r["run"], r["writer"]
     assert "Drain replication" in r["marks"], f"no cutover: {run.summary} {run.report}"
+    assert r["marks"][STOP_AT] > r["marks"]["Verify segments"]
     assert not writer.running
     assert writer.failures.total() == 0, writer.summary()
     # The writes really overlapped the backfill and covered every kind of change.
