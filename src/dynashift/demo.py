@@ -319,18 +319,19 @@ def run_demo(
         )
         workflow_input = WorkflowInput(
             spec=spec,
-            settings=WorkflowSettings(poll_seconds=1, max_concurrency=segments, cutover=True),
+            settings=WorkflowSettings(poll_seconds=1, max_concurrency=segments, approval=True),
         )
         writer = LiveWriter(client, SOURCE, items, rate_per_s=write_rate).start()
         print(f"live writes: about {write_rate:g}/s on {SOURCE} during the migration", file=err)
 
-        def on_state(name: str) -> None:
-            # The operator's cutover: writes stop before the stream is drained for good.
-            if name == "Drain replication":
-                writer.stop()
-                print(f"live writes stopped: {writer.counts}", file=err)
+        def approve() -> bool:
+            # The operator's cutover: writes stop, then the approval lets the workflow drain
+            # the stream (everything written before the drain) and stop the replicator.
+            writer.stop()
+            print(f"READY - live writes stopped {writer.counts}; cutover approved", file=err)
+            return True
 
-        runner = MigrationRunner(workflow_input, err=err, out=out, on_state=on_state)
+        runner = MigrationRunner(workflow_input, err=err, out=out, approve=approve)
         try:
             run = runner.run()
         finally:
@@ -353,10 +354,18 @@ def _local_credentials() -> None:
 
 
 def _final_comparison(spec: Any, out: TextIO) -> bool:
-    """After cutover: the sync engine's independent diff of the whole tables."""
-    from dynashift.verify import verify_table
+    """After cutover: an independent whole-table comparison with the sync diff engine
+    (verification's merge mode: one scan of each table per segment, segments in parallel)."""
+    from dynashift.verify import verify_segment
 
-    results = verify_table(spec, mode="batch", checkpoint=False)
+    def one(segment: int) -> Any:
+        result = verify_segment(spec, segment, mode="merge", checkpoint=False)
+        while not result.done:
+            result = verify_segment(spec, segment, mode="merge", cursor=result, checkpoint=False)
+        return result
+
+    with ThreadPoolExecutor(spec.segments) as pool:
+        results = list(pool.map(one, range(spec.segments)))
     missing = sum(r.missing for r in results)
     differing = sum(r.differing for r in results)
     extra = sum(r.extra for r in results)

@@ -44,18 +44,19 @@ def test_happy_path_with_live_writes_distributed_map(
     name, n = source
     target = table_name("wf-tgt")
     # Threshold 1: the segment Maps run as Distributed Maps (the large-table path).
-    wf = workflow_input(endpoint, name, target, segments=3, distributed_threshold=1, cutover=True)
-    writer = ConcurrentWriter(ddb, name, ("pk",), seed=21, rate_per_s=40, key_space=n)
+    wf = workflow_input(endpoint, name, target, segments=3, distributed_threshold=1, approval=True)
+    writer = ConcurrentWriter(ddb, name, ("pk",), seed=21, rate_per_s=20, key_space=n)
     stop_writes = threading.Event()
 
-    def on_state(state: str) -> None:
-        if state == "Drain replication":  # the operator stops writes before cutover
-            writer.stop()
-            stop_writes.set()
+    def approve() -> bool:
+        # The operator stops the writes, then approves: the cutover drains everything written.
+        writer.stop()
+        stop_writes.set()
+        return True
 
     with writer:
         writer.wait_for(10, timeout=10)
-        run = MigrationRunner(wf, on_state=on_state).run()
+        run = MigrationRunner(wf, approve=approve).run()
     assert stop_writes.is_set()
     assert run.exit_code == 0, run.summary
     assert run.summary == "READY"
