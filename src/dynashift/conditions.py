@@ -55,14 +55,16 @@ def replicated_put(
 ) -> Condition | None:
     """A replicated INSERT/MODIFY: unconditional, unless a version attribute is in use.
 
-    With a version attribute the stream's write wins over an older or equal version and over a
-    tombstone, and loses only to a strictly newer version already in the target (so a batch
-    applied twice is harmless, invariant I3).
+    With a version attribute the stream's write wins over an older or equal version, over a
+    tombstone and over a target item that has no version yet (written before the attribute
+    existed, or by a key-only INSERT), and loses only to a strictly newer version already in
+    the target (so a batch applied twice is harmless, invariant I3).
     """
     if version_attribute is None or version_attribute not in item:
         return None
     return Condition(
-        "attribute_not_exists(#pk) OR attribute_exists(#tomb) OR #v <= :v",
+        "attribute_not_exists(#pk) OR attribute_exists(#tomb) OR attribute_not_exists(#v)"
+        " OR #v <= :v",
         {"#pk": partition_key, "#tomb": TOMBSTONE_ATTR, "#v": version_attribute},
         {":v": item[version_attribute]},
     )

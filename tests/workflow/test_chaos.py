@@ -108,12 +108,9 @@ def run_under_writer(
 
 
 ALL_OPS = ("put", "update", "delete", "recreate")
-#: Versioned runs leave out `update` while VERSION_BUG is open: on moto an UpdateItem that
-#: creates an item emits two INSERT records (key only, then the full image), which meets the bug.
-NO_UPDATE = ("put", "delete", "recreate")
 CASES = [
     pytest.param((101, "concurrent", None, ALL_OPS), id="seed101-concurrent"),
-    pytest.param((202, "concurrent", VERSION, NO_UPDATE), id="seed202-concurrent-versioned"),
+    pytest.param((202, "concurrent", VERSION, ALL_OPS), id="seed202-concurrent-versioned"),
 ]
 
 
@@ -161,15 +158,7 @@ def test_diff_reference_sees_a_lost_write(ddb: Any, table_name: Any) -> None:
 
 # --- bugs the chaos runs found, pinned down deterministically ---------------------------------
 
-VERSION_BUG = (
-    "conditions.replicated_put: `attribute_not_exists(#pk) OR attribute_exists(#tomb) OR #v <= "
-    ":v` is false when the target item has no version attribute (an item backfilled before the "
-    "attribute was used, or moto's key-only INSERT of an UpdateItem that creates an item), so "
-    "the newer replicated write is skipped as stale and lost"
-)
 
-
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=VERSION_BUG)
 def test_versioned_replicated_write_replaces_an_unversioned_target_item(
     ddb: Any, endpoint: str, table_name: Any
 ) -> None:
