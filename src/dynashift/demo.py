@@ -280,10 +280,12 @@ def run_demo(
     items: int = 20_000,
     segments: int = 4,
     write_rate: float = 40.0,
+    final_check: bool = False,
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
-    """The whole demo; returns the exit code (0 when READY and the final comparison is clean)."""
+    """The whole demo; returns the exit code: 0 when READY (and, with `final_check`, when an
+    independent whole-table comparison after the cutover finds the tables identical)."""
     from dynashift.aws import Side
     from dynashift.models import MigrationSpec, TableLocation
     from dynashift.progress import Progress
@@ -337,7 +339,7 @@ def run_demo(
         finally:
             writer.stop()
         write_outputs(run, out=out)
-        identical = _final_comparison(spec, out)
+        identical = _final_comparison(spec, out) if final_check else True
         elapsed = time.monotonic() - started
         print(f"demo finished in {elapsed:.0f} s", file=err)
         return run.exit_code if identical else 1

@@ -33,10 +33,20 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help="live writes per second during the migration (default 40)",
     )
+    parser.add_argument(
+        "--final-check",
+        action="store_true",
+        help="after the cutover, compare the whole tables once more (independent diff)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from dynashift.demo import run_demo
 
-    return run_demo(items=args.items, segments=args.segments, write_rate=args.write_rate)
+    return run_demo(
+        items=args.items,
+        segments=args.segments,
+        write_rate=args.write_rate,
+        final_check=args.final_check,
+    )
