@@ -136,7 +136,8 @@ def test_resume_after_interruption(ddb: Any, endpoint: str, table_name: Any) -> 
     n = 600
     fill(ddb, name, varied_items(n, seed=8))
     target = table_name("wf-tgt")
-    wf = workflow_input(endpoint, name, target, segments=2)
+    # Short worker budgets: cursors are committed (and handed back) every few seconds.
+    wf = workflow_input(endpoint, name, target, segments=2, worker_budget_seconds=4.0)
     wf = wf.model_copy(update={"spec": wf.spec.model_copy(update={"max_write_rate": 40.0})})
     stop = threading.Event()
     store = state_store(wf.spec)
@@ -157,29 +158,15 @@ def test_resume_after_interruption(ddb: Any, endpoint: str, table_name: Any) -> 
     assert 100 <= first < n, first
     assert not all(s.done for s in store.segments())
 
-    # Count the puts the second run makes into the target: a restart from scratch would make n.
-    puts = {"n": 0}
-
-    def count(params: dict[str, Any], **_: Any) -> None:
-        if f'"{target}"' in _body(params):
-            puts["n"] += 1
-
     fast = wf.model_copy(update={"spec": wf.spec.model_copy(update={"max_write_rate": None})})
-    ddb_hooks = []
-    for parallelism in (10, 4, 32, 64):
-        c = factory_for(fast.spec.target.side, parallelism).dynamodb()
-        c.meta.events.register("before-call.dynamodb.PutItem", count)
-        ddb_hooks.append(c)
-    try:
-        run = run_local_migration(fast)
-    finally:
-        for c in ddb_hooks:
-            c.meta.events.unregister("before-call.dynamodb.PutItem", count)
+    run = run_local_migration(fast)
     assert run.exit_code == 0, run.summary
     assert all(s.done for s in store.segments())
+    # Resumed, not restarted: the committed counters grow by what was left, so the items
+    # scanned over both runs stay about n (a restart would scan the first `first` again).
+    scanned = sum(s.counters.get("scanned", 0) for s in store.segments())
+    assert n <= scanned < n + first, (scanned, first)
     assert_identical(ddb, name, ddb, target, ("pk",))
-    if puts["n"]:  # the backfill's own client may not be one of the shared ones
-        assert puts["n"] < n, puts
 
 
 def test_bad_input_exits_2_and_creates_nothing(

@@ -252,7 +252,10 @@ class MigrationRunner:
                         timeout=self.timeout,
                     )
                 except KeyboardInterrupt:
-                    sfn.stop_execution(arn)
+                    self.say("interrupted: letting the workers in flight commit their checkpoints")
+                    budget = self.spec.worker_budget_seconds + 30
+                    if not sfn.stop_execution(arn, wait=budget):
+                        self.say("warning: a worker was still running after its budget")
                     self.control.stop()
                     raise
                 finally:

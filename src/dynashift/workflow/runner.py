@@ -103,7 +103,9 @@ class LocalLambda:
         self.control = control
         self.on_invoke = on_invoke
         self.invocations: dict[str, int] = {}
+        self.active = 0
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
 
     def invoke(self, function_name: str, body: Any, response_headers: dict[str, Any]) -> bytes:
         # Function names are `dynashift-<run id>-<step>`.
@@ -112,6 +114,33 @@ class LocalLambda:
         event = json.loads(body or b"{}")
         with self._lock:
             self.invocations[step] = self.invocations.get(step, 0) + 1
+            self.active += 1
+        try:
+            return self._invoke(step, handler, event, response_headers)
+        finally:
+            with self._idle:
+                self.active -= 1
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no handler runs (a stopped execution's workers finish their call and
+        commit their checkpoint, as a Lambda invocation would). False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self.active:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+            return True
+
+    def _invoke(
+        self,
+        step: str,
+        handler: Callable[[Any, Any], Any] | None,
+        event: dict[str, Any],
+        response_headers: dict[str, Any],
+    ) -> bytes:
         if self.on_invoke:
             self.on_invoke(step, event)
         if handler is None:
@@ -363,9 +392,15 @@ class LocalStepFunctions:
                 raise RuntimeFailure(f"execution {execution_arn} still running after {timeout}s")
             time.sleep(interval)
 
-    def stop_execution(self, execution_arn: str, cause: str = "interrupted") -> None:
+    def stop_execution(
+        self, execution_arn: str, cause: str = "interrupted", wait: float = 0.0
+    ) -> bool:
+        """Stop an execution; with `wait`, also let the handler calls in flight finish (so a
+        resumed run never races a worker of the stopped one). True when they all finished."""
         with contextlib.suppress(Exception):
             self.sfn.stop_execution(executionArn=execution_arn, error="Interrupted", cause=cause)
+        dispatcher = _current.get("dispatcher")
+        return dispatcher.wait_idle(wait) if dispatcher is not None and wait > 0 else True
 
     def send_task_success(self, token: str, output: Mapping[str, Any]) -> None:
         self.sfn.send_task_success(taskToken=token, output=json.dumps(output))
