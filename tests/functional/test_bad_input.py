@@ -147,7 +147,6 @@ case("migrate-segments-huge", M + "--target {empty} --segments 99999", 2, "99999
 case("migrate-rate-negative", M + "--target {empty} --max-write-rate -3", 2, "-3")
 case("migrate-lag-zero", M + "--target {empty} --lag-threshold 0", 2, "lag")
 # (with a non-empty target: if the budget is not refused the run stops at the target check)
-BUDGET_BUG = "migrate clamps --worker-budget to 840 s silently instead of refusing the value"
 case("migrate-budget-huge", M + "--target {full} --worker-budget 100000", 2, "budget|100000")
 case("migrate-version-empty", M + "--target {empty} --version-attribute ''", 2, "version")
 case("migrate-billing-mode", M + "--target new-t2 --billing-mode FREE", 2, "FREE")
@@ -221,11 +220,7 @@ def _argv(template: str, world: dict[str, str]) -> list[str]:
     return shlex.split(template.format(**world))
 
 
-UNREACHABLE_BUG = (
-    "migrate lets botocore's EndpointConnectionError escape with a traceback (exit 1) instead "
-    "of EndpointUnreachableError (exit 3) when the endpoint does not answer"
-)
-KNOWN_BUGS = {"migrate-budget-huge": BUDGET_BUG, "migrate-unreachable": UNREACHABLE_BUG}
+KNOWN_BUGS: dict[str, str] = {}
 
 
 def _params() -> list[Any]:

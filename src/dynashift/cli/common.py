@@ -41,6 +41,19 @@ def positive_float(text: str) -> float:
     return value
 
 
+def positive_float_at_most(high: float, why: str = "") -> Any:
+    """A float in (0, high]; `why` explains the bound in the one-line error."""
+
+    def parse(text: str) -> float:
+        value = positive_float(text)
+        if value > high:
+            reason = f" ({why})" if why else ""
+            raise argparse.ArgumentTypeError(f"{text!r} must be at most {high:g}{reason}")
+        return value
+
+    return parse
+
+
 def table_ref(text: str) -> TableRef:
     try:
         return parse_table_ref(text)

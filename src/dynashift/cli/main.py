@@ -15,7 +15,16 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError,
+    HTTPClientError,
+    NoCredentialsError,
+)
+
 from dynashift import __version__
+from dynashift.aws import error_code
 from dynashift.errors import DynashiftError
 
 #: Sub-command modules, in the order `--help` lists them. A module that does not exist yet is
@@ -72,6 +81,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DynashiftError as exc:
         print(f"dynashift: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except NoCredentialsError:
+        print(
+            "dynashift: error: no AWS credentials found (give a --*profile, a --*role-arn, or "
+            "configure the usual AWS credentials)",
+            file=sys.stderr,
+        )
+        return 2
+    except (ConnectionError, HTTPClientError) as exc:
+        # Botocore already retried; the endpoint stayed unreachable.
+        print(f"dynashift: error: cannot reach the endpoint: {exc}", file=sys.stderr)
+        return 3
+    except ClientError as exc:
+        message = exc.response.get("Error", {}).get("Message", "")
+        print(f"dynashift: error: AWS error {error_code(exc)}: {message}", file=sys.stderr)
+        return 3
+    except BotoCoreError as exc:
+        print(f"dynashift: error: {exc}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("dynashift: interrupted", file=sys.stderr)
         return 130

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from dynashift.cli.common import bounded_int, positive_float
+from dynashift.cli.common import bounded_int, positive_float, positive_float_at_most
 from dynashift.cli.migration_options import (
     add_table_options,
     add_target_options,
@@ -104,7 +104,7 @@ def register(subparsers: Any) -> None:
     )
     run.add_argument(
         "--worker-budget",
-        type=positive_float,
+        type=positive_float_at_most(840, "a Lambda runs at most 900 s; 60 s are kept as margin"),
         default=LOCAL_WORKER_BUDGET,
         metavar="SECONDS",
         help="seconds a worker runs before handing back a cursor "
@@ -146,7 +146,7 @@ def _spec(args: argparse.Namespace) -> MigrationSpec:
             skip_ttl_deletes=args.skip_ttl_deletes,
             allow_nonempty_target=options.allow_nonempty_target,
             replace_stream=options.replace_stream,
-            worker_budget_seconds=min(args.worker_budget, 840.0),
+            worker_budget_seconds=args.worker_budget,
             lag_threshold_seconds=args.lag_threshold,
         )
     except ValidationError as exc:
