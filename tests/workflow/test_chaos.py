@@ -24,7 +24,7 @@ import pytest
 from dynashift.workflow.migrate import MigrationRunner
 from dynashift.workflow.steps import WorkflowInput, state_store
 from tests.reference import assert_identical, diff_tables
-from tests.support.tables import create_table, fill, varied_items, wait_until
+from tests.support.tables import create_table, fill, varied_items
 from tests.support.writer import ConcurrentWriter
 from tests.workflow.helpers import workflow_input
 
@@ -189,21 +189,13 @@ def test_versioned_replicated_write_replaces_an_unversioned_target_item(
     assert held == image, f"the newer write was lost: {result}"
 
 
-REPLAY_BUG = (
-    "strategy replay in the state machine: 'Start replicator' runs before 'Backfill segments' "
-    "for both strategies, and the replay backfill writes pages unconditionally, so a delete (or "
-    "update) replicated while a page is in flight is overwritten by the stale page; the deleted "
-    "item is resurrected (DESIGN: replay starts the replicator only after the backfill)"
-)
-
-
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=REPLAY_BUG)
 def test_replay_strategy_never_resurrects_a_delete_made_during_the_backfill(
     ddb: Any, endpoint: str, table_name: Any
 ) -> None:
-    """Deterministic interleaving: the backfill has scanned key K and is about to write it; the
-    source deletes K and the delete is replicated (a tombstone in the target); then the write
-    lands. Hooked at the botocore layer on the backfill's own target client."""
+    """Deterministic interleaving: the backfill has scanned key K and is about to write it
+    (unconditionally: replay); the source deletes K; then the stale write lands. The replicator,
+    started only after the backfill from TRIM_HORIZON, must apply the delete afterwards. Hooked
+    at the botocore layer on the backfill's own target client."""
     import json
 
     from dynashift.models import factory_for
@@ -223,12 +215,7 @@ def test_replay_strategy_never_resurrects_a_delete_made_during_the_backfill(
         key = {"pk": requests[0]["PutRequest"]["Item"]["pk"]}
         seen["key"] = key
         ddb.delete_item(TableName=source, Key=key)
-
-        def tombstoned() -> bool:
-            item = ddb.get_item(TableName=target, Key=key, ConsistentRead=True).get("Item")
-            return bool(item) and "__dynashift_tombstone" in item
-
-        seen["tombstone"] = wait_until(tombstoned, timeout=30)
+        seen["deleted"] = True
 
     no_retry = wf.spec.target.side.model_copy(update={"max_attempts": 1})
     clients = [factory_for(no_retry, n).dynamodb() for n in (16, 32, 48)]
@@ -239,7 +226,8 @@ def test_replay_strategy_never_resurrects_a_delete_made_during_the_backfill(
     finally:
         for c in clients:
             c.meta.events.unregister("before-call.dynamodb.BatchWriteItem", before_batch_write)
-    if not seen.get("tombstone"):
+    if not seen.get("deleted"):
         pytest.fail(f"the interleaving did not happen: {seen}")
+    assert "Item" not in ddb.get_item(TableName=target, Key=seen["key"], ConsistentRead=True)
     assert_identical(ddb, source, ddb, target, ("pk",))
     assert run.exit_code == 0, run.summary

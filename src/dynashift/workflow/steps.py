@@ -93,7 +93,7 @@ class StreamEvent(StepEvent):
 
 
 class ReplicationEvent(StepEvent):
-    action: Literal["start", "lag", "drain", "stop"]
+    action: Literal["start", "start_after_backfill", "lag", "drain", "stop"]
     stream_arn: str | None = None
     since: datetime | None = None
 
@@ -234,10 +234,20 @@ def source_stream(event: StreamEvent) -> dict[str, Any]:
 def replication(event: ReplicationEvent, control: ReplicationControl) -> dict[str, Any]:
     """Start the replicator, measure its lag, drain it, or stop it."""
     spec = event.spec
-    if event.action == "start":
+    if event.action in ("start", "start_after_backfill"):
         if not event.stream_arn:
             raise BadInputError("stream_arn: required to start the replicator")
         state = state_store(spec)
+        if spec.strategy == "replay":
+            # Replay writes the backfill unconditionally, so nothing may be replicated while it
+            # runs: the replicator starts after it, from TRIM_HORIZON of the stream enabled
+            # before the first scan page (I2), and applies every change since in order.
+            if event.action == "start":
+                state.put_meta(stream_arn=event.stream_arn, replicator="deferred")
+                return {"started": False, "deferred": True}
+            return {"started": True, **control.start(spec, event.stream_arn)}
+        if event.action == "start_after_backfill":
+            return {"started": True, "deferred": False, "already_running": True}
         # Deletes become tombstones from the first applied record on (I5); a resumed migration
         # that already finished its backfill keeps its phase.
         if state.phase() is None:
