@@ -58,7 +58,7 @@ from dynashift.plan import (
 )
 from dynashift.progress import NullProgress, Progress
 from dynashift.ratelimit import RateLimiter, provisioned_wcu
-from dynashift.retry import Backoff, is_throttle, is_transient
+from dynashift.retry import Backoff, call_with_retry, is_throttle, is_transient
 from dynashift.state import PHASE_BACKFILL, PHASE_PLAIN, SegmentState, StateStore
 from dynashift.tables import BATCH_WRITE_MAX, BatchStats, batch_write, describe_table, scan_pages
 
@@ -436,7 +436,10 @@ def run_segment(
 
     source_desc = describe_table(source_client, spec.source.name, "source")
     keys = key_names(source_desc["KeySchema"])
-    target_desc = describe_table(target_client, spec.target.name, "target")
+    # The target client leaves retries to the engine (every throttle is counted): retry here.
+    target_desc = call_with_retry(
+        lambda: describe_table(target_client, spec.target.name, "target"), backoff
+    )
     if limiter is None:
         limiter = RateLimiter.for_target(spec.max_write_rate, target_desc)
     if spec.strategy == "replay":

@@ -175,12 +175,6 @@ def test_one_connection_reset_on_a_conditional_put_is_retried(
     assert_identical(ddb, src, ddb, dst, ("pk",))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="replay: run_segment describes the target with the no-retry target client "
-    "(max_attempts=1) and does not retry it itself, so one throttled DescribeTable fails the "
-    "segment",
-)
 def test_one_throttled_describe_of_the_target_is_retried(
     endpoint: str, tables: tuple[str, str, Any]
 ) -> None:
