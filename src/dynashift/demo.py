@@ -27,6 +27,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from dynashift.errors import RuntimeFailure
+from dynashift.models import Strategy
 
 log = logging.getLogger("dynashift.demo")
 
@@ -281,6 +282,7 @@ def run_demo(
     segments: int = 4,
     write_rate: float = 40.0,
     final_check: bool = False,
+    strategy: Strategy = "replay",
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
@@ -317,6 +319,7 @@ def run_demo(
             target=target,
             state=state_location(migration_id, target),
             segments=segments,
+            strategy=strategy,
             worker_budget_seconds=240,
         )
         workflow_input = WorkflowInput(

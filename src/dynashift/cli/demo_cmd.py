@@ -34,6 +34,14 @@ def register(subparsers: Any) -> None:
         help="live writes per second during the migration (default 40)",
     )
     parser.add_argument(
+        "--strategy",
+        choices=("concurrent", "replay"),
+        default="replay",
+        help="backfill strategy (default replay: BatchWriteItem, replicator started after the "
+        "backfill, which keeps the demo under 5 minutes on moto; concurrent: the replicator "
+        "runs during the backfill and every item is a conditional PutItem)",
+    )
+    parser.add_argument(
         "--final-check",
         action="store_true",
         help="after the cutover, compare the whole tables once more (independent diff)",
@@ -49,4 +57,5 @@ def run(args: argparse.Namespace) -> int:
         segments=args.segments,
         write_rate=args.write_rate,
         final_check=args.final_check,
+        strategy=args.strategy,
     )
