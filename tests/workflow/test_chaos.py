@@ -70,7 +70,9 @@ def run_under_writer(
         strategy=strategy,
         version_attribute=version,
         worker_budget_seconds=1.5,
-        max_write_rate=120.0,
+        # 10 items/s per worker (the cap is shared by the 3 segments): ~83 items a segment take
+        # ~7 s, several 1.5 s invocations however fast the machine is.
+        max_write_rate=30.0,
     )
     writer = ConcurrentWriter(
         ddb,
