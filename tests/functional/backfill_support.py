@@ -17,6 +17,7 @@ from dynashift.aws import Side
 from dynashift.models import MigrationSpec, TableLocation
 from dynashift.state import StateStore, state_table_name
 from dynashift.tombstones import apply_delete
+from tests.support import tables as support_tables
 
 REGION = "us-east-1"
 HASH_ONLY = [{"AttributeName": "pk", "KeyType": "HASH"}]
@@ -40,27 +41,9 @@ def create_table(
     stream: bool = False,
     **extra: Any,
 ) -> None:
-    schema = key_schema or HASH_ONLY
-    types = types or {}
-    kwargs: dict[str, Any] = {
-        "TableName": name,
-        "KeySchema": schema,
-        "AttributeDefinitions": [
-            {
-                "AttributeName": k["AttributeName"],
-                "AttributeType": types.get(k["AttributeName"], "S"),
-            }
-            for k in schema
-        ],
-        "BillingMode": "PAY_PER_REQUEST",
-        **extra,
-    }
-    if stream:
-        kwargs["StreamSpecification"] = {
-            "StreamEnabled": True,
-            "StreamViewType": "NEW_AND_OLD_IMAGES",
-        }
-    ddb.create_table(**kwargs)
+    support_tables.create_table(
+        ddb, name, key_schema=key_schema or HASH_ONLY, types=types, stream=stream, **extra
+    )
 
 
 def enable_stream(ddb: Any, table: str) -> str:

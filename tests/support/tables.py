@@ -30,13 +30,17 @@ def create_table(
     name: str,
     *,
     sort_key: str | None = None,
+    key_schema: list[dict[str, str]] | None = None,
     types: dict[str, str] | None = None,
     stream: bool = False,
+    **extra: Any,
 ) -> str:
+    """An on-demand table keyed `pk` (+ `sort_key`), or by `key_schema`; attribute types default
+    to S; `extra` goes to CreateTable as is."""
     types = types or {}
-    schema = [{"AttributeName": "pk", "KeyType": "HASH"}]
-    if sort_key:
-        schema.append({"AttributeName": sort_key, "KeyType": "RANGE"})
+    schema = key_schema or [{"AttributeName": "pk", "KeyType": "HASH"}]
+    if sort_key and not key_schema:
+        schema = [*schema, {"AttributeName": sort_key, "KeyType": "RANGE"}]
     kwargs: dict[str, Any] = {
         "TableName": name,
         "KeySchema": schema,
@@ -48,6 +52,7 @@ def create_table(
             for k in schema
         ],
         "BillingMode": "PAY_PER_REQUEST",
+        **extra,
     }
     if stream:
         kwargs["StreamSpecification"] = {
