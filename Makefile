@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 SAM_VENV := .venv-sam
 PYTEST_ARGS ?=
 
-.PHONY: install lint typecheck test demo build validate bench clean
+.PHONY: install lint typecheck asl test demo build validate bench clean
 
 install: $(STAMP)
 
@@ -24,7 +24,21 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: lint typecheck
+# The Amazon States Language validator (npm, pinned in package-lock.json) on the generated
+# definition, placeholders filled with dummy ARNs: what CreateStateMachine checks and moto does
+# not (unique state names in nested Maps, ...).
+NODE_STAMP := node_modules/.installed-stamp
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+asl: install $(NODE_STAMP)
+	@tmp=$$(mktemp --suffix=.asl.json) && \
+	$(BIN)/python -m dynashift.workflow.definition --filled $$tmp && \
+	node_modules/.bin/asl-validator --json-path $$tmp; rc=$$?; rm -f $$tmp; exit $$rc
+
+test: lint typecheck asl
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: install
@@ -46,4 +60,4 @@ bench: install
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) node_modules .aws-sam .mypy_cache .pytest_cache .ruff_cache

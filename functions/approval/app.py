@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from dynashift.workflow.control import notifier_for
-from dynashift.workflow.steps import ApprovalEvent, request_approval
+from dynashift.workflow.steps import ApprovalEvent, parse_event, request_approval
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     sns, topic = notifier_for(context)
-    return request_approval(ApprovalEvent.model_validate(event), sns_client=sns, topic=topic)
+    return request_approval(parse_event(ApprovalEvent, event), sns_client=sns, topic=topic)

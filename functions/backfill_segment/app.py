@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from dynashift.workflow.steps import SegmentEvent, backfill_segment
+from dynashift.workflow.steps import SegmentEvent, backfill_segment, parse_event
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    result = backfill_segment(SegmentEvent.model_validate(event))
+    result = backfill_segment(parse_event(SegmentEvent, event))
     return result if isinstance(result, dict) else result.model_dump(mode="json")

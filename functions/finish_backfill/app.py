@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from dynashift.workflow.steps import StepEvent, finish_backfill
+from dynashift.workflow.steps import StepEvent, finish_backfill, parse_event
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    result = finish_backfill(StepEvent.model_validate(event))
+    result = finish_backfill(parse_event(StepEvent, event))
     return result if isinstance(result, dict) else result.model_dump(mode="json")

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from dynashift.workflow.steps import StepEvent, plan_segments
+from dynashift.workflow.steps import StepEvent, parse_event, plan_segments
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    result = plan_segments(StepEvent.model_validate(event))
+    result = plan_segments(parse_event(StepEvent, event))
     return result if isinstance(result, dict) else result.model_dump(mode="json")

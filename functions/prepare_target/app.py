@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from dynashift.workflow.steps import PrepareTargetEvent, prepare_target
+from dynashift.workflow.steps import PrepareTargetEvent, parse_event, prepare_target
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    result = prepare_target(PrepareTargetEvent.model_validate(event))
+    result = prepare_target(parse_event(PrepareTargetEvent, event))
     return result if isinstance(result, dict) else result.model_dump(mode="json")

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from dynashift.workflow.control import control_for
-from dynashift.workflow.steps import StepEvent, readiness
+from dynashift.workflow.steps import ReadinessEvent, parse_event, readiness
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return readiness(StepEvent.model_validate(event), control_for(context))
+    result = readiness(parse_event(ReadinessEvent, event), control_for(context))
+    return result.model_dump(mode="json")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from dynashift.workflow.control import control_for
-from dynashift.workflow.steps import StepEvent, recheck
+from dynashift.workflow.steps import StepEvent, parse_event, recheck
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return recheck(StepEvent.model_validate(event), control_for(context))
+    return recheck(parse_event(StepEvent, event), control_for(context))

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from dynashift.workflow.control import control_for
-from dynashift.workflow.steps import ReplicationEvent, replication
+from dynashift.workflow.steps import ReplicationEvent, parse_event, replication
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return replication(ReplicationEvent.model_validate(event), control_for(context))
+    return replication(parse_event(ReplicationEvent, event), control_for(context))

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from dynashift.workflow.control import notifier_for
-from dynashift.workflow.steps import ReportEvent, report
+from dynashift.workflow.steps import ReportEvent, parse_event, report
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     sns, topic = notifier_for(context)
-    return report(ReportEvent.model_validate(event), sns_client=sns, topic=topic)
+    return report(parse_event(ReportEvent, event), sns_client=sns, topic=topic)

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from dynashift.workflow.steps import StreamEvent, source_stream
+from dynashift.workflow.steps import StreamEvent, parse_event, source_stream
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    result = source_stream(StreamEvent.model_validate(event))
+    result = source_stream(parse_event(StreamEvent, event))
     return result if isinstance(result, dict) else result.model_dump(mode="json")

@@ -1,7 +1,11 @@
-"""Read-only validation of the execution input (nothing is written).
+"""Validate the execution input as operators type it and return it normalised (nothing is
+written).
 
-Thin adapter: parse the event, call `dynashift.workflow.steps.validate`, return JSON. In AWS the
-input must name the stack's state table, migration id and target table.
+Thin adapter: the raw input (`{"input": $}`), the function's environment (the stack's migration
+id, state table, target table and worker timeout, through `lambda_settings()`) in; out
+`{"input": <the WorkflowInput with every default applied>, "validation": ...}`, which the state
+machine makes the state every later step reads. A malformed input is a BadInputError naming the
+field ("Input rejected").
 """
 
 from __future__ import annotations
@@ -9,16 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from dynashift.settings import lambda_settings
-from dynashift.workflow.steps import ValidateEvent, validate
+from dynashift.workflow.steps import validate_execution_input
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    stack = None
-    if getattr(context, "replication_control", None) is None:  # deployed, not the local runner
-        settings = lambda_settings()
-        stack = {
-            "spec.state.name": settings.state_table,
-            "spec.migration_id": settings.migration_id,
-            "spec.target.name": settings.target_table,
-        }
-    return validate(ValidateEvent.model_validate(event), stack=stack).model_dump(mode="json")
+    return validate_execution_input(event, lambda_settings())

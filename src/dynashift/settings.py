@@ -31,6 +31,8 @@ class LambdaSettings:
     # --- workflow (functions/* of the state machine) ---
     dlq_arn: str | None = None
     dlq_url: str | None = None
+    #: The segment functions' timeout (the stack's WorkerTimeoutSeconds), checked by Validate.
+    worker_timeout_seconds: float | None = None
 
 
 def lambda_settings() -> LambdaSettings:
@@ -51,7 +53,15 @@ def lambda_settings() -> LambdaSettings:
         skip_ttl_deletes=_flag(env.get("DYNASHIFT_SKIP_TTL_DELETES")),
         dlq_arn=env.get("DYNASHIFT_DLQ_ARN") or None,
         dlq_url=env.get("DYNASHIFT_DLQ_URL") or None,
+        worker_timeout_seconds=_number(env.get("DYNASHIFT_WORKER_TIMEOUT_SECONDS")),
     )
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
 
 
 def _flag(value: str | None) -> bool:

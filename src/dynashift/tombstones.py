@@ -73,13 +73,30 @@ class CleanupResult:
     removed: int = 0
     #: Registered keys that were no longer tombstones (re-created since): left in place.
     recreated: int = 0
+    #: False when the budget ran out first: call again (removed keys are deregistered).
+    done: bool = True
 
 
-def finish_backfill(target_client: Any, table: str, state: StateStore) -> CleanupResult:
-    """Flip to plain deletes, then remove every registered tombstone. Safe to run again."""
+def finish_backfill(
+    target_client: Any,
+    table: str,
+    state: StateStore,
+    *,
+    budget_seconds: float | None = None,
+    clock: Any = time.monotonic,
+) -> CleanupResult:
+    """Flip to plain deletes, then remove every registered tombstone. Safe to run again.
+
+    With `budget_seconds` it stops once the budget is spent (`done` False); the next call
+    goes on with the tombstones still registered.
+    """
     state.set_phase(PHASE_PLAIN)
     result = CleanupResult()
-    for key in list(state.tombstones()):
+    deadline = None if budget_seconds is None else clock() + budget_seconds
+    for key in state.tombstones():
+        if deadline is not None and clock() >= deadline:
+            result.done = False
+            break
         result.registered += 1
         if remove_tombstone(target_client, table, key):
             result.removed += 1

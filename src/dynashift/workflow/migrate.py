@@ -102,7 +102,7 @@ class _Watcher:
             self.runner.on_state(name)
         if any(kind.startswith(t) for t in QUIET_TYPES) or name in self.announced:
             return
-        if name in ("Copy segment", "Verify segment"):
+        if name.removesuffix(" (distributed)") in ("Copy segment", "Verify segment"):
             return
         self.announced.add(name)
         self._close_bars()

@@ -13,11 +13,13 @@ overrides (`TargetOptions`) and `WorkflowSettings` (waits, concurrency, approval
 from __future__ import annotations
 
 import logging
+import math
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dynashift.backfill import SegmentResult, run_segment
 from dynashift.errors import BadInputError, DynashiftError
@@ -29,11 +31,33 @@ from dynashift.target import TargetOptions
 from dynashift.tombstones import finish_backfill as _finish_backfill
 from dynashift.workflow.control import LagStatus, ReplicationControl
 
+if TYPE_CHECKING:
+    from dynashift.settings import LambdaSettings
+
 log = logging.getLogger("dynashift.workflow")
 
-#: Above this many segments the Map states run as Distributed Maps (child executions), so no
-#: single execution history approaches the 25,000-event quota (see docs/workflow.md).
-DISTRIBUTED_THRESHOLD = 40
+#: Step Functions' history quota per execution.
+HISTORY_EVENTS_QUOTA = 25_000
+#: History events of one turn of a segment loop inline (TaskStateEntered, TaskScheduled,
+#: TaskStarted, TaskSucceeded, TaskStateExited, ChoiceStateEntered, ChoiceStateExited).
+EVENTS_PER_LOOP_TURN = 7
+#: History events of one inline Map iteration besides its turns (iteration started/succeeded,
+#: the final Pass entered/exited).
+EVENTS_PER_ITERATION = 4
+#: Above this many estimated history events of the two segment loops, the Map states run as
+#: Distributed Maps (each segment's loop in a child execution with its own history). Half the
+#: quota: the rest is left to retries and the poll loops (target, stream, lag, drain).
+DISTRIBUTED_THRESHOLD = HISTORY_EVENTS_QUOTA // 2
+#: Conservative worker throughput used to estimate invocations (docs/limits.md): a backfill
+#: worker writes with conditional puts at about half one partition's 1,000 WCU; a verification
+#: worker reads two tables.
+BACKFILL_ITEMS_PER_SECOND = 500.0
+BACKFILL_BYTES_PER_SECOND = 512 * 1024.0
+VERIFY_ITEMS_PER_SECOND = 1_000.0
+VERIFY_BYTES_PER_SECOND = 1024 * 1024.0
+#: Seconds a worker function keeps beyond `worker_budget_seconds` (a page being written, the
+#: checkpoint): Validate refuses a budget closer than this to the function timeout.
+WORKER_TIMEOUT_MARGIN_SECONDS = 60.0
 
 
 # --- models that travel in the state machine -------------------------------------------------
@@ -56,8 +80,14 @@ class WorkflowSettings(BaseModel):
     catchup_timeout_seconds: float = Field(default=900.0, gt=0)
     #: Verification lookup mode (see docs/verify.md).
     verify_mode: Literal["auto", "batch", "merge"] = "auto"
-    #: Segment count above which Map states run distributed.
+    #: Estimated history events of the segment loops above which the Maps run distributed
+    #: (docs/limits.md; 1: always distributed).
     distributed_threshold: int = Field(default=DISTRIBUTED_THRESHOLD, ge=1)
+    #: How long the approval step waits for a decision (TimeoutSecondsPath); default 7 days.
+    approval_timeout_seconds: int = Field(default=7 * 24 * 3600, ge=1, le=365 * 24 * 3600)
+    #: An approval given longer than this after the readiness checklist re-runs the checklist
+    #: before the cutover.
+    approval_max_age_seconds: int = Field(default=3600, ge=0)
 
 
 class WorkflowInput(BaseModel):
@@ -105,11 +135,29 @@ class SegmentEvent(StepEvent):
 
 class ApprovalEvent(StepEvent):
     task_token: str = Field(min_length=1)
+    #: `$$.Execution.Id`: the operator's notification names the execution to approve.
+    execution_arn: str | None = None
 
 
-class ReportEvent(StepEvent):
+class ReadinessEvent(StepEvent):
+    #: After the approval: keep a READY checklist saved at most this long ago, run it again
+    #: otherwise (None: always run it).
+    max_age_seconds: int | None = Field(default=None, ge=0)
+
+
+class ReportEvent(BaseModel):
+    """What the report states send: the spec (READY / NOT READY) or, on the failure paths that
+    any state (Validate included) reaches, the whole state as `input` with `failure`."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    spec: MigrationSpec | None = None
+    settings: WorkflowSettings = Field(default_factory=WorkflowSettings)
     outcome: Literal["READY", "NOT_READY", "FAILED", "REJECTED"]
     failure: dict[str, Any] | None = None
+    #: The state at the failure: the normalised input, or the raw console input when Validate
+    #: rejected it (read leniently: it may be what was wrong).
+    input: dict[str, Any] | None = None
 
 
 class ValidationResult(BaseModel):
@@ -124,6 +172,52 @@ class PlanResult(BaseModel):
     segments: list[int]
     count: int
     distributed: bool
+    #: Estimated worker invocations of the backfill and verification loops together.
+    invocations: int = 0
+    #: Estimated history events of those loops if the Maps ran inline.
+    history_events: int = 0
+
+
+class LoopEstimate(BaseModel):
+    """What the segment loops of a table will cost (docs/limits.md)."""
+
+    segments: int
+    backfill_invocations: int
+    verify_invocations: int
+    invocations: int
+    history_events: int
+    distributed: bool
+
+
+class FinishResult(BaseModel):
+    """One turn of the "Finish backfill" loop (counts of this invocation)."""
+
+    done: bool
+    registered: int = 0
+    removed: int = 0
+    recreated: int = 0
+
+
+class VerifyOutput(BaseModel):
+    """What a verification worker returns to the state machine: its cursor and counts. The
+    suspects (keys) stay in the segment's checkpoint in the state store."""
+
+    segment: int
+    done: bool
+    cursor: dict[str, Any]
+    counts: dict[str, int]
+    suspects: int = 0
+
+
+class ReadinessOutput(BaseModel):
+    """The verdict for the Choice; the report itself is saved in the state store."""
+
+    ready: bool
+    verdict: str
+    #: Names of the failing required checks (a fixed, short list).
+    failing: list[str] = Field(default_factory=list)
+    #: False when a fresh saved checklist was kept (`max_age_seconds`).
+    rechecked: bool = True
 
 
 class StepResult(BaseModel):
@@ -133,6 +227,54 @@ class StepResult(BaseModel):
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_event(model: type[M], event: Any) -> M:
+    """The one adapter from a raw event (execution input, Task payload) to its model, used by
+    every handler: pydantic's ValidationError becomes a BadInputError (the "Input rejected"
+    path) whose one-line message names the field."""
+    try:
+        return model.model_validate(event)
+    except ValidationError as exc:
+        raise BadInputError(validation_message(exc)) from exc
+
+
+def validation_message(exc: ValidationError) -> str:
+    """`spec.source.name: Value error, 'x' is not a valid DynamoDB table name` (one line)."""
+    errors = exc.errors(include_url=False)
+    if not errors:
+        return "input: invalid"
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"]) or "input"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return " ".join(f"{where}: {first['msg']}{more}".split())
+
+
+def normalise_input(raw: Any, env: LambdaSettings | None = None) -> WorkflowInput:
+    """The execution input as operators type it, with every default applied.
+
+    `spec.migration_id` and `spec.state` may be omitted when the function's environment names
+    them (DYNASHIFT_MIGRATION_ID, DYNASHIFT_STATE_TABLE: the stack's); everything else
+    optional has its default in the models. BadInputError names the first wrong field.
+    """
+    if not isinstance(raw, Mapping):
+        raise BadInputError("input: the execution input must be a JSON object")
+    data = dict(raw)
+    spec = data.get("spec")
+    if isinstance(spec, Mapping) and env is not None:
+        spec = dict(spec)
+        if "migration_id" not in spec and env.migration_id:
+            spec["migration_id"] = env.migration_id
+        if "state" not in spec and env.state_table:
+            side = {"region": env.region, "endpoint_url": env.endpoint_url}
+            spec["state"] = {
+                "name": env.state_table,
+                "side": {k: v for k, v in side.items() if v},
+            }
+        data["spec"] = spec
+    return parse_event(WorkflowInput, data)
 
 
 def state_store(spec: MigrationSpec) -> StateStore:
@@ -160,19 +302,57 @@ def _dump(model: Any) -> dict[str, Any]:
 # --- steps -----------------------------------------------------------------------------------
 
 
+def validate_execution_input(payload: Mapping[str, Any], env: LambdaSettings) -> dict[str, Any]:
+    """The Validate state: normalise the raw execution input (`payload["input"]`), check it,
+    and return `{"input": <the normalised WorkflowInput>, "validation": ...}`; the state
+    machine makes the normalised input the state every later step reads."""
+    workflow = normalise_input(payload.get("input"), env)
+    stack = {
+        "spec.state.name": env.state_table,
+        "spec.migration_id": env.migration_id,
+        "spec.target.name": env.target_table,
+    }
+    result = validate(
+        ValidateEvent(
+            spec=workflow.spec,
+            settings=workflow.settings,
+            target_options=workflow.target_options,
+        ),
+        stack=stack,
+        worker_timeout_seconds=env.worker_timeout_seconds,
+    )
+    return {
+        "input": workflow.model_dump(mode="json"),
+        "validation": result.model_dump(mode="json"),
+    }
+
+
 def validate(
-    event: ValidateEvent, *, stack: dict[str, str | None] | None = None
+    event: ValidateEvent,
+    *,
+    stack: dict[str, str | None] | None = None,
+    worker_timeout_seconds: float | None = None,
 ) -> ValidationResult:
     """Read-only checks before anything is written: source exists, target creatable or
-    compatible (and safe), stream usable, segment count unchanged on a resume.
+    compatible (and safe), stream usable, segment count unchanged on a resume, replicas only
+    on an on-demand target, the worker budget inside the functions' timeout.
 
     `stack` (in AWS): the state table, migration id and target table the stack was deployed
-    for; the input must name the same ones.
+    for; the input must name the same ones. `worker_timeout_seconds`: the segment functions'
+    timeout (the stack's WorkerTimeoutSeconds).
     """
     from dynashift.stream import check_stream
     from dynashift.target import check_target
 
     spec = event.spec
+    if worker_timeout_seconds is not None:
+        most = worker_timeout_seconds - WORKER_TIMEOUT_MARGIN_SECONDS
+        if spec.worker_budget_seconds > most:
+            raise BadInputError(
+                f"spec.worker_budget_seconds: {spec.worker_budget_seconds:g} s does not fit "
+                f"the workers' {worker_timeout_seconds:g} s timeout (WorkerTimeoutSeconds) "
+                f"with {WORKER_TIMEOUT_MARGIN_SECONDS:g} s to spare: use at most {most:g}"
+            )
     for field, value in (
         ("spec.state.name", spec.state.name),
         ("spec.migration_id", spec.migration_id),
@@ -183,6 +363,14 @@ def validate(
             raise BadInputError(f"{field}: {value!r} is not this stack's {expected!r}")
     state = _existing_state(spec)
     check = check_target(spec.source, spec.target, event.target_options, state)
+    if event.target_options.replica_regions and check.spec.billing_mode == "PROVISIONED":
+        # UpdateTable refuses a replica on a PROVISIONED table without write auto scaling,
+        # which dynashift does not set up: refuse now rather than fail after the backfill.
+        raise BadInputError(
+            "target_options.replica_regions: the target would be PROVISIONED (like the "
+            "source); replicas need on-demand or write auto scaling: set "
+            "target_options.billing_mode to PAY_PER_REQUEST"
+        )
     stream = check_stream(spec.source, spec.replace_stream)
     if state is not None:
         meta = state.get_meta() or {}
@@ -278,10 +466,56 @@ def plan_segments(event: StepEvent) -> PlanResult:
         state.put_meta(segments=spec.segments)
     if "backfill_started" not in meta:
         state.put_meta(backfill_started=time.time())
+    items, size = describe_source_size(spec)
+    estimate = estimate_loops(
+        items,
+        size,
+        spec.segments,
+        spec.worker_budget_seconds,
+        threshold=event.settings.distributed_threshold,
+    )
     return PlanResult(
         segments=list(range(spec.segments)),
         count=spec.segments,
-        distributed=spec.segments > event.settings.distributed_threshold,
+        distributed=estimate.distributed,
+        invocations=estimate.invocations,
+        history_events=estimate.history_events,
+    )
+
+
+def estimate_loops(
+    item_count: int,
+    size_bytes: int,
+    segments: int,
+    budget_seconds: float,
+    *,
+    threshold: int = DISTRIBUTED_THRESHOLD,
+) -> LoopEstimate:
+    """Worker invocations and inline history events of the backfill and verification loops.
+
+    Each segment takes the longer of its items and its bytes at the conservative worker rates
+    above; a worker turn is `budget_seconds` long. The Maps run distributed when the inline
+    history estimate exceeds `threshold` (the segment count alone says nothing: 32 segments of
+    a 1-billion-item table loop thousands of times).
+    """
+    segments = max(1, segments)
+    per_items = max(item_count, 0) / segments
+    per_bytes = max(size_bytes, 0) / segments
+
+    def turns(items_rate: float, bytes_rate: float) -> int:
+        seconds = max(per_items / items_rate, per_bytes / bytes_rate)
+        return max(1, math.ceil(seconds / budget_seconds))
+
+    backfill = turns(BACKFILL_ITEMS_PER_SECOND, BACKFILL_BYTES_PER_SECOND) * segments
+    verify = turns(VERIFY_ITEMS_PER_SECOND, VERIFY_BYTES_PER_SECOND) * segments
+    events = (backfill + verify) * EVENTS_PER_LOOP_TURN + 2 * segments * EVENTS_PER_ITERATION
+    return LoopEstimate(
+        segments=segments,
+        backfill_invocations=backfill,
+        verify_invocations=verify,
+        invocations=backfill + verify,
+        history_events=events,
+        distributed=events > threshold,
     )
 
 
@@ -306,20 +540,31 @@ def backfill_segment(event: SegmentEvent, *, limiter: RateLimiter | None = None)
     )
 
 
-def finish_backfill(event: StepEvent) -> dict[str, Any]:
-    """Switch the replicator to plain deletes and remove every registered tombstone (I5)."""
+def finish_backfill(event: StepEvent) -> FinishResult:
+    """One turn of the "Finish backfill" loop: switch the replicator to plain deletes and
+    remove registered tombstones (I5) until none is left (`done`) or the worker budget is
+    spent; the state machine calls it again until done (each removed tombstone is
+    deregistered, so the state store is the cursor)."""
     spec = event.spec
     state = state_store(spec)
     target_client = spec.target.clients().dynamodb()
-    result = _dump(_finish_backfill(target_client, spec.target.name, state))
-    if "backfill_finished" not in (state.get_meta() or {}):
+    result = _finish_backfill(
+        target_client, spec.target.name, state, budget_seconds=spec.worker_budget_seconds
+    )
+    if result.done and "backfill_finished" not in (state.get_meta() or {}):
         state.put_meta(backfill_finished=time.time())
-    return result
+    return FinishResult(
+        done=result.done,
+        registered=result.registered,
+        removed=result.removed,
+        recreated=result.recreated,
+    )
 
 
-def verify_segment(event: SegmentEvent) -> dict[str, Any]:
+def verify_segment(event: SegmentEvent) -> VerifyOutput:
     """Compare one segment of the source with the target (resumable with a cursor); the
-    result, with its suspect keys, is checkpointed in the state store."""
+    result, with its suspect keys, is checkpointed in the state store and only the cursor and
+    counts go back to the state machine (bounded whatever the key size)."""
     from dynashift.verify import verify_segment as _verify
 
     spec = event.spec
@@ -331,7 +576,18 @@ def verify_segment(event: SegmentEvent) -> dict[str, Any]:
         budget_seconds=spec.worker_budget_seconds,
         state=state_store(spec),
     )
-    return _dump(result)
+    return verify_output(result)
+
+
+def verify_output(result: Any) -> VerifyOutput:
+    """The state machine's view of a VerifyResult: no suspect keys."""
+    return VerifyOutput(
+        segment=result.segment,
+        done=result.done,
+        cursor=result.cursor.model_dump(mode="json"),
+        counts=result.counts(),
+        suspects=result.suspect_count,
+    )
 
 
 def recheck(event: StepEvent, control: ReplicationControl) -> dict[str, Any]:
@@ -344,16 +600,33 @@ def recheck(event: StepEvent, control: ReplicationControl) -> dict[str, Any]:
     def caught_up(since: float) -> bool:
         return control.lag(spec, datetime.fromtimestamp(since, UTC)).caught_up
 
-    return _dump(recheck_migration(spec, state=state_store(spec), caught_up=caught_up))
+    return recheck_output(recheck_migration(spec, state=state_store(spec), caught_up=caught_up))
 
 
-def readiness(event: StepEvent, control: ReplicationControl) -> dict[str, Any]:
-    """The readiness checklist and verdict; saved in the state store."""
-    from dynashift.readiness import gather_readiness, save_report
+def recheck_output(result: Any) -> dict[str, Any]:
+    """Counts only: the divergent keys are saved with the recheck result in the state store."""
+    data: dict[str, Any] = result.model_dump(mode="json")
+    data.pop("divergent_keys", None)
+    return data
+
+
+def readiness(event: ReadinessEvent, control: ReplicationControl) -> ReadinessOutput:
+    """The readiness checklist and verdict; the report is saved in the state store.
+
+    With `max_age_seconds` (after the approval) a READY checklist saved at most that long ago
+    is kept; an older one (a late approval) is run again before the cutover.
+    """
+    from dynashift.readiness import ReadinessReport, gather_readiness, save_report
     from dynashift.verify import verification_summary
 
     spec = event.spec
     state = state_store(spec)
+    if event.max_age_seconds is not None:
+        saved = state.report()
+        if saved:
+            previous = ReadinessReport.model_validate(saved)
+            if previous.ready and time.time() - previous.generated_at <= event.max_age_seconds:
+                return readiness_output(previous, rechecked=False)
     lag = control.lag(spec)
     summary = verification_summary(spec, state)
     report = gather_readiness(
@@ -366,7 +639,16 @@ def readiness(event: StepEvent, control: ReplicationControl) -> dict[str, Any]:
         dlq_messages=lag.dlq_messages,
     )
     save_report(state, report)
-    return {**report.to_json(), "ready": report.ready}
+    return readiness_output(report)
+
+
+def readiness_output(report: Any, *, rechecked: bool = True) -> ReadinessOutput:
+    return ReadinessOutput(
+        ready=report.ready,
+        verdict=report.verdict,
+        failing=[check.name for check in report.failing()],
+        rechecked=rechecked,
+    )
 
 
 def phase_timings(spec: MigrationSpec, state: StateStore) -> list[Any]:
@@ -410,11 +692,12 @@ def request_approval(
     save_approval_token(state, event.task_token)
     state.put_meta(awaiting_approval=True)
     if sns_client is not None and topic:
+        execution = event.execution_arn or "<execution ARN>"
         sns_client.publish(
             TopicArn=topic,
             Subject=f"dynashift {spec.migration_id}: approval requested"[:100],
             Message=f"Migration {spec.migration_id} is READY and waits for approval: "
-            f"dynashift approve --execution <execution ARN>",
+            f"dynashift approve --execution {execution}",
         )
     return {"awaiting_approval": True}
 
@@ -425,21 +708,25 @@ def report(
     """The final word of an execution: the saved readiness report plus the outcome.
 
     For REJECTED input nothing is written (validation failed before anything was created).
+    On the failure paths the spec is read leniently from the state (`event.input`), which may
+    be the raw console input that Validate rejected.
     """
-    spec = event.spec
+    spec = event.spec or _lenient_spec(event.input)
     outcome = event.outcome
-    failure = event.failure or {}
+    failure = event.failure or (event.input or {}).get("failure") or {}
+    raw_spec = (event.input or {}).get("spec")
+    raw = raw_spec if isinstance(raw_spec, Mapping) else {}
     data: dict[str, Any] = {
-        "migration_id": spec.migration_id,
-        "source": spec.source.display(),
-        "target": spec.target.display(),
+        "migration_id": spec.migration_id if spec else raw.get("migration_id"),
+        "source": spec.source.display() if spec else _raw_name(raw.get("source")),
+        "target": spec.target.display() if spec else _raw_name(raw.get("target")),
         "outcome": outcome,
         "finished_at": datetime.now(UTC).isoformat(),
     }
     if failure:
         data["error"] = failure.get("Error")
         data["cause"] = _cause_text(failure.get("Cause"))
-    if outcome != "REJECTED":
+    if outcome != "REJECTED" and spec is not None:
         state = _existing_state(spec)
         if state is not None:
             saved = state.report()
@@ -450,11 +737,22 @@ def report(
         message = data.get("cause") or data.get("readiness", {}).get("verdict") or outcome
         sns_client.publish(
             TopicArn=topic,
-            Subject=f"dynashift {spec.migration_id}: {outcome}"[:100],
+            Subject=f"dynashift {data['migration_id'] or ''}: {outcome}"[:100],
             Message=str(message)[:250_000],
         )
-    log.info("migration %s finished: %s", spec.migration_id, outcome)
+    log.info("migration %s finished: %s", data["migration_id"], outcome)
     return data
+
+
+def _lenient_spec(state: Mapping[str, Any] | None) -> MigrationSpec | None:
+    try:
+        return MigrationSpec.model_validate((state or {}).get("spec"))
+    except ValidationError:
+        return None
+
+
+def _raw_name(location: Any) -> str | None:
+    return str(location.get("name")) if isinstance(location, Mapping) else None
 
 
 def _error_meta(data: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,673 @@
+"""The builder of `statemachine/migration.asl.json` (the one definition both runners execute).
+
+The JSON is generated from this module and committed; `python -m dynashift.workflow.definition`
+rewrites it, and a test checks that the builder reproduces the committed file byte for byte.
+Two functions carry the rules that a hand-written definition kept getting wrong:
+
+- `lambda_task` builds every Lambda Task with the standard Retry and Catch (`with_retry_catch`).
+  `Lambda.Unknown` and `Sandbox.Timedout` (a function that ran out of time or memory) are
+  retried only where a second call is safe (`RETRY_UNKNOWN`): the step is read-only, or it
+  resumes from a checkpoint in the state store and its writes are conditional or idempotent.
+- `segment_loop` builds the Map of one segment phase (backfill or verify) for either Map mode,
+  INLINE or DISTRIBUTED, with state names that are unique in the whole machine (AWS rejects a
+  definition that repeats a name, nested Maps included: DUPLICATE_STATE_NAME).
+
+Every `${...}` placeholder is filled by the template's DefinitionSubstitutions (in AWS) or by the
+local runner (`dynashift.workflow.runner`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+ROOT = Path(__file__).resolve().parents[3]
+DEFINITION_PATH = ROOT / "statemachine" / "migration.asl.json"
+
+LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
+LAMBDA_WAIT_FOR_TOKEN = "arn:aws:states:::lambda:invoke.waitForTaskToken"
+
+#: Errors of the Lambda service itself (the invocation never ran, or was throttled): retrying
+#: them is always safe.
+LAMBDA_ERRORS = [
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+]
+#: The function ran but did not answer: out of time (Sandbox.Timedout) or memory / a crashed
+#: runtime (Lambda.Unknown). Its side effects may have happened, so only steps in
+#: `RETRY_UNKNOWN` retry them.
+UNKNOWN_ERRORS = ["Lambda.Unknown", "Sandbox.Timedout"]
+#: The engine's named transient errors (dynashift.errors).
+ENGINE_TRANSIENT = ["TransientError", "NotReadyYet", "EndpointUnreachableError"]
+#: The BadInputError family: the run stops with "Input rejected" (nothing more is written).
+BAD_INPUT = [
+    "BadInputError",
+    "InvalidTableRefError",
+    "TableNotFoundError",
+    "IncompatibleSchemaError",
+    "UnsafeTargetError",
+    "StreamUnavailableError",
+]
+
+#: Steps (by state name) whose Lambda may be called again after it timed out or crashed:
+#: - read-only: "Validate input", "Check target", "Check stream", "Check replication lag",
+#:   "Readiness checklist", "Readiness recheck before cutover" (the report is an overwrite);
+#: - resumable and idempotent: "Plan segments" (records the segment count once), the segment
+#:   workers (resume from the checkpoint in the state store; backfill puts are conditional, I4;
+#:   verification only reads), "Finish backfill (remove tombstones)" (the phase flip is an
+#:   overwrite, each tombstone is removed only if it still is one), "Recheck differences"
+#:   (re-reads suspects), "Drain replication" (measures).
+#: Not retried: "Create or verify target" (a CreateTable may have happened; the next attempt
+#: would meet a target it cannot tell from a foreign one), "Enable source stream" (UpdateTable
+#: in flight), "Start replicator" (an event source mapping may exist twice), "Stop replicator",
+#: the approval request (a second token and notification) and the reports (a second SNS
+#: message). Those fail the execution, which can be re-run: it resumes from the state store.
+RETRY_UNKNOWN = frozenset(
+    {
+        "Validate input",
+        "Check target",
+        "Check stream",
+        "Plan segments",
+        "Copy segment",
+        "Copy segment (distributed)",
+        "Verify segment",
+        "Verify segment (distributed)",
+        "Finish backfill (remove tombstones)",
+        "Check replication lag",
+        "Recheck differences",
+        "Readiness checklist",
+        "Readiness recheck before cutover",
+        "Drain replication",
+    }
+)
+
+REJECTED = "Report rejected input"
+FAILED = "Report failure"
+
+MapMode = Literal["INLINE", "DISTRIBUTED"]
+Phase = Literal["backfill", "verify"]
+
+
+# --- the two rules ---------------------------------------------------------------------------
+
+
+def with_retry_catch(
+    name: str, state: dict[str, Any], *, catch: Literal["route", "none"] = "route"
+) -> dict[str, Any]:
+    """Add the standard Retry (and, with `catch="route"`, Catch) to the Task `name`.
+
+    Retry: Lambda service errors (1 s, x2, 3 attempts); `Lambda.Unknown` / `Sandbox.Timedout`
+    where `name` is in RETRY_UNKNOWN (5 s, x2, 2 attempts); the engine's transient errors (2 s,
+    x2, 6 attempts, <= 60 s). Catch: the BadInputError family into "Report rejected input",
+    everything else into "Report failure"; both keep the state and add `$.failure`. Tasks inside
+    a Map have no Catch (`catch="none"`): the Map state catches for them.
+    """
+    retry: list[dict[str, Any]] = [
+        {
+            "ErrorEquals": list(LAMBDA_ERRORS),
+            "IntervalSeconds": 1,
+            "MaxAttempts": 3,
+            "BackoffRate": 2,
+            "JitterStrategy": "FULL",
+        }
+    ]
+    if name in RETRY_UNKNOWN:
+        retry.append(
+            {
+                "ErrorEquals": list(UNKNOWN_ERRORS),
+                "IntervalSeconds": 5,
+                "MaxAttempts": 2,
+                "BackoffRate": 2,
+                "JitterStrategy": "FULL",
+            }
+        )
+    retry.append(
+        {
+            "ErrorEquals": list(ENGINE_TRANSIENT),
+            "IntervalSeconds": 2,
+            "MaxAttempts": 6,
+            "BackoffRate": 2,
+            "MaxDelaySeconds": 60,
+            "JitterStrategy": "FULL",
+        }
+    )
+    out = {**state, "Retry": retry}
+    if catch == "route":
+        out["Catch"] = route_failures()
+    return out
+
+
+def route_failures() -> list[dict[str, Any]]:
+    return [
+        {"ErrorEquals": list(BAD_INPUT), "ResultPath": "$.failure", "Next": REJECTED},
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": FAILED},
+    ]
+
+
+def lambda_task(
+    name: str,
+    function: str,
+    payload: dict[str, Any],
+    *,
+    result_path: str | None,
+    next_state: str | None,
+    result_selector: dict[str, Any] | None = None,
+    comment: str | None = None,
+    catch: Literal["route", "none"] = "route",
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A `lambda:invoke` Task calling `${<function>FunctionArn}` with `payload`."""
+    state: dict[str, Any] = {"Type": "Task"}
+    if comment:
+        state["Comment"] = comment
+    state["Resource"] = LAMBDA_INVOKE
+    state["Parameters"] = {"FunctionName": f"${{{function}FunctionArn}}", "Payload": payload}
+    state["ResultSelector"] = result_selector or {"result.$": "$.Payload"}
+    state["ResultPath"] = result_path
+    state.update(extra or {})
+    state = with_retry_catch(name, state, catch=catch)
+    if next_state is None:
+        state["End"] = True
+    else:
+        state["Next"] = next_state
+    return state
+
+
+def _spec_settings(**more: Any) -> dict[str, Any]:
+    return {"spec.$": "$.spec", "settings.$": "$.settings", **more}
+
+
+#: Per phase: the Map name, its worker's function, and the names of the loop's states.
+PHASES: dict[Phase, dict[str, str]] = {
+    "backfill": {
+        "map": "Backfill segments",
+        "function": "BackfillSegment",
+        "task": "Copy segment",
+        "choice": "Segment copied?",
+        "done": "Segment copied",
+        "label": "Backfill",
+        "verb": "Copy",
+    },
+    "verify": {
+        "map": "Verify segments",
+        "function": "VerifySegment",
+        "task": "Verify segment",
+        "choice": "Segment verified?",
+        "done": "Segment verified",
+        "label": "Verify",
+        "verb": "Verify",
+    },
+}
+
+
+def loop_state_names(phase: Phase, mode: MapMode) -> dict[str, str]:
+    """The names of a segment loop's states; the distributed variant's carry a suffix, so no
+    name is used twice in the machine."""
+    suffix = " (distributed)" if mode == "DISTRIBUTED" else ""
+    names = PHASES[phase]
+    return {key: names[key] + suffix for key in ("map", "task", "choice", "done")}
+
+
+def segment_loop(phase: Phase, mode: MapMode, next_state: str) -> dict[str, Any]:
+    """The Map over `$.plan.segments` whose iterations loop one worker with its cursor.
+
+    Each worker invocation runs until the segment is done or its budget is spent and returns
+    `{cursor, done}`; the Choice sends the iteration back to the worker until `done`, so the
+    state machine owns the loop and one invocation always fits Lambda's 15 minutes. Results
+    are discarded (`ResultPath: null`): counters and suspects live in the state store.
+    """
+    names = loop_state_names(phase, mode)
+    info = PHASES[phase]
+    processor: dict[str, Any] = {"Mode": mode}
+    if mode == "DISTRIBUTED":
+        processor["ExecutionType"] = "STANDARD"
+    worker = lambda_task(
+        names["task"],
+        info["function"],
+        _spec_settings(**{"segment.$": "$.segment", "cursor.$": "$.progress.cursor"}),
+        result_selector={"cursor.$": "$.Payload.cursor", "done.$": "$.Payload.done"},
+        result_path="$.progress",
+        next_state=names["choice"],
+        comment="One worker invocation: runs until done or its budget, returns a cursor.",
+        catch="none",
+    )
+    state: dict[str, Any] = {
+        "Type": "Map",
+        "Comment": f"{info['verb']} every segment; each iteration loops its worker with the "
+        "cursor.",
+        "ItemsPath": "$.plan.segments",
+        "ItemSelector": _spec_settings(
+            **{"segment.$": "$$.Map.Item.Value", "progress": {"cursor": None, "done": False}}
+        ),
+        "MaxConcurrencyPath": "$.settings.max_concurrency",
+        "ItemProcessor": {
+            "ProcessorConfig": processor,
+            "StartAt": names["task"],
+            "States": {
+                names["task"]: worker,
+                names["choice"]: {
+                    "Type": "Choice",
+                    "Choices": [
+                        {
+                            "Variable": "$.progress.done",
+                            "BooleanEquals": True,
+                            "Next": names["done"],
+                        }
+                    ],
+                    "Default": names["task"],
+                },
+                names["done"]: {
+                    "Type": "Pass",
+                    "Parameters": {"segment.$": "$.segment"},
+                    "End": True,
+                },
+            },
+        },
+        "ResultPath": None,
+        "Catch": route_failures(),
+        "Next": next_state,
+    }
+    if mode == "DISTRIBUTED":
+        state["Label"] = info["label"]
+    return state
+
+
+# --- the machine -----------------------------------------------------------------------------
+
+
+def _poll_loop(
+    check: str, choice: str, wait: str, variable: str, ready_next: str
+) -> dict[str, Any]:
+    return {
+        choice: {
+            "Type": "Choice",
+            "Choices": [{"Variable": variable, "BooleanEquals": True, "Next": ready_next}],
+            "Default": wait,
+        },
+        wait: {"Type": "Wait", "SecondsPath": "$.settings.poll_seconds", "Next": check},
+    }
+
+
+def _report(name: str, outcome: str, fail_state: str, *, with_failure: bool) -> dict[str, Any]:
+    if with_failure:
+        # Reached from any state, the first one included: the state may still be the raw
+        # console input, so the report reads `$` whole rather than `$.spec`.
+        payload: dict[str, Any] = {"outcome": outcome, "failure.$": "$.failure", "input.$": "$"}
+        result_path = "$.reported"
+    else:
+        payload = _spec_settings(outcome=outcome)
+        result_path = "$.report"
+    state = lambda_task(
+        name, "Report", payload, result_path=result_path, next_state=fail_state, catch="none"
+    )
+    state["Catch"] = [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.report_error", "Next": fail_state}
+    ]
+    return state
+
+
+def build() -> dict[str, Any]:
+    """The whole state machine definition."""
+    states: dict[str, Any] = {}
+    states["Validate input"] = lambda_task(
+        "Validate input",
+        "Validate",
+        {"input.$": "$"},
+        # The state becomes the normalised input (every default applied): every later state
+        # reads `$.spec`, `$.settings` and `$.target_options` from here.
+        result_selector={
+            "spec.$": "$.Payload.input.spec",
+            "target_options.$": "$.Payload.input.target_options",
+            "settings.$": "$.Payload.input.settings",
+            "validation.$": "$.Payload.validation",
+        },
+        result_path="$",
+        next_state="Create or verify target",
+        comment="Read-only checks; applies the defaults and returns the normalised input. Bad "
+        "input stops here and nothing is written.",
+    )
+    states["Create or verify target"] = lambda_task(
+        "Create or verify target",
+        "PrepareTarget",
+        _spec_settings(**{"target_options.$": "$.target_options", "action": "start"}),
+        result_path="$.target",
+        next_state="Target ready?",
+    )
+    states.update(
+        _poll_loop(
+            "Check target",
+            "Target ready?",
+            "Wait for target",
+            "$.target.result.ready",
+            "Enable source stream",
+        )
+    )
+    states["Check target"] = lambda_task(
+        "Check target",
+        "PrepareTarget",
+        _spec_settings(**{"target_options.$": "$.target_options", "action": "poll"}),
+        result_path="$.target",
+        next_state="Target ready?",
+    )
+    states["Enable source stream"] = lambda_task(
+        "Enable source stream",
+        "SourceStream",
+        _spec_settings(action="enable"),
+        result_path="$.stream",
+        next_state="Stream ready?",
+    )
+    states.update(
+        _poll_loop(
+            "Check stream",
+            "Stream ready?",
+            "Wait for stream",
+            "$.stream.result.ready",
+            "Start replicator",
+        )
+    )
+    states["Check stream"] = lambda_task(
+        "Check stream",
+        "SourceStream",
+        _spec_settings(action="poll"),
+        result_path="$.stream",
+        next_state="Stream ready?",
+    )
+    states["Start replicator"] = lambda_task(
+        "Start replicator",
+        "Replication",
+        _spec_settings(**{"action": "start", "stream_arn.$": "$.stream.result.arn"}),
+        result_path="$.replicator",
+        next_state="Plan segments",
+        comment="From TRIM_HORIZON, before the first scan page is read (I2).",
+    )
+    states["Plan segments"] = lambda_task(
+        "Plan segments",
+        "PlanSegments",
+        _spec_settings(),
+        result_selector={
+            "segments.$": "$.Payload.segments",
+            "distributed.$": "$.Payload.distributed",
+            "count.$": "$.Payload.count",
+            "invocations.$": "$.Payload.invocations",
+        },
+        result_path="$.plan",
+        next_state="Many segments?",
+    )
+    finish = "Finish backfill (remove tombstones)"
+    states["Many segments?"] = {
+        "Type": "Choice",
+        "Comment": "Distributed when the estimated worker invocations would crowd one "
+        "execution's 25,000 history events (docs/limits.md): each segment's loop then has its "
+        "own child execution history.",
+        "Choices": [
+            {
+                "Variable": "$.plan.distributed",
+                "BooleanEquals": True,
+                "Next": "Backfill segments (distributed)",
+            }
+        ],
+        "Default": "Backfill segments",
+    }
+    states["Backfill segments"] = segment_loop("backfill", "INLINE", finish)
+    states["Backfill segments (distributed)"] = segment_loop("backfill", "DISTRIBUTED", finish)
+    states[finish] = lambda_task(
+        finish,
+        "FinishBackfill",
+        _spec_settings(),
+        result_selector={
+            "done.$": "$.Payload.done",
+            "removed.$": "$.Payload.removed",
+            "recreated.$": "$.Payload.recreated",
+        },
+        result_path="$.finish",
+        next_state="Tombstones removed?",
+        comment="Switches the replicator to plain deletes, then removes registered tombstones "
+        "until done or the worker budget is spent (a loop like the segments').",
+    )
+    states["Tombstones removed?"] = {
+        "Type": "Choice",
+        "Choices": [
+            {
+                "Variable": "$.finish.done",
+                "BooleanEquals": True,
+                "Next": "Start replicator (replay strategy)",
+            }
+        ],
+        "Default": finish,
+    }
+    states["Start replicator (replay strategy)"] = lambda_task(
+        "Start replicator (replay strategy)",
+        "Replication",
+        _spec_settings(**{"action": "start_after_backfill", "stream_arn.$": "$.stream.result.arn"}),
+        result_path="$.replicator_after_backfill",
+        next_state="Verify in parallel?",
+        comment="Replay strategy only: the replicator starts after the unconditional backfill, "
+        "from TRIM_HORIZON of the stream enabled before the first scan page (I2). A no-op for "
+        "the concurrent strategy, whose replicator already runs.",
+    )
+    states["Verify in parallel?"] = {
+        "Type": "Choice",
+        "Choices": [
+            {
+                "Variable": "$.plan.distributed",
+                "BooleanEquals": True,
+                "Next": "Verify segments (distributed)",
+            }
+        ],
+        "Default": "Verify segments",
+    }
+    clock = "Start catch-up clock"
+    states["Verify segments"] = segment_loop("verify", "INLINE", clock)
+    states["Verify segments (distributed)"] = segment_loop("verify", "DISTRIBUTED", clock)
+    states[clock] = {
+        "Type": "Pass",
+        "Parameters": {"since.$": "$$.State.EnteredTime"},
+        "ResultPath": "$.catchup",
+        "Next": "Check replication lag",
+    }
+    states["Check replication lag"] = lambda_task(
+        "Check replication lag",
+        "Replication",
+        _spec_settings(**{"action": "lag", "since.$": "$.catchup.since"}),
+        result_path="$.lag",
+        next_state="Replication caught up?",
+    )
+    states["Replication caught up?"] = {
+        "Type": "Choice",
+        "Choices": [
+            {
+                "Or": [
+                    {"Variable": "$.lag.result.caught_up", "BooleanEquals": True},
+                    {"Variable": "$.lag.result.give_up", "BooleanEquals": True},
+                ],
+                "Next": "Recheck differences",
+            }
+        ],
+        "Default": "Wait for replication",
+    }
+    states["Wait for replication"] = {
+        "Type": "Wait",
+        "SecondsPath": "$.settings.poll_seconds",
+        "Next": "Check replication lag",
+    }
+    states["Recheck differences"] = lambda_task(
+        "Recheck differences",
+        "Recheck",
+        _spec_settings(),
+        result_path="$.recheck",
+        next_state="Readiness checklist",
+    )
+    readiness_selector = {
+        "verdict.$": "$.Payload.verdict",
+        "ready.$": "$.Payload.ready",
+    }
+    states["Readiness checklist"] = lambda_task(
+        "Readiness checklist",
+        "Readiness",
+        _spec_settings(),
+        result_selector=readiness_selector,
+        result_path="$.readiness",
+        next_state="Ready?",
+    )
+    states["Ready?"] = {
+        "Type": "Choice",
+        "Choices": [
+            {"Variable": "$.readiness.ready", "BooleanEquals": True, "Next": "Cut over now?"}
+        ],
+        "Default": "Report NOT READY",
+    }
+    states["Report NOT READY"] = _report(
+        "Report NOT READY", "NOT_READY", "Migration NOT READY", with_failure=False
+    )
+    states["Migration NOT READY"] = {
+        "Type": "Fail",
+        "Error": "NotReady",
+        "Cause": "The readiness checklist has failing items: see the report in the state store.",
+    }
+    states["Cut over now?"] = {
+        "Type": "Choice",
+        "Choices": [
+            {
+                "Variable": "$.settings.approval",
+                "BooleanEquals": True,
+                "Next": "Wait for operator approval",
+            },
+            {"Variable": "$.settings.cutover", "BooleanEquals": True, "Next": "Drain replication"},
+        ],
+        "Default": "Write final report",
+    }
+    approval = with_retry_catch(
+        "Wait for operator approval",
+        {
+            "Type": "Task",
+            "Comment": "Stores the task token; `dynashift approve` (or the console) sends it "
+            "back. Times out after settings.approval_timeout_seconds.",
+            "Resource": LAMBDA_WAIT_FOR_TOKEN,
+            "Parameters": {
+                "FunctionName": "${ApprovalFunctionArn}",
+                "Payload": _spec_settings(
+                    **{"task_token.$": "$$.Task.Token", "execution_arn.$": "$$.Execution.Id"}
+                ),
+            },
+            "TimeoutSecondsPath": "$.settings.approval_timeout_seconds",
+            "ResultPath": "$.approval",
+        },
+    )
+    approval["Next"] = "Readiness recheck before cutover"
+    states["Wait for operator approval"] = approval
+    states["Readiness recheck before cutover"] = lambda_task(
+        "Readiness recheck before cutover",
+        "Readiness",
+        _spec_settings(**{"max_age_seconds.$": "$.settings.approval_max_age_seconds"}),
+        result_selector=readiness_selector,
+        result_path="$.readiness",
+        next_state="Still ready?",
+        comment="Keeps the checklist saved at the approval request when it is at most "
+        "settings.approval_max_age_seconds old; an older one is run again before the cutover.",
+    )
+    states["Still ready?"] = {
+        "Type": "Choice",
+        "Choices": [
+            {"Variable": "$.readiness.ready", "BooleanEquals": True, "Next": "Drain replication"}
+        ],
+        "Default": "Report NOT READY",
+    }
+    states["Drain replication"] = lambda_task(
+        "Drain replication",
+        "Replication",
+        _spec_settings(**{"action": "drain", "since.$": "$$.State.EnteredTime"}),
+        result_path="$.drain",
+        next_state="Replication drained?",
+    )
+    states["Replication drained?"] = {
+        "Type": "Choice",
+        "Choices": [
+            {
+                "Variable": "$.drain.result.caught_up",
+                "BooleanEquals": True,
+                "Next": "Stop replicator",
+            }
+        ],
+        "Default": "Wait for drain",
+    }
+    states["Wait for drain"] = {
+        "Type": "Wait",
+        "SecondsPath": "$.settings.poll_seconds",
+        "Next": "Drain replication",
+    }
+    states["Stop replicator"] = lambda_task(
+        "Stop replicator",
+        "Replication",
+        _spec_settings(action="stop"),
+        result_path="$.stopped",
+        next_state="Write final report",
+    )
+    states["Write final report"] = lambda_task(
+        "Write final report",
+        "Report",
+        _spec_settings(outcome="READY"),
+        result_path="$.report",
+        next_state="Migration complete",
+    )
+    states["Migration complete"] = {"Type": "Succeed", "OutputPath": "$.report.result"}
+    states[REJECTED] = _report(REJECTED, "REJECTED", "Input rejected", with_failure=True)
+    states[FAILED] = _report(FAILED, "FAILED", "Migration failed", with_failure=True)
+    states["Input rejected"] = {
+        "Type": "Fail",
+        "Error": "InputRejected",
+        "CausePath": "States.Format('{}: {}', $.failure.Error, $.failure.Cause)",
+    }
+    states["Migration failed"] = {
+        "Type": "Fail",
+        "Error": "MigrationFailed",
+        "CausePath": "States.Format('{}: {}', $.failure.Error, $.failure.Cause)",
+    }
+    return {
+        "Comment": "dynashift: migrate a live DynamoDB table with zero downtime (one "
+        "definition, two runners). Generated by dynashift.workflow.definition: edit that, then "
+        "run `python -m dynashift.workflow.definition`.",
+        "StartAt": "Validate input",
+        "States": states,
+    }
+
+
+def render() -> str:
+    """The definition as committed: 2-space JSON, keys in build order, a final newline."""
+    return json.dumps(build(), indent=2, ensure_ascii=False) + "\n"
+
+
+def with_dummy_arns(text: str) -> str:
+    """The definition with every `${Name}` placeholder filled by a syntactically valid dummy
+    ARN (what the asl-validator and the static checks read)."""
+    import re
+
+    def arn(match: re.Match[str]) -> str:
+        name = match.group(1).removesuffix("Arn")
+        return f"arn:aws:lambda:us-east-1:123456789012:function:dynashift-{name}"
+
+    return re.sub(r"\$\{([A-Za-z0-9]+)\}", arn, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m dynashift.workflow.definition [PATH]` rewrites the committed definition;
+    `--filled PATH` writes it with dummy ARNs instead (for `make asl`)."""
+    args = sys.argv[1:] if argv is None else argv
+    text = render()
+    if args[:1] == ["--filled"] and len(args) == 2:
+        Path(args[1]).write_text(with_dummy_arns(text), encoding="utf-8")
+        return 0
+    path = Path(args[0]) if args else DEFINITION_PATH
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        print(f"{path}: up to date")
+        return 0
+    path.write_text(text, encoding="utf-8")
+    print(f"{path}: written")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
