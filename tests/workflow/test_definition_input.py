@@ -1,0 +1,234 @@
+"""Console input as operators type it: every input example in the docs, executed exactly as
+written through the local runner (the test substitutes only the table names and points the
+default endpoint at the moto server), plus Validate's refusals and the event adapter.
+
+The examples run on one private Step Functions server, one after the other, with the function
+environment the stack gives (DYNASHIFT_MIGRATION_ID, DYNASHIFT_STATE_TABLE,
+DYNASHIFT_TARGET_TABLE, DYNASHIFT_WORKER_TIMEOUT_SECONDS): the minimal console input names only
+the two tables.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from dynashift import models
+from dynashift.errors import BadInputError
+from dynashift.readiness import load_approval_token, send_approval
+from dynashift.settings import lambda_settings
+from dynashift.state import StateStore
+from dynashift.workflow.local import LocalReplication
+from dynashift.workflow.migrate import failure_of
+from dynashift.workflow.runner import ROOT, LocalStepFunctions
+from dynashift.workflow.steps import (
+    ValidateEvent,
+    WorkflowSettings,
+    normalise_input,
+    parse_event,
+    state_store,
+    validate,
+    validate_execution_input,
+)
+from tests.reference import assert_identical
+from tests.support.tables import create_table, fill, varied_items
+
+DOCS = [ROOT / "docs" / "workflow.md", ROOT / "docs" / "aws.md"]
+EXAMPLE = re.compile(r"(?:<!-- example: (?P<marker>[^>]*?) -->\s*)?```json\n(?P<body>.*?)```", re.S)
+
+
+def doc_examples() -> list[tuple[str, str, dict[str, Any]]]:
+    """(where, expectation, input) of every JSON block holding a `spec` in the docs.
+
+    The expectation is the `<!-- example: ... -->` marker before the block: `ready` (also
+    when there is no marker) or `rejected <the cause it must name>`."""
+    found = []
+    for path in DOCS:
+        if not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8")
+        for match in EXAMPLE.finditer(text):
+            body = re.sub(r"^\s+", "", match.group("body"), flags=re.M)
+            data = json.loads(body)
+            if isinstance(data, dict) and "spec" in data:
+                line = text[: match.start("body")].count("\n") + 1
+                found.append((f"{path.name}:{line}", match.group("marker") or "ready", data))
+    return found
+
+
+def _with_tables(example: dict[str, Any], source: str, target: str) -> dict[str, Any]:
+    data = json.loads(json.dumps(example))
+    data["spec"]["source"]["name"] = source
+    data["spec"]["target"]["name"] = target
+    return data
+
+
+@pytest.fixture
+def stack_env(
+    monkeypatch: pytest.MonkeyPatch, endpoint: str, ddb: Any, table_name: Any
+) -> Iterator[pytest.MonkeyPatch]:
+    """The deployed functions' environment, with the default DynamoDB endpoint on moto."""
+    state_table = table_name("wf-state")
+    StateStore.ensure_table(ddb, state_table)  # a stack resource in AWS
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB_STREAMS", endpoint)
+    monkeypatch.setenv("DYNASHIFT_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("DYNASHIFT_STATE_TABLE", state_table)
+    monkeypatch.setenv("DYNASHIFT_WORKER_TIMEOUT_SECONDS", "900")
+    before = set(models._factories)
+    yield monkeypatch
+    # Client factories of the default side were made for this environment only.
+    for key in set(models._factories) - before:
+        models._factories.pop(key, None)
+
+
+def test_the_docs_hold_the_minimal_and_a_rejected_example() -> None:
+    examples = doc_examples()
+    assert any(e[2] == {"spec": {"source": {"name": "orders"}, "target": {"name": "orders-v2"}}}
+               for e in examples), "the minimal console input is not documented"  # fmt: skip
+    assert any(e[1].startswith("rejected ") for e in examples)
+
+
+def test_every_doc_example_runs_as_written(
+    stack_env: pytest.MonkeyPatch, ddb: Any, table_name: Any
+) -> None:
+    examples = doc_examples()
+    assert len(examples) >= 3
+    control = LocalReplication(drain_timeout=60)
+    with LocalStepFunctions(control) as sfn:
+        for n, (where, expected, example) in enumerate(examples):
+            source, target = table_name("wf-doc-src"), table_name("wf-doc-tgt")
+            migration_id = f"doc-example-{n}-{source[-6:]}"
+            stack_env.setenv("DYNASHIFT_MIGRATION_ID", migration_id)
+            stack_env.setenv("DYNASHIFT_TARGET_TABLE", target)
+            if expected == "ready":
+                create_table(ddb, source)
+                fill(ddb, source, varied_items(40, seed=n))
+            state = StateStore(ddb, lambda_settings().state_table or "", migration_id)
+
+            def approve(state: StateStore = state) -> None:
+                if load_approval_token(state):
+                    send_approval(sfn.sfn, state)
+
+            arn = sfn.start_execution(_with_tables(example, source, target))
+            outcome = sfn.wait(arn, on_poll=approve, timeout=120, interval=0.2)
+            control.stop()
+            if expected == "ready":
+                assert outcome.status == "SUCCEEDED", (where, failure_of(outcome))
+                assert outcome.output["outcome"] == "READY", where
+                assert outcome.output["migration_id"] == migration_id
+                assert_identical(ddb, source, ddb, target, ("pk",))
+                if example.get("settings", {}).get("approval"):
+                    assert not control.running, f"{where}: the cutover stops the replicator"
+            else:
+                cause = expected.removeprefix("rejected ")
+                assert outcome.status == "FAILED", where
+                assert outcome.error == "InputRejected", (where, outcome.error, outcome.cause)
+                assert cause in str(outcome.cause), (where, outcome.cause)
+                assert "\n" not in str(outcome.cause)
+                assert target not in _tables(ddb), f"{where}: a rejected input created the target"
+
+
+def _tables(ddb: Any) -> list[str]:
+    return list(ddb.list_tables()["TableNames"])
+
+
+# --- Validate, without the state machine -----------------------------------------------------
+
+
+def test_validate_applies_defaults_and_the_stack_environment(stack_env: pytest.MonkeyPatch) -> None:
+    stack_env.setenv("DYNASHIFT_MIGRATION_ID", "orders-v2")
+    raw = {"spec": {"source": {"name": "orders"}, "target": {"name": "orders-v2"}}}
+    workflow = normalise_input(raw, lambda_settings())
+    assert workflow.spec.migration_id == "orders-v2"
+    assert workflow.spec.state.name == lambda_settings().state_table
+    assert workflow.settings == WorkflowSettings()
+    assert workflow.settings.approval_timeout_seconds == 7 * 24 * 3600
+    with pytest.raises(BadInputError, match=r"^spec.migration_id: Field required \(and 1 more\)$"):
+        normalise_input(raw, None)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"spec": {"source": {"name": "orders"}}}, r"^spec.target: Field required"),
+        (
+            {"spec": {"source": {"name": "o"}, "target": {"name": "orders-v2"}}},
+            r"^spec.source.name: Value error, 'o' is not a valid DynamoDB table name$",
+        ),
+        (
+            {
+                "spec": {"source": {"name": "orders"}, "target": {"name": "t-2"}},
+                "settings": {"poll_seconds": -1, "max_concurrency": 0},
+            },
+            r"^settings.poll_seconds: Input should be greater than or equal to 0 \(and 1 more\)$",
+        ),
+        ([], r"^input: the execution input must be a JSON object$"),
+    ],
+)
+def test_malformed_input_is_one_bad_input_line_naming_the_field(
+    stack_env: pytest.MonkeyPatch, raw: Any, message: str
+) -> None:
+    stack_env.setenv("DYNASHIFT_MIGRATION_ID", "m-1")
+    with pytest.raises(BadInputError, match=message):
+        validate_execution_input({"input": raw}, lambda_settings())
+
+
+def test_every_handler_turns_a_validation_error_into_bad_input() -> None:
+    from dynashift.workflow.runner import FUNCTIONS, load_handler
+
+    for app in sorted(FUNCTIONS.glob("*/app.py")):
+        step = app.parent.name
+        if step == "replicator":  # a stream batch, not a workflow event
+            continue
+        assert "parse_event(" in app.read_text() or "validate_execution_input(" in app.read_text()
+        with pytest.raises(BadInputError):
+            load_handler(step)({"spec": {"migration_id": "no spaces allowed"}}, None)
+
+
+def test_worker_budget_must_fit_the_function_timeout(stack_env: pytest.MonkeyPatch) -> None:
+    stack_env.setenv("DYNASHIFT_MIGRATION_ID", "m-1")
+    stack_env.setenv("DYNASHIFT_WORKER_TIMEOUT_SECONDS", "300")
+    raw = {"spec": {"source": {"name": "orders"}, "target": {"name": "orders-v2"}}}
+    with pytest.raises(BadInputError, match=r"^spec.worker_budget_seconds: 600 s .* at most 240$"):
+        validate_execution_input({"input": raw}, lambda_settings())
+
+
+def test_replicas_refused_on_a_provisioned_target_unless_on_demand(
+    stack_env: pytest.MonkeyPatch, ddb: Any, table_name: Any
+) -> None:
+    source = table_name("wf-prov")
+    create_table(
+        ddb,
+        source,
+        BillingMode="PROVISIONED",
+        ProvisionedThroughput={"ReadCapacityUnits": 5, "WriteCapacityUnits": 5},
+    )
+    raw = {
+        "spec": {"migration_id": "m-2", "source": {"name": source}, "target": {"name": "t-new"}},
+        "target_options": {"replica_regions": ["eu-west-1"]},
+    }
+    workflow = normalise_input(raw, lambda_settings())
+    event = ValidateEvent(spec=workflow.spec, target_options=workflow.target_options)
+    with pytest.raises(BadInputError, match=r"^target_options.replica_regions: .*PAY_PER_REQUEST"):
+        validate(event)
+    on_demand = workflow.target_options.model_copy(update={"billing_mode": "PAY_PER_REQUEST"})
+    validate(event.model_copy(update={"target_options": on_demand}))
+    assert not StateStore.table_exists(ddb, "t-new")
+
+
+def test_parse_event_keeps_the_one_line_contract() -> None:
+    with pytest.raises(BadInputError) as info:
+        parse_event(ValidateEvent, {"spec": {"source": {"name": "x\ny"}}})
+    assert "\n" not in str(info.value) and str(info.value).startswith("spec.")
+
+
+def test_state_store_of_the_normalised_spec_is_the_stacks(stack_env: pytest.MonkeyPatch) -> None:
+    stack_env.setenv("DYNASHIFT_MIGRATION_ID", "m-3")
+    raw = {"spec": {"source": {"name": "orders"}, "target": {"name": "orders-v2"}}}
+    spec = normalise_input(raw, lambda_settings()).spec
+    assert state_store(spec).table == lambda_settings().state_table
