@@ -60,24 +60,26 @@ def doc_examples() -> list[tuple[str, str, dict[str, Any]]]:
     return found
 
 
-def _with_tables(example: dict[str, Any], source: str, target: str) -> dict[str, Any]:
+def _with_tables(example: dict[str, Any], source: str, target: str, state: str) -> dict[str, Any]:
+    """The example with the test's table names (source, target and, if named, state table)."""
     data = json.loads(json.dumps(example))
     data["spec"]["source"]["name"] = source
     data["spec"]["target"]["name"] = target
+    if isinstance(data["spec"].get("state"), dict):
+        data["spec"]["state"]["name"] = state
     return data
 
 
 @pytest.fixture
 def stack_env(
-    monkeypatch: pytest.MonkeyPatch, endpoint: str, ddb: Any, table_name: Any
+    monkeypatch: pytest.MonkeyPatch, endpoint: str, table_name: Any
 ) -> Iterator[pytest.MonkeyPatch]:
-    """The deployed functions' environment, with the default DynamoDB endpoint on moto."""
-    state_table = table_name("wf-state")
-    StateStore.ensure_table(ddb, state_table)  # a stack resource in AWS
+    """The deployed functions' environment, with the default DynamoDB endpoint on moto (the
+    state table is named, not created: the tests that run the workflow create their own)."""
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB_STREAMS", endpoint)
     monkeypatch.setenv("DYNASHIFT_ENDPOINT_URL", endpoint)
-    monkeypatch.setenv("DYNASHIFT_STATE_TABLE", state_table)
+    monkeypatch.setenv("DYNASHIFT_STATE_TABLE", table_name("wf-state"))
     monkeypatch.setenv("DYNASHIFT_WORKER_TIMEOUT_SECONDS", "900")
     before = set(models._factories)
     yield monkeypatch
@@ -102,19 +104,24 @@ def test_every_doc_example_runs_as_written(
     with LocalStepFunctions(control) as sfn:
         for n, (where, expected, example) in enumerate(examples):
             source, target = table_name("wf-doc-src"), table_name("wf-doc-tgt")
-            migration_id = f"doc-example-{n}-{source[-6:]}"
+            # The stack of this example: its own state table, its migration id (the example's
+            # when it names one, as the stack's parameter would then be).
+            state_table = table_name("wf-doc-state")
+            StateStore.ensure_table(ddb, state_table)
+            migration_id = example["spec"].get("migration_id") or f"doc-{n}-{source[-6:]}"
+            stack_env.setenv("DYNASHIFT_STATE_TABLE", state_table)
             stack_env.setenv("DYNASHIFT_MIGRATION_ID", migration_id)
             stack_env.setenv("DYNASHIFT_TARGET_TABLE", target)
             if expected == "ready":
                 create_table(ddb, source)
                 fill(ddb, source, varied_items(40, seed=n))
-            state = StateStore(ddb, lambda_settings().state_table or "", migration_id)
+            state = StateStore(ddb, state_table, migration_id)
 
             def approve(state: StateStore = state) -> None:
                 if load_approval_token(state):
                     send_approval(sfn.sfn, state)
 
-            arn = sfn.start_execution(_with_tables(example, source, target))
+            arn = sfn.start_execution(_with_tables(example, source, target, state_table))
             outcome = sfn.wait(arn, on_poll=approve, timeout=120, interval=0.2)
             control.stop()
             if expected == "ready":

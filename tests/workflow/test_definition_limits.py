@@ -158,3 +158,15 @@ def test_late_approval_runs_the_checklist_again_before_the_cutover(
     assert run.invocations.get("approval") == 1
     assert run.invocations.get("readiness") == 2, run.invocations
     assert_identical(ddb, source, ddb, target, ("pk",))
+
+
+def test_sam_build_is_not_cached() -> None:
+    # A cached build can ship a stale engine layer when only src/dynashift changed.
+    text = (ROOT / "samconfig.toml").read_text(encoding="utf-8")
+    assert not re.search(r"^\s*cached\s*=\s*true", text, re.M)
+
+
+def test_functions_know_the_workers_timeout() -> None:
+    template = (ROOT / "template.yaml").read_text(encoding="utf-8")
+    globals_env = template.split("Globals:", 1)[1].split("Resources:", 1)[0]
+    assert "DYNASHIFT_WORKER_TIMEOUT_SECONDS: !Ref WorkerTimeoutSeconds" in globals_env
