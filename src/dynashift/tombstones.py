@@ -87,14 +87,14 @@ def finish_backfill(
 ) -> CleanupResult:
     """Flip to plain deletes, then remove every registered tombstone. Safe to run again.
 
-    With `budget_seconds` it stops once the budget is spent (`done` False); the next call
-    goes on with the tombstones still registered.
+    With `budget_seconds` it stops once the budget is spent (`done` False), after one
+    tombstone at least; the next call goes on with the tombstones still registered.
     """
     state.set_phase(PHASE_PLAIN)
     result = CleanupResult()
     deadline = None if budget_seconds is None else clock() + budget_seconds
     for key in state.tombstones():
-        if deadline is not None and clock() >= deadline:
+        if deadline is not None and result.registered and clock() >= deadline:
             result.done = False
             break
         result.registered += 1
