@@ -93,3 +93,40 @@ def test_item_size_follows_dynamodb_rules():
     assert item_size({"n": {"N": "123"}}) == 1 + 3
     assert item_size({"b": {"BOOL": True}, "z": {"NULL": True}}) == 4
     assert item_size({"m": {"M": {"a": {"S": "xy"}}}}) == 1 + 3 + 1 + 1 + 2
+
+
+# DynamoDB keeps 38 significant digits; the default decimal context keeps 28 (issue 13, item 5).
+_D38 = "1234567890123456789012345678901234567"  # 37 digits before the last one
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "equal"),
+    [
+        ({"N": _D38 + "1"}, {"N": _D38 + "2"}, False),
+        ({"N": "-0." + _D38 + "1"}, {"N": "-0." + _D38 + "2"}, False),
+        ({"N": _D38 + "1E+88"}, {"N": _D38 + "2E+88"}, False),
+        ({"N": _D38 + "1"}, {"N": _D38 + "1.000"}, True),
+        ({"NS": ["1", _D38 + "1"]}, {"NS": [_D38 + "2", "1"]}, False),
+        ({"NS": ["1", _D38 + "1"]}, {"NS": [_D38 + "1.0", "1"]}, True),
+        ({"M": {"a": {"L": [{"N": _D38 + "1"}]}}}, {"M": {"a": {"L": [{"N": _D38 + "2"}]}}}, False),
+        (
+            {"L": [{"M": {"n": {"NS": [_D38 + "1"]}}}]},
+            {"L": [{"M": {"n": {"NS": [_D38 + "2"]}}}]},
+            False,
+        ),
+        ({"N": "1.0"}, {"N": "1"}, True),
+        ({"N": "1E+2"}, {"N": "100"}, True),
+        ({"N": "-0"}, {"N": "0"}, True),
+        ({"NS": ["1E+2", "0.10"]}, {"NS": ["0.1", "100"]}, True),
+    ],
+)
+def test_values_equal_uses_all_38_digits(a, b, equal):
+    assert values_equal(a, b) is equal
+    assert values_equal(b, a) is equal
+
+
+def test_items_equal_sees_the_38th_digit():
+    a = {"pk": {"S": "k"}, "n": {"N": _D38 + "1"}}
+    b = {"pk": {"S": "k"}, "n": {"N": _D38 + "2"}}
+    assert not items_equal(a, b)
+    assert differing_attributes(a, b, ignored_predicate()) == ["n"]
