@@ -391,19 +391,25 @@ def gather_readiness(
     """The readiness report of a `MigrationSpec` (clients from the spec's sides).
 
     Settings parity is the target module's rule: the target the source and `target_options`
-    (a `TargetOptions`, overrides such as billing mode or added tags) call for, compared with
-    the existing target (`target.compare_target`).
+    (a `TargetOptions`, overrides such as billing mode or added tags; by default the ones the
+    target was prepared with, recorded in the state store) call for, compared with the
+    existing target (`target.compare_target`).
     """
     from dynashift.target import (
         TargetOptions,
         build_target_spec,
         compare_target,
         describe_location,
+        recorded_target_options,
     )
 
     if state is None:
         state = StateStore(spec.state.clients().dynamodb(), spec.state.name, spec.migration_id)
-    options = target_options if target_options is not None else TargetOptions()
+    options = (
+        target_options
+        if target_options is not None
+        else recorded_target_options(state) or TargetOptions()
+    )
     source = describe_location(spec.source, "source")
     target = describe_location(spec.target, "target")
     differences = compare_target(build_target_spec(source, options), target, options)
