@@ -1,7 +1,7 @@
 """Verification: compare each segment of the source with the target, then recheck suspects.
 
 The comparison rule is the sync engine's (`sync.ItemDiffer`, `sync.diff_page`,
-`sync.find_extra`); repairs are sync's writes (`sync.put_items`, `sync.delete_keys`). Nothing
+`sync.find_extra`); repairs are sync's conditional writes (`sync.repair_keys`). Nothing
 here decides on its own whether two items are equal.
 
 Two lookup modes give the same counts on the same tables:
@@ -58,7 +58,7 @@ from dynashift.items import (
 from dynashift.models import MigrationSpec
 from dynashift.readiness import VERIFY_PREFIX, VerificationSummary
 from dynashift.state import StateStore
-from dynashift.sync import ItemDiffer, delete_keys, diff_page, find_extra, lookup_keys, put_items
+from dynashift.sync import ItemDiffer, diff_page, find_extra, lookup_keys, repair_keys
 from dynashift.tables import BATCH_GET_MAX, BatchStats, describe_table, scan_pages, table_keys
 
 log = logging.getLogger("dynashift.verify")
@@ -203,6 +203,10 @@ class RecheckResult(BaseModel):
     unsettled: int = 0
     #: Divergent keys written from the source (`repair=True`) and then found equal.
     repaired: int = 0
+    #: Repairs not written because the key changed since it was read (skipped, not an error).
+    repair_skipped: int = 0
+    #: Repairs written without a condition (item too large for one) after a consistent re-read.
+    repair_unconditional: int = 0
     rounds: int = 0
     #: Still-divergent (and unsettled) keys, bounded like the suspects.
     divergent_keys: list[Suspect] = Field(default_factory=list)
@@ -653,7 +657,8 @@ def recheck(
     """Re-read suspects with strongly consistent reads; only still-different keys are divergent.
 
     `caught_up` None: the caller guarantees the replicator is idle (drained, or none running).
-    With `repair`, divergent keys get the source's version (sync's put_items / delete_keys) and
+    With `repair`, divergent keys get the source's version (sync's `repair_keys`: never over a
+    target item changed since it was read, `repair_skipped` counts those) and
     are read once more; those then equal are `repaired`, the rest stay divergent. NotReadyYet
     (a transient error the workflow retries) when the replicator does not catch up in `timeout`.
     """
@@ -711,15 +716,26 @@ def recheck(
     result.unsettled = len(pending)
 
     if repair and divergent:
-        puts = [item for _, item in divergent.values() if item is not None]
-        deletes = [unique[kid] for kid, (_, item) in divergent.items() if item is None]
-        put_items(sides.target, spec.target.name, puts)
-        delete_keys(sides.target, spec.target.name, deletes)
+        # sync's conditional repair: the source re-read consistently, each write conditional on
+        # the target item being as read (a replicated write in between is never overwritten).
+        outcome = repair_keys(
+            sides.source,
+            spec.source.name,
+            sides.target,
+            spec.target.name,
+            [unique[kid] for kid in divergent],
+            names=names,
+            differ=differ,
+            allow_delete=True,
+        )
+        result.repair_skipped = len(outcome.skipped)
+        result.repair_unconditional = outcome.unconditional
         log.info(
-            "repaired %d divergent keys (%d puts, %d deletes)",
+            "repaired %d divergent keys (%d puts, %d deletes, %d skipped: changed since read)",
             len(divergent),
-            len(puts),
-            len(deletes),
+            len(outcome.written),
+            len(outcome.deleted),
+            len(outcome.skipped),
         )
         still, moving = settle({kid: unique[kid] for kid in divergent})
         result.repaired = len(divergent) - len(still) - len(moving)
