@@ -57,6 +57,31 @@ def key_from_id(text: str) -> Item:
     return from_event_json(json.loads(text))
 
 
+# --- TTL ---------------------------------------------------------------------------------------
+
+#: DynamoDB's TTL never deletes an item whose expiry time is more than five years in the past.
+TTL_MAX_AGE_SECONDS = 5 * 365 * 24 * 3600
+
+
+def is_expired(item: Mapping[str, Any] | None, ttl_attribute: str | None, now: float) -> bool:
+    """True when DynamoDB's TTL on `ttl_attribute` expires `item` at `now` (epoch seconds).
+
+    The attribute must be a number of epoch seconds in the past, and not more than five years
+    in the past (DynamoDB ignores those). An item without it, or with another type, never
+    expires.
+    """
+    if not item or not ttl_attribute:
+        return False
+    value = item.get(ttl_attribute)
+    if not isinstance(value, Mapping) or "N" not in value:
+        return False
+    expires = _number(str(value["N"]))
+    if not isinstance(expires, Decimal):
+        return False
+    at = Decimal(str(now))
+    return at - TTL_MAX_AGE_SECONDS <= expires < at
+
+
 # --- comparison ------------------------------------------------------------------------------
 
 

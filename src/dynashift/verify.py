@@ -43,12 +43,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
+from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from dynashift.errors import BadInputError, NotReadyYet
 from dynashift.items import (
     Item,
     from_event_json,
+    is_expired,
     is_tombstone,
     item_size,
     key_id,
@@ -163,6 +165,11 @@ class VerifyResult(BaseModel):
     extra: int = 0
     #: Target tombstones skipped (never counted as data).
     tombstones: int = 0
+    #: Keys that differ only because DynamoDB's TTL expired the item on one side: an extra
+    #: target item whose TTL time is past (the source expired it; with `skip_ttl_deletes` the
+    #: target keeps it until its own TTL deletes it), or a source item past its TTL time the
+    #: target already expired. Not divergent, not suspects; counted here.
+    expired: int = 0
     #: merge mode: unpaired items resolved by key lookups (buffer full or end of a call).
     spilled: int = 0
     #: merge mode: the most unpaired items held in memory at once, measured after each page
@@ -186,6 +193,7 @@ class VerifyResult(BaseModel):
             "missing": self.missing,
             "differing": self.differing,
             "extra": self.extra,
+            "expired": self.expired,
         }
 
 
@@ -201,6 +209,9 @@ class RecheckResult(BaseModel):
     divergent: int = 0
     #: Keys that changed during every round (could not be settled).
     unsettled: int = 0
+    #: Keys different only because DynamoDB's TTL expired the item on one side (see
+    #: `VerifyResult.expired`): not divergent, not repaired.
+    expired: int = 0
     #: Divergent keys written from the source (`repair=True`) and then found equal.
     repaired: int = 0
     #: Repairs not written because the key changed since it was read (skipped, not an error).
@@ -228,6 +239,31 @@ class _Sides:
         desc = describe_table(self.source, spec.source.name, "source")
         self.names = table_keys(desc)
         self.source_desc = desc
+        self._source_name = spec.source.name
+        self._ttl: tuple[str | None] | None = None
+
+    @property
+    def ttl_attribute(self) -> str | None:
+        """The source's TTL attribute (None: TTL off or not readable), read once when needed."""
+        if self._ttl is None:
+            self._ttl = (source_ttl_attribute(self.source, self._source_name),)
+        return self._ttl[0]
+
+
+def source_ttl_attribute(client: Any, table: str) -> str | None:
+    """The TTL attribute of `table` when its TTL is ENABLED (or ENABLING), else None.
+
+    A store without the API (or a role without the permission) has no TTL as far as the
+    verification is concerned: nothing is then classified as expired.
+    """
+    try:
+        desc = client.describe_time_to_live(TableName=table).get("TimeToLiveDescription", {})
+    except ClientError as exc:
+        log.warning("TTL of %s not readable (%s): no item counted as expired", table, exc)
+        return None
+    if desc.get("TimeToLiveStatus") in ("ENABLED", "ENABLING"):
+        return str(desc.get("AttributeName")) or None
+    return None
 
 
 def _json_key(key: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -277,7 +313,9 @@ class _Segment:
         max_suspects: int,
         page_limit: int | None,
         lookup_chunk: int,
+        now: Callable[[], float] = time.time,
     ) -> None:
+        self.now = now
         self.spec = spec
         self.sides = sides
         self.result = result
@@ -312,8 +350,22 @@ class _Segment:
     def classify(self, source_items: Sequence[Item], target_items: Sequence[Item]) -> None:
         diff = diff_page(source_items, target_items, self.sides.names, self.differ)
         self.result.same += diff.same
-        _record(self.result, "missing", diff.missing, self.max_suspects)
+        missing = self.not_expired(diff.missing, source_items)
+        _record(self.result, "missing", missing, self.max_suspects)
         _record(self.result, "differing", diff.differing, self.max_suspects)
+
+    def not_expired(self, keys: list[Item], images: Sequence[Item]) -> list[Item]:
+        """`keys` less those whose item in `images` DynamoDB's TTL has expired (counted)."""
+        if not keys:
+            return keys
+        ttl = self.sides.ttl_attribute
+        if ttl is None:
+            return keys
+        names, now = self.sides.names, self.now()
+        by_id = {key_id(key_of(i, names)): i for i in images}
+        kept = [k for k in keys if not is_expired(by_id.get(key_id(k)), ttl, now)]
+        self.result.expired += len(keys) - len(kept)
+        return kept
 
     def check_extra(self, target_items: Sequence[Item]) -> None:
         """Look up (non-tombstone) target items in the source; absent ones are extra."""
@@ -326,7 +378,8 @@ class _Segment:
             self.sides.source, self.spec.source.name, keys, chunk=self.chunk, stats=stats
         )
         self.result.source_reads.gets(found, len(keys), stats.requests, consistent=False)
-        _record(self.result, "extra", find_extra(keys, found, names), self.max_suspects)
+        extra = self.not_expired(find_extra(keys, found, names), target_items)
+        _record(self.result, "extra", extra, self.max_suspects)
 
 
 def _run_batch(work: _Segment, out_of_time: Callable[[], bool]) -> None:
@@ -548,6 +601,7 @@ def verify_segment(
         max_suspects=max_suspects,
         page_limit=page_limit,
         lookup_chunk=lookup_chunk,
+        now=wall_clock,
     )
     if result.mode == "batch":
         _run_batch(work, out_of_time)
@@ -610,6 +664,30 @@ def _classify(
     if diff.differing:
         return "differing"
     return None
+
+
+def _expired(
+    divergent: Mapping[str, tuple[Kind, Item | None]],
+    keys: Mapping[str, Item],
+    sides: _Sides,
+    spec: MigrationSpec,
+    now: float,
+) -> set[str]:
+    """Divergent keys that differ only by a TTL expiry: a missing key whose source item is past
+    its TTL time, an extra key whose target item (read again, consistently) is."""
+    ttl = sides.ttl_attribute if divergent else None
+    if ttl is None:
+        return set()
+    expired = {
+        kid
+        for kid, (kind, source) in divergent.items()
+        if kind == "missing" and is_expired(source, ttl, now)
+    }
+    extra = [keys[kid] for kid, (kind, _) in divergent.items() if kind == "extra"]
+    if extra:
+        target = _read(sides.target, spec.target.name, extra, sides.names)
+        expired |= {kid for kid, item in target.items() if is_expired(item, ttl, now)}
+    return expired
 
 
 def _read(client: Any, table: str, keys: Sequence[Item], names: Sequence[str]) -> dict[str, Item]:
@@ -714,6 +792,9 @@ def recheck(
     divergent.update(seen_once)
     pending = {kid: key for kid, key in pending.items() if kid not in divergent}
     result.unsettled = len(pending)
+    expired = _expired(divergent, unique, sides, spec, clock())
+    divergent = {kid: v for kid, v in divergent.items() if kid not in expired}
+    result.expired = len(expired)
 
     if repair and divergent:
         # sync's conditional repair: the source re-read consistently, each write conditional on
@@ -743,7 +824,9 @@ def recheck(
         result.unsettled += len(moving)
 
     result.divergent = len(divergent)
-    result.settled = result.checked - result.divergent - result.unsettled - result.repaired
+    result.settled = (
+        result.checked - result.divergent - result.unsettled - result.repaired - result.expired
+    )
     for kid, (kind, _) in divergent.items():
         if len(result.divergent_keys) < max_keys:
             result.divergent_keys.append(Suspect(kind=kind, key=to_event_json(unique[kid])))
@@ -781,6 +864,7 @@ def summarize(
         unsettled=rc.unsettled if rc else 0,
         unchecked=unchecked,
         repaired=rc.repaired if rc else 0,
+        expired=sum(r.expired for r in results) + (rc.expired if rc else 0),
     )
 
 

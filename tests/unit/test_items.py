@@ -130,3 +130,32 @@ def test_items_equal_sees_the_38th_digit():
     b = {"pk": {"S": "k"}, "n": {"N": _D38 + "2"}}
     assert not items_equal(a, b)
     assert differing_attributes(a, b, ignored_predicate()) == ["n"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expired"),
+    [
+        ({"N": "999"}, True),
+        ({"N": "999.5"}, True),
+        ({"N": "1000"}, False),  # expires at 1000: not yet
+        ({"N": "5000"}, False),
+        ({"S": "999"}, False),  # only numbers are TTL times
+        (None, False),
+    ],
+)
+def test_is_expired(value, expired):
+    from dynashift.items import is_expired
+
+    item = {"pk": {"S": "k"}} | ({"ttl": value} if value else {})
+    assert is_expired(item, "ttl", 1000.0) is expired
+    assert is_expired(item, None, 1000.0) is False
+
+
+def test_is_expired_ignores_times_beyond_five_years_like_dynamodb():
+    from dynashift.items import TTL_MAX_AGE_SECONDS, is_expired
+
+    now = 2_000_000_000.0
+    old = {"ttl": {"N": str(int(now - TTL_MAX_AGE_SECONDS - 1))}}
+    recent = {"ttl": {"N": str(int(now - TTL_MAX_AGE_SECONDS + 1))}}
+    assert not is_expired(old, "ttl", now)
+    assert is_expired(recent, "ttl", now)
