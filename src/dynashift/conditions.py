@@ -73,3 +73,42 @@ def replicated_put(
 def still_tombstone() -> Condition:
     """Tombstone cleanup deletes only what is still a tombstone (a re-created item survives)."""
     return Condition("attribute_exists(#tomb)", {"#tomb": TOMBSTONE_ATTR})
+
+
+#: DynamoDB's limit on the length of one expression string.
+MAX_EXPRESSION_LENGTH = 4096
+
+
+def unchanged_since_read(
+    partition_key: str,
+    seen: Mapping[str, Any] | None,
+    key_names: tuple[str, ...] | list[str] = (),
+    absent: tuple[str, ...] | list[str] = (),
+) -> Condition | None:
+    """A repair write applies only to the item exactly as it was read (issue 13, item 6).
+
+    `seen` None (the item was absent): `attribute_not_exists(pk)`. Otherwise the item must exist
+    and hold every attribute it was read with, each equal to the value read (key attributes are
+    equal by the key), and none of `absent` (the attributes the new image has and the read one
+    lacked, the likeliest to appear with a newer write). A write since the read that changes,
+    removes or adds one of those attributes fails the condition. None when the expression would
+    exceed DynamoDB's 4 KB limit (an item with hundreds of attributes): the caller must fall back
+    to a consistent re-read right before an unconditional write.
+    """
+    names = {"#pk": partition_key}
+    if seen is None:
+        return Condition("attribute_not_exists(#pk)", names)
+    clauses = ["attribute_exists(#pk)"]
+    values: dict[str, Any] = {}
+    keys = set(key_names) | {partition_key}
+    for i, (name, value) in enumerate(sorted((n, v) for n, v in seen.items() if n not in keys)):
+        names[f"#a{i}"] = name
+        values[f":a{i}"] = value
+        clauses.append(f"#a{i} = :a{i}")
+    for i, name in enumerate(sorted(set(absent) - set(seen) - keys)):
+        names[f"#n{i}"] = name
+        clauses.append(f"attribute_not_exists(#n{i})")
+    expression = " AND ".join(clauses)
+    if len(expression) > MAX_EXPRESSION_LENGTH:
+        return None
+    return Condition(expression, names, values)

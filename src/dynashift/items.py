@@ -1,8 +1,8 @@
 """Pure functions on items in DynamoDB wire format (`{"S": "x"}` attribute values).
 
 Items travel from scan to write in wire format and are never converted to Python types and
-back. Comparison treats numbers by value ("1.50" == "1.5"), sets as unordered, binary by bytes,
-and lists / maps recursively.
+back. Comparison treats numbers by exact value ("1.50" == "1.5", all 38 digits), sets as
+unordered, binary by bytes, and lists / maps recursively.
 
 Two encodings of wire format exist: what botocore returns (binary values are `bytes`) and the
 JSON of a Lambda stream event (binary values are base64 strings). `from_event_json` and
@@ -57,14 +57,47 @@ def key_from_id(text: str) -> Item:
     return from_event_json(json.loads(text))
 
 
+# --- TTL ---------------------------------------------------------------------------------------
+
+#: DynamoDB's TTL never deletes an item whose expiry time is more than five years in the past.
+TTL_MAX_AGE_SECONDS = 5 * 365 * 24 * 3600
+
+
+def is_expired(item: Mapping[str, Any] | None, ttl_attribute: str | None, now: float) -> bool:
+    """True when DynamoDB's TTL on `ttl_attribute` expires `item` at `now` (epoch seconds).
+
+    The attribute must be a number of epoch seconds in the past, and not more than five years
+    in the past (DynamoDB ignores those). An item without it, or with another type, never
+    expires.
+    """
+    if not item or not ttl_attribute:
+        return False
+    value = item.get(ttl_attribute)
+    if not isinstance(value, Mapping) or "N" not in value:
+        return False
+    expires = _number(str(value["N"]))
+    if not isinstance(expires, Decimal):
+        return False
+    at = Decimal(str(now))
+    return at - TTL_MAX_AGE_SECONDS <= expires < at
+
+
 # --- comparison ------------------------------------------------------------------------------
 
 
 def _number(text: str) -> Decimal | str:
+    """The exact value of a number (or the text itself when it is not a finite number).
+
+    No context is involved: `Decimal(text)` keeps every digit, and `Decimal`'s `==` and `hash`
+    compare values exactly ("1.0" == "1", "1E+2" == "100"), so two numbers that differ only in
+    their 38th significant digit (DynamoDB's precision) stay different. (`normalize()` would
+    round to the thread's context, 28 digits by default, and call them equal.)
+    """
     try:
-        return Decimal(text).normalize()
+        value = Decimal(text)
     except InvalidOperation:
         return text
+    return value if value.is_finite() else text
 
 
 def _binary(value: bytes | bytearray | str) -> bytes:

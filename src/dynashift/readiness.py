@@ -12,6 +12,7 @@ The verdict is `READY` only when every required check holds (invariant I6); othe
 | `backfill complete`       | every planned segment is marked done in the state store            |
 | `replication lag`         | lag is known and below the threshold (default 5 s)                 |
 | `divergent items`         | zero keys still differ after the recheck, none left unchecked      |
+|                           | (keys differing only by a TTL expiry are counted apart, noted)     |
 | `item counts` (info only) | source and target items seen by the verification scans             |
 
 `evaluate` is pure (inputs in, report out) so every verdict is unit-tested without AWS;
@@ -78,6 +79,9 @@ class VerificationSummary(BaseModel):
     unchecked: int = 0
     #: Divergent keys written back from the source (`repair=True`).
     repaired: int = 0
+    #: Keys different only because DynamoDB's TTL expired the item on one side (extra target
+    #: items the source expired, kept while TTL deletes are skipped): not divergent.
+    expired: int = 0
 
 
 class CheckItem(BaseModel):
@@ -316,13 +320,19 @@ def evaluate(inputs: ReadinessInputs, now: float | None = None) -> ReadinessRepo
         if v.unchecked:
             problems.append(f"{v.unchecked} suspects not rechecked (over the bound)")
         repaired = f", {v.repaired} repaired" if v.repaired else ""
+        expired = (
+            f"; note: {v.expired} expired by TTL (in one table only until TTL deletes them "
+            "there too), not divergent"
+            if v.expired
+            else ""
+        )
         checks.append(
             CheckItem(
                 name=DIVERGENT,
                 ok=not problems,
-                detail="; ".join(problems)
+                detail=("; ".join(problems) + expired)
                 if problems
-                else f"0 divergent ({v.suspects} suspects rechecked{repaired})",
+                else f"0 divergent ({v.suspects} suspects rechecked{repaired}){expired}",
             )
         )
         counts = {
@@ -333,6 +343,7 @@ def evaluate(inputs: ReadinessInputs, now: float | None = None) -> ReadinessRepo
             "unsettled": v.unsettled,
             "unchecked": v.unchecked,
             "repaired": v.repaired,
+            "expired": v.expired,
         }
         checks.append(
             CheckItem(
@@ -391,19 +402,25 @@ def gather_readiness(
     """The readiness report of a `MigrationSpec` (clients from the spec's sides).
 
     Settings parity is the target module's rule: the target the source and `target_options`
-    (a `TargetOptions`, overrides such as billing mode or added tags) call for, compared with
-    the existing target (`target.compare_target`).
+    (a `TargetOptions`, overrides such as billing mode or added tags; by default the ones the
+    target was prepared with, recorded in the state store) call for, compared with the
+    existing target (`target.compare_target`).
     """
     from dynashift.target import (
         TargetOptions,
         build_target_spec,
         compare_target,
         describe_location,
+        recorded_target_options,
     )
 
     if state is None:
         state = StateStore(spec.state.clients().dynamodb(), spec.state.name, spec.migration_id)
-    options = target_options if target_options is not None else TargetOptions()
+    options = (
+        target_options
+        if target_options is not None
+        else recorded_target_options(state) or TargetOptions()
+    )
     source = describe_location(spec.source, "source")
     target = describe_location(spec.target, "target")
     differences = compare_target(build_target_spec(source, options), target, options)

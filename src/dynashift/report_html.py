@@ -131,6 +131,7 @@ _COUNT_LABELS = {
     "unsettled": "Unsettled (kept changing)",
     "unchecked": "Suspects not rechecked",
     "repaired": "Repaired",
+    "expired": "Expired by TTL in one table (not divergent)",
 }
 
 

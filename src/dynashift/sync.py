@@ -8,7 +8,10 @@ Library, not CLI code: `dynashift sync` and the migration's verification step bo
 - `diff_page` classifies one page of master items against the slave items fetched for their
   keys: missing / differing / same. A slave tombstone (`items.is_tombstone`) counts as absent.
 - `lookup_keys` fetches keys with BatchGetItem (`UnprocessedKeys` retried with backoff).
-- `put_items` / `delete_keys` are the repair writes (BatchWriteItem, `UnprocessedItems` retried).
+- `repair_keys` makes every repair write: the master re-read consistently, each PutItem /
+  DeleteItem conditional on the slave item being as it was read; a failed condition is
+  counted as "skipped: changed since read", not an error. (`put_items` / `delete_keys`, plain
+  BatchWriteItem, remain for callers that copy into a table nobody else writes.)
 - `SyncEngine` runs the whole comparison: a parallel scan of the master, a BatchGetItem on each
   slave per page, optional repair, then (with `scan_for_extra` / `delete_extra`) a parallel scan
   of each slave checking the master for the keys it finds. It logs a resumable `--starting-key`
@@ -36,6 +39,7 @@ from botocore.exceptions import (
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dynashift.aws import error_code
+from dynashift.conditions import unchanged_since_read
 from dynashift.errors import (
     BadInputError,
     DynashiftError,
@@ -56,7 +60,7 @@ from dynashift.items import (
 )
 from dynashift.models import TableLocation
 from dynashift.progress import NullProgress, Progress
-from dynashift.retry import Backoff
+from dynashift.retry import Backoff, call_with_retry
 from dynashift.tables import (
     BATCH_GET_MAX,
     BatchStats,
@@ -202,6 +206,189 @@ def delete_keys(
     return batch_write(
         client, table, [{"DeleteRequest": {"Key": k}} for k in keys], stats=stats, backoff=backoff
     )
+
+
+# --- conditional repairs ---------------------------------------------------------------------
+
+
+@dataclass
+class RepairOutcome:
+    """What a repair pass did, key by key (wire-format keys)."""
+
+    #: Keys given the master's current image.
+    written: list[Item] = field(default_factory=list)
+    #: Keys deleted from the slave (absent from the master).
+    deleted: list[Item] = field(default_factory=list)
+    #: "skipped: changed since read" — the master or the slave item changed between the
+    #: comparison and the write (a failed condition, or a fresh read of the master that no
+    #: longer calls for the write). Not an error; the key is left for the next run.
+    skipped: list[Item] = field(default_factory=list)
+    #: Writes made without a condition (too large to express) after a consistent re-read.
+    unconditional: int = 0
+
+
+def _identical(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
+    """Every attribute equal, none ignored (the tombstone marker included)."""
+    if a is None or b is None:
+        return a is None and b is None
+    return not differing_attributes(a, b, lambda _name: False)
+
+
+def repair_keys(
+    master_client: Any,
+    master_table: str,
+    slave_client: Any,
+    slave_table: str,
+    keys: Sequence[Item],
+    *,
+    names: Sequence[str],
+    differ: ItemDiffer,
+    seen: Mapping[str, Item | None] | None = None,
+    allow_put: bool = True,
+    allow_delete: bool = False,
+    chunk: int = BATCH_GET_MAX,
+    stats: BatchStats | None = None,
+    backoff: Backoff | None = None,
+) -> RepairOutcome:
+    """Make the slave's items of `keys` the master's, never over a change made since the read.
+
+    The one place every repair write is made (sync's --write-missing / --write-differing /
+    --delete-extra, recheck's repair), so none can destroy live data:
+
+    1. The slave items as compared are `seen` (key id -> item, None: absent); without `seen`
+       they are read now, consistently.
+    2. The master is re-read consistently (after the slave read): the image written is the
+       master's current one, never the possibly stale image of an eventually consistent scan.
+       A master item now equal to the slave's needs no write; one now absent calls for a delete
+       (only with `allow_delete`), one now present for a put (only with `allow_put`); anything
+       else is skipped as changed since read.
+    3. Each write is a PutItem / DeleteItem conditional on the slave item being exactly as read
+       (`conditions.unchanged_since_read`): a write by the master's replication, the replicator
+       or anyone else in between fails the condition and the key is skipped — counted in
+       `skipped`, not an error. Where the condition cannot be built (an item with hundreds of
+       attributes exceeds the 4 KB expression limit) the slave is re-read consistently right
+       before an unconditional write, made only when it is still as read (`unconditional`).
+
+    A write whose condition fails although the slave now holds exactly what was to be written
+    (a retried request that had been applied) counts as done.
+    """
+    outcome = RepairOutcome()
+    if not keys:
+        return outcome
+    stats = stats if stats is not None else BatchStats()
+    backoff = backoff or Backoff()
+    if seen is None:
+        found = lookup_keys(
+            slave_client,
+            slave_table,
+            keys,
+            chunk=chunk,
+            consistent=True,
+            stats=stats,
+            backoff=backoff,
+        )
+        by_id = {key_id(key_of(i, names)): i for i in found}
+        seen = {key_id(k): by_id.get(key_id(k)) for k in keys}
+    fresh = {
+        key_id(key_of(i, names)): i
+        for i in lookup_keys(
+            master_client,
+            master_table,
+            keys,
+            chunk=chunk,
+            consistent=True,
+            stats=stats,
+            backoff=backoff,
+        )
+    }
+    for key in keys:
+        kid = key_id(key)
+        master, slave = fresh.get(kid), seen.get(kid)
+        if master is not None and is_tombstone(master):
+            master = None
+        slave_data = None if slave is None or is_tombstone(slave) else slave
+        if master is not None and slave_data is not None and not differ.differs(master, slave_data):
+            outcome.skipped.append(key)  # the master changed to what the slave holds
+            continue
+        if master is None and slave_data is None:
+            outcome.skipped.append(key)  # both sides agree now: nothing to delete
+            continue
+        if (master is not None and not allow_put) or (master is None and not allow_delete):
+            outcome.skipped.append(key)
+            continue
+        done = _conditional_write(
+            slave_client,
+            slave_table,
+            key,
+            names=names,
+            image=master,
+            seen=slave,
+            backoff=backoff,
+            outcome=outcome,
+        )
+        if not done:
+            outcome.skipped.append(key)
+        elif master is None:
+            outcome.deleted.append(key)
+        else:
+            outcome.written.append(key)
+    return outcome
+
+
+def _conditional_write(
+    client: Any,
+    table: str,
+    key: Item,
+    *,
+    names: Sequence[str],
+    image: Item | None,
+    seen: Item | None,
+    backoff: Backoff,
+    outcome: RepairOutcome,
+) -> bool:
+    """Put `image` (or delete the key when None) if the slave item is still `seen`."""
+    condition = unchanged_since_read(
+        names[0], seen, list(names), list(image) if image is not None else []
+    )
+    if condition is None:
+        # Too large for a condition: the narrowest window instead, and said so in the report.
+        now = _get_consistent(client, table, key, backoff)
+        if not _identical(now, seen):
+            return False
+        outcome.unconditional += 1
+        log.warning(
+            "unconditional repair of %s in %s (the item is too large for a condition)",
+            _key_text(key),
+            table,
+        )
+    try:
+        if image is None:
+            call_with_retry(
+                lambda: client.delete_item(
+                    TableName=table, Key=key, **(condition.kwargs() if condition else {})
+                ),
+                backoff,
+            )
+        else:
+            call_with_retry(
+                lambda: client.put_item(
+                    TableName=table, Item=image, **(condition.kwargs() if condition else {})
+                ),
+                backoff,
+            )
+    except ClientError as exc:
+        if error_code(exc) != "ConditionalCheckFailedException":
+            raise
+        # A retried request that had been applied fails its own condition: count it as done.
+        return _identical(_get_consistent(client, table, key, backoff), image)
+    return True
+
+
+def _get_consistent(client: Any, table: str, key: Item, backoff: Backoff) -> Item | None:
+    item = call_with_retry(
+        lambda: client.get_item(TableName=table, Key=key, ConsistentRead=True), backoff
+    ).get("Item")
+    return dict(item) if item else None
 
 
 def find_extra(
@@ -398,10 +585,14 @@ class SlaveReport:
     wrote_differing: int = 0
     deleted_extra: int = 0
     same: int = 0
+    #: Repairs not made because the item changed between the comparison and the write.
+    skipped_changed: int = 0
+    #: Repairs written without a condition (item too large for one) after a consistent re-read.
+    unconditional: int = 0
     extra_scanned: bool = False
     slave_scanned: int = 0
     samples: dict[str, list[Item]] = field(
-        default_factory=lambda: {"missing": [], "differing": [], "extra": []}
+        default_factory=lambda: {"missing": [], "differing": [], "extra": [], "skipped": []}
     )
 
     @property
@@ -423,6 +614,8 @@ class SlaveReport:
             "wrote_missing": self.wrote_missing,
             "wrote_differing": self.wrote_differing,
             "deleted_extra": self.deleted_extra,
+            "skipped_changed": self.skipped_changed,
+            "unconditional": self.unconditional,
             "same": self.same,
             "extra_scanned": self.extra_scanned,
             "slave_scanned": self.slave_scanned,
@@ -435,6 +628,12 @@ class SlaveReport:
             f"missing {self.missing}, differing {self.differing}, extra {extra}, same "
             f"{self.same}; wrote missing {self.wrote_missing}, wrote differing "
             f"{self.wrote_differing}, deleted extra {self.deleted_extra}"
+            + (
+                f"; skipped: changed since read {self.skipped_changed}"
+                if self.skipped_changed
+                else ""
+            )
+            + (f"; unconditional {self.unconditional}" if self.unconditional else "")
         )
 
 
@@ -738,6 +937,8 @@ class SyncEngine:
         by_id = {key_id(key_of(i, names)): i for i in items if not is_tombstone(i)}
         keys = [key_of(i, names) for i in by_id.values()]
         opts = self.options
+        master = self.master
+        assert master is not None
         for slave in self.slaves:
             stats = BatchStats()
             found = lookup_keys(
@@ -752,24 +953,46 @@ class SyncEngine:
             diff = diff_page(items, found, names, self.differ)
             to_write: list[Item] = []
             if opts.write_missing:
-                to_write += [by_id[key_id(k)] for k in diff.missing]
+                to_write += diff.missing
             if opts.write_differing:
-                to_write += [by_id[key_id(k)] for k in diff.differing]
+                to_write += diff.differing
+            repaired = RepairOutcome()
             if to_write:
-                put_items(slave.client, slave.location.name, to_write, stats=stats, backoff=backoff)
-            self._record(slave, diff, stats, master_by_id=by_id, slave_items=found, names=names)
+                found_by_id = {key_id(key_of(i, names)): i for i in found}
+                repaired = repair_keys(
+                    master.client,
+                    master.location.name,
+                    slave.client,
+                    slave.location.name,
+                    to_write,
+                    names=names,
+                    differ=self.differ,
+                    seen={key_id(k): found_by_id.get(key_id(k)) for k in to_write},
+                    chunk=opts.batch_read_limit,
+                    stats=stats,
+                    backoff=backoff,
+                )
+            self._record(
+                slave,
+                diff,
+                stats,
+                repaired,
+                master_by_id=by_id,
+                slave_items=found,
+                names=names,
+            )
 
     def _record(
         self,
         slave: _Table,
         diff: PageDiff,
         stats: BatchStats,
+        repaired: RepairOutcome,
         *,
         master_by_id: Mapping[str, Item],
         slave_items: Sequence[Item],
         names: Sequence[str],
     ) -> None:
-        opts = self.options
         assert self.report is not None
         with self._lock:
             rep = self.report.slaves[slave.display]
@@ -788,10 +1011,21 @@ class SyncEngine:
                         log.log(level, "%s %s: %s%s", kind, slave.display, _key_text(k), detail)
                     setattr(rep, kind, count + 1)
             rep.same += diff.same
-            if opts.write_missing:
-                rep.wrote_missing += len(diff.missing)
-            if opts.write_differing:
-                rep.wrote_differing += len(diff.differing)
+            written = {key_id(k) for k in repaired.written}
+            rep.wrote_missing += sum(1 for k in diff.missing if key_id(k) in written)
+            rep.wrote_differing += sum(1 for k in diff.differing if key_id(k) in written)
+            self._count_skipped(slave, rep, repaired)
+
+    @staticmethod
+    def _count_skipped(slave: _Table, rep: SlaveReport, repaired: RepairOutcome) -> None:
+        """Count (and log, by key only) repairs skipped because an item changed since read."""
+        for k in repaired.skipped:
+            level = logging.INFO if rep.skipped_changed < LOGGED_KEYS else logging.DEBUG
+            log.log(level, "skipped (changed since read) %s: %s", slave.display, _key_text(k))
+            if rep.skipped_changed < SAMPLE_KEYS:
+                rep.samples["skipped"].append(k)
+            rep.skipped_changed += 1
+        rep.unconditional += repaired.unconditional
 
     def _diff_detail(
         self,
@@ -860,10 +1094,21 @@ class SyncEngine:
                     backoff=backoff,
                 )
                 extra = find_extra(keys, found, names)
-                deleted = 0
+                repaired = RepairOutcome()
                 if extra and self.options.delete_extra:
-                    deleted = delete_keys(
-                        slave.client, slave.location.name, extra, stats=stats, backoff=backoff
+                    repaired = repair_keys(
+                        self.master.client,
+                        self.master.location.name,
+                        slave.client,
+                        slave.location.name,
+                        extra,
+                        names=names,
+                        differ=self.differ,
+                        allow_put=False,
+                        allow_delete=True,
+                        chunk=self.options.batch_read_limit,
+                        stats=stats,
+                        backoff=backoff,
                     )
                 with self._lock:
                     self._stats.unprocessed += stats.unprocessed
@@ -873,7 +1118,8 @@ class SyncEngine:
                         if rep.extra < SAMPLE_KEYS:
                             rep.samples["extra"].append(k)
                         rep.extra += 1
-                    rep.deleted_extra += deleted
+                    rep.deleted_extra += len(repaired.deleted)
+                    self._count_skipped(slave, rep, repaired)
                     rep.slave_scanned += len(page.items)
                 progress.advance(len(page.items))
 

@@ -622,37 +622,87 @@ def _meta_names_target(meta: Mapping[str, Any] | None, target: TableLocation) ->
     return recorded in (target.name, target.display())
 
 
+def _projection_key(projection: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
+    """A projection for comparison: its type and its (unordered) non-key attributes."""
+    return (
+        str(projection.get("ProjectionType", "ALL")),
+        tuple(sorted(projection.get("NonKeyAttributes") or ())),
+    )
+
+
+def _index_capacity(index: Mapping[str, Any]) -> tuple[int, int] | None:
+    pt = index.get("ProvisionedThroughput") or {}
+    if not pt.get("ReadCapacityUnits"):
+        return None
+    return int(pt["ReadCapacityUnits"]), int(pt.get("WriteCapacityUnits", 0))
+
+
+def _compare_indexes(
+    kind: str,
+    want: list[dict[str, Any]],
+    have: list[dict[str, Any]],
+    name: str,
+    compare_capacity: bool,
+) -> list[str]:
+    warnings: list[str] = []
+    have_by_name = {i["IndexName"]: i for i in have}
+    for index in want:
+        other = have_by_name.get(index["IndexName"])
+        if other is None:
+            hint = " (LSIs can only be created with the table)" if kind == "LSI" else ""
+            warnings.append(f"target {name} has no {kind} {index['IndexName']}{hint}")
+        elif list(other["KeySchema"]) != list(index["KeySchema"]) or _projection_key(
+            other.get("Projection", {})
+        ) != _projection_key(index.get("Projection", {})):
+            warnings.append(f"target {name}: {kind} {index['IndexName']} differs from the source's")
+        elif compare_capacity and _index_capacity(index) != _index_capacity(other):
+            warnings.append(
+                f"target {name}: {kind} {index['IndexName']} capacity {_index_capacity(other)} "
+                f"differs from {_index_capacity(index)} (RCU, WCU)"
+            )
+    for extra in sorted(set(have_by_name) - {i["IndexName"] for i in want}):
+        warnings.append(f"target {name} has a {kind} {extra} the source does not have")
+    return warnings
+
+
+def _kms_key_arn(sse: Mapping[str, Any] | None) -> str | None:
+    """The KMS key ARN of an SSE specification or description (None: not known as an ARN)."""
+    if not sse:
+        return None
+    key = sse.get("KMSMasterKeyArn") or sse.get("KMSMasterKeyId")
+    return str(key) if key and _KMS_ARN.match(str(key)) else None
+
+
 def compare_target(
     spec: TargetSpec, existing: SourceDescription, options: TargetOptions
 ) -> list[str]:
-    """Differences of an existing target from the spec, one warning each (keys checked before)."""
+    """Differences of an existing target from the spec, one warning each (keys checked before).
+
+    Every mirrored setting is compared both ways: what the source (and the options) call for
+    and the target lacks, and what the target has that the source does not — after cutover a
+    target's TTL would expire items the source keeps, an extra index costs writes, and so on.
+    GSIs and LSIs (keys, projection, GSI capacity), billing mode and capacity, TTL attribute,
+    point-in-time recovery, encryption (owned key / KMS, and which key when both name one),
+    table class, deletion protection, tags, replicas and the stream the options ask for.
+
+    Not differences: a setting of the target that could not be read (the description carries
+    a warning; DynamoDB-compatible stores lack some APIs), the source's replicas (a target gets
+    replicas only from `replica_regions`, see `build_target_spec`), and a stream on the target
+    when the options ask for none (it changes no data; the source's stream is the migration's).
+    """
     warnings: list[str] = []
     name = existing.display()
-    have_gsis = {i["IndexName"]: i for i in existing.gsis}
-    for gsi in spec.global_secondary_indexes:
-        other = have_gsis.get(gsi["IndexName"])
-        if other is None:
-            warnings.append(f"target {name} has no GSI {gsi['IndexName']} (the source has)")
-        elif (
-            list(other["KeySchema"]) != gsi["KeySchema"]
-            or _projection(other.get("Projection", {})) != gsi["Projection"]
-        ):
-            warnings.append(f"target {name}: GSI {gsi['IndexName']} differs from the source's")
-    for extra in sorted(set(have_gsis) - {g["IndexName"] for g in spec.global_secondary_indexes}):
-        warnings.append(f"target {name} has a GSI {extra} the source does not have")
-    have_lsis = {i["IndexName"]: i for i in existing.lsis}
-    for lsi in spec.local_secondary_indexes:
-        other = have_lsis.get(lsi["IndexName"])
-        if other is None:
-            warnings.append(
-                f"target {name} has no LSI {lsi['IndexName']} (LSIs can only be created with the "
-                "table)"
-            )
-        elif (
-            list(other["KeySchema"]) != lsi["KeySchema"]
-            or _projection(other.get("Projection", {})) != lsi["Projection"]
-        ):
-            warnings.append(f"target {name}: LSI {lsi['IndexName']} differs from the source's")
+    warnings += _compare_indexes(
+        "GSI",
+        spec.global_secondary_indexes,
+        existing.gsis,
+        name,
+        compare_capacity=spec.billing_mode == "PROVISIONED"
+        and existing.billing_mode == "PROVISIONED",
+    )
+    warnings += _compare_indexes(
+        "LSI", spec.local_secondary_indexes, existing.lsis, name, compare_capacity=False
+    )
     if existing.billing_mode != spec.billing_mode:
         warnings.append(
             f"target {name} is {existing.billing_mode}, the source/options call for "
@@ -662,20 +712,42 @@ def compare_target(
         warnings.append(
             f"target {name} capacity {existing.capacity} differs from {spec.capacity} (RCU, WCU)"
         )
-    if spec.ttl_attribute and existing.ttl_attribute != spec.ttl_attribute:
-        warnings.append(
-            f"target {name} TTL is {existing.ttl_attribute or 'off'}, the source's is on "
-            f"{spec.ttl_attribute!r}"
-        )
-    if spec.pitr and existing.pitr is False:
-        warnings.append(f"target {name} has point-in-time recovery off (the source has it on)")
+    if existing.ttl_status != "UNKNOWN" and existing.ttl_attribute != spec.ttl_attribute:
+        if spec.ttl_attribute is None:
+            warnings.append(
+                f"target {name} TTL is on {existing.ttl_attribute!r}, the source's is off "
+                "(the target would expire items the source keeps)"
+            )
+        else:
+            warnings.append(
+                f"target {name} TTL is {existing.ttl_attribute or 'off'}, the source's is on "
+                f"{spec.ttl_attribute!r}"
+            )
+    if existing.pitr is not None and existing.pitr != spec.pitr:
+        if spec.pitr:
+            warnings.append(f"target {name} has point-in-time recovery off (the source has it on)")
+        else:
+            warnings.append(f"target {name} has point-in-time recovery on (the source has it off)")
     want_class = spec.table_class or "STANDARD"
     if existing.table_class != want_class:
         warnings.append(f"target {name} table class is {existing.table_class}, not {want_class}")
     if spec.sse and not existing.sse:
         warnings.append(f"target {name} uses an AWS owned key; the source uses KMS")
-    if spec.deletion_protection and not existing.deletion_protection:
-        warnings.append(f"target {name} has deletion protection off (the source has it on)")
+    elif existing.sse and not spec.sse:
+        warnings.append(f"target {name} uses KMS; the source uses an AWS owned key")
+    elif spec.sse and existing.sse:
+        want_key, have_key = _kms_key_arn(spec.sse), _kms_key_arn(existing.sse)
+        if want_key and have_key and want_key != have_key:
+            warnings.append(f"target {name} uses KMS key {have_key}, not {want_key}")
+    if spec.deletion_protection != existing.deletion_protection:
+        warnings.append(
+            f"target {name} has deletion protection "
+            + (
+                "off (the source/options call for on)"
+                if spec.deletion_protection
+                else "on (the source/options call for off)"
+            )
+        )
     if existing.tags is not None:
         missing = sorted(k for k, v in spec.tags.items() if existing.tags.get(k) != v)
         explicit = [k for k in missing if k in options.tags]
@@ -684,20 +756,28 @@ def compare_target(
             warnings.append(f"target {name} lacks the source's tags: {', '.join(mirrored)}")
         if explicit:
             warnings.append(f"target {name}: tags {', '.join(explicit)} will be added")
-    if spec.replica_regions:
-        missing_replicas = [r for r in spec.replica_regions if r not in existing.replicas]
-        if missing_replicas:
+        extra_tags = sorted(
+            k for k in existing.tags if k not in spec.tags and not k.startswith("aws:")
+        )
+        if extra_tags:
             warnings.append(
-                f"target {name}: replicas will be added in {', '.join(missing_replicas)}"
+                f"target {name} has tags the source does not have: {', '.join(extra_tags)}"
             )
-    if (
-        existing.stream_view_type
-        and spec.replica_regions
-        and existing.stream_view_type != "NEW_AND_OLD_IMAGES"
-    ):
+    missing_replicas = [r for r in spec.replica_regions if r not in existing.replicas]
+    if missing_replicas:
+        warnings.append(f"target {name}: replicas will be added in {', '.join(missing_replicas)}")
+    extra_replicas = sorted(set(existing.replicas) - set(spec.replica_regions))
+    if extra_replicas:
         warnings.append(
-            f"target {name} has a {existing.stream_view_type} stream; replicas need "
-            "NEW_AND_OLD_IMAGES"
+            f"target {name} has replicas in {', '.join(extra_replicas)} that the options do not "
+            "call for (writes there would spread to the target)"
+        )
+    if spec.stream_view_type and existing.stream_view_type != spec.stream_view_type:
+        reason = " (replicas need NEW_AND_OLD_IMAGES)" if spec.replica_regions else ""
+        warnings.append(
+            f"target {name} has "
+            + (f"a {existing.stream_view_type}" if existing.stream_view_type else "no")
+            + f" stream, not {spec.stream_view_type}{reason}"
         )
     return warnings
 
@@ -921,9 +1001,10 @@ def start_prepare_target(
     """
     check = check_target(source, target, options, state)
     created = check.created_by_migration
+    recorded_options = {"target_options": options.model_dump(mode="json")}
     if check.action == "create":
         if state is not None:
-            _record(state, target=target.name, target_created=True)
+            _record(state, target=target.name, target_created=True, **recorded_options)
         client = target.clients().dynamodb()
         try:
             client.create_table(**check.spec.create_request(target.name))
@@ -934,9 +1015,18 @@ def start_prepare_target(
             log.info("target %s is being created already", target.display())
         created = True
     elif state is not None and not check.resumed:
-        _record(state, target=target.name, target_created=False)
+        _record(state, target=target.name, target_created=False, **recorded_options)
+    elif state is not None:
+        _record(state, **recorded_options)
     result = poll_target(source, target, options, created=created, spec=check.spec)
     return result.model_copy(update={"action": check.action, "warnings": check.warnings})
+
+
+def recorded_target_options(state: StateStore | None) -> TargetOptions | None:
+    """The options the target was prepared with (the meta record), for the settings check."""
+    meta = _migration_meta(state)
+    data = (meta or {}).get("target_options")
+    return TargetOptions.model_validate(data) if isinstance(data, Mapping) else None
 
 
 def _record(state: StateStore, **fields: Any) -> None:

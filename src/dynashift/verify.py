@@ -1,7 +1,7 @@
 """Verification: compare each segment of the source with the target, then recheck suspects.
 
 The comparison rule is the sync engine's (`sync.ItemDiffer`, `sync.diff_page`,
-`sync.find_extra`); repairs are sync's writes (`sync.put_items`, `sync.delete_keys`). Nothing
+`sync.find_extra`); repairs are sync's conditional writes (`sync.repair_keys`). Nothing
 here decides on its own whether two items are equal.
 
 Two lookup modes give the same counts on the same tables:
@@ -43,12 +43,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
+from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from dynashift.errors import BadInputError, NotReadyYet
 from dynashift.items import (
     Item,
     from_event_json,
+    is_expired,
     is_tombstone,
     item_size,
     key_id,
@@ -58,7 +60,7 @@ from dynashift.items import (
 from dynashift.models import MigrationSpec
 from dynashift.readiness import VERIFY_PREFIX, VerificationSummary
 from dynashift.state import StateStore
-from dynashift.sync import ItemDiffer, delete_keys, diff_page, find_extra, lookup_keys, put_items
+from dynashift.sync import ItemDiffer, diff_page, find_extra, lookup_keys, repair_keys
 from dynashift.tables import BATCH_GET_MAX, BatchStats, describe_table, scan_pages, table_keys
 
 log = logging.getLogger("dynashift.verify")
@@ -163,6 +165,11 @@ class VerifyResult(BaseModel):
     extra: int = 0
     #: Target tombstones skipped (never counted as data).
     tombstones: int = 0
+    #: Keys that differ only because DynamoDB's TTL expired the item on one side: an extra
+    #: target item whose TTL time is past (the source expired it; with `skip_ttl_deletes` the
+    #: target keeps it until its own TTL deletes it), or a source item past its TTL time the
+    #: target already expired. Not divergent, not suspects; counted here.
+    expired: int = 0
     #: merge mode: unpaired items resolved by key lookups (buffer full or end of a call).
     spilled: int = 0
     #: merge mode: the most unpaired items held in memory at once, measured after each page
@@ -186,6 +193,7 @@ class VerifyResult(BaseModel):
             "missing": self.missing,
             "differing": self.differing,
             "extra": self.extra,
+            "expired": self.expired,
         }
 
 
@@ -201,8 +209,15 @@ class RecheckResult(BaseModel):
     divergent: int = 0
     #: Keys that changed during every round (could not be settled).
     unsettled: int = 0
+    #: Keys different only because DynamoDB's TTL expired the item on one side (see
+    #: `VerifyResult.expired`): not divergent, not repaired.
+    expired: int = 0
     #: Divergent keys written from the source (`repair=True`) and then found equal.
     repaired: int = 0
+    #: Repairs not written because the key changed since it was read (skipped, not an error).
+    repair_skipped: int = 0
+    #: Repairs written without a condition (item too large for one) after a consistent re-read.
+    repair_unconditional: int = 0
     rounds: int = 0
     #: Still-divergent (and unsettled) keys, bounded like the suspects.
     divergent_keys: list[Suspect] = Field(default_factory=list)
@@ -224,6 +239,31 @@ class _Sides:
         desc = describe_table(self.source, spec.source.name, "source")
         self.names = table_keys(desc)
         self.source_desc = desc
+        self._source_name = spec.source.name
+        self._ttl: tuple[str | None] | None = None
+
+    @property
+    def ttl_attribute(self) -> str | None:
+        """The source's TTL attribute (None: TTL off or not readable), read once when needed."""
+        if self._ttl is None:
+            self._ttl = (source_ttl_attribute(self.source, self._source_name),)
+        return self._ttl[0]
+
+
+def source_ttl_attribute(client: Any, table: str) -> str | None:
+    """The TTL attribute of `table` when its TTL is ENABLED (or ENABLING), else None.
+
+    A store without the API (or a role without the permission) has no TTL as far as the
+    verification is concerned: nothing is then classified as expired.
+    """
+    try:
+        desc = client.describe_time_to_live(TableName=table).get("TimeToLiveDescription", {})
+    except ClientError as exc:
+        log.warning("TTL of %s not readable (%s): no item counted as expired", table, exc)
+        return None
+    if desc.get("TimeToLiveStatus") in ("ENABLED", "ENABLING"):
+        return str(desc.get("AttributeName")) or None
+    return None
 
 
 def _json_key(key: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -273,7 +313,9 @@ class _Segment:
         max_suspects: int,
         page_limit: int | None,
         lookup_chunk: int,
+        now: Callable[[], float] = time.time,
     ) -> None:
+        self.now = now
         self.spec = spec
         self.sides = sides
         self.result = result
@@ -308,8 +350,22 @@ class _Segment:
     def classify(self, source_items: Sequence[Item], target_items: Sequence[Item]) -> None:
         diff = diff_page(source_items, target_items, self.sides.names, self.differ)
         self.result.same += diff.same
-        _record(self.result, "missing", diff.missing, self.max_suspects)
+        missing = self.not_expired(diff.missing, source_items)
+        _record(self.result, "missing", missing, self.max_suspects)
         _record(self.result, "differing", diff.differing, self.max_suspects)
+
+    def not_expired(self, keys: list[Item], images: Sequence[Item]) -> list[Item]:
+        """`keys` less those whose item in `images` DynamoDB's TTL has expired (counted)."""
+        if not keys:
+            return keys
+        ttl = self.sides.ttl_attribute
+        if ttl is None:
+            return keys
+        names, now = self.sides.names, self.now()
+        by_id = {key_id(key_of(i, names)): i for i in images}
+        kept = [k for k in keys if not is_expired(by_id.get(key_id(k)), ttl, now)]
+        self.result.expired += len(keys) - len(kept)
+        return kept
 
     def check_extra(self, target_items: Sequence[Item]) -> None:
         """Look up (non-tombstone) target items in the source; absent ones are extra."""
@@ -322,7 +378,8 @@ class _Segment:
             self.sides.source, self.spec.source.name, keys, chunk=self.chunk, stats=stats
         )
         self.result.source_reads.gets(found, len(keys), stats.requests, consistent=False)
-        _record(self.result, "extra", find_extra(keys, found, names), self.max_suspects)
+        extra = self.not_expired(find_extra(keys, found, names), target_items)
+        _record(self.result, "extra", extra, self.max_suspects)
 
 
 def _run_batch(work: _Segment, out_of_time: Callable[[], bool]) -> None:
@@ -544,6 +601,7 @@ def verify_segment(
         max_suspects=max_suspects,
         page_limit=page_limit,
         lookup_chunk=lookup_chunk,
+        now=wall_clock,
     )
     if result.mode == "batch":
         _run_batch(work, out_of_time)
@@ -608,6 +666,30 @@ def _classify(
     return None
 
 
+def _expired(
+    divergent: Mapping[str, tuple[Kind, Item | None]],
+    keys: Mapping[str, Item],
+    sides: _Sides,
+    spec: MigrationSpec,
+    now: float,
+) -> set[str]:
+    """Divergent keys that differ only by a TTL expiry: a missing key whose source item is past
+    its TTL time, an extra key whose target item (read again, consistently) is."""
+    ttl = sides.ttl_attribute if divergent else None
+    if ttl is None:
+        return set()
+    expired = {
+        kid
+        for kid, (kind, source) in divergent.items()
+        if kind == "missing" and is_expired(source, ttl, now)
+    }
+    extra = [keys[kid] for kid, (kind, _) in divergent.items() if kind == "extra"]
+    if extra:
+        target = _read(sides.target, spec.target.name, extra, sides.names)
+        expired |= {kid for kid, item in target.items() if is_expired(item, ttl, now)}
+    return expired
+
+
 def _read(client: Any, table: str, keys: Sequence[Item], names: Sequence[str]) -> dict[str, Item]:
     found = lookup_keys(client, table, keys, chunk=BATCH_GET_MAX, consistent=True)
     return {key_id(key_of(i, names)): i for i in found}
@@ -653,7 +735,8 @@ def recheck(
     """Re-read suspects with strongly consistent reads; only still-different keys are divergent.
 
     `caught_up` None: the caller guarantees the replicator is idle (drained, or none running).
-    With `repair`, divergent keys get the source's version (sync's put_items / delete_keys) and
+    With `repair`, divergent keys get the source's version (sync's `repair_keys`: never over a
+    target item changed since it was read, `repair_skipped` counts those) and
     are read once more; those then equal are `repaired`, the rest stay divergent. NotReadyYet
     (a transient error the workflow retries) when the replicator does not catch up in `timeout`.
     """
@@ -709,17 +792,31 @@ def recheck(
     divergent.update(seen_once)
     pending = {kid: key for kid, key in pending.items() if kid not in divergent}
     result.unsettled = len(pending)
+    expired = _expired(divergent, unique, sides, spec, clock())
+    divergent = {kid: v for kid, v in divergent.items() if kid not in expired}
+    result.expired = len(expired)
 
     if repair and divergent:
-        puts = [item for _, item in divergent.values() if item is not None]
-        deletes = [unique[kid] for kid, (_, item) in divergent.items() if item is None]
-        put_items(sides.target, spec.target.name, puts)
-        delete_keys(sides.target, spec.target.name, deletes)
+        # sync's conditional repair: the source re-read consistently, each write conditional on
+        # the target item being as read (a replicated write in between is never overwritten).
+        outcome = repair_keys(
+            sides.source,
+            spec.source.name,
+            sides.target,
+            spec.target.name,
+            [unique[kid] for kid in divergent],
+            names=names,
+            differ=differ,
+            allow_delete=True,
+        )
+        result.repair_skipped = len(outcome.skipped)
+        result.repair_unconditional = outcome.unconditional
         log.info(
-            "repaired %d divergent keys (%d puts, %d deletes)",
+            "repaired %d divergent keys (%d puts, %d deletes, %d skipped: changed since read)",
             len(divergent),
-            len(puts),
-            len(deletes),
+            len(outcome.written),
+            len(outcome.deleted),
+            len(outcome.skipped),
         )
         still, moving = settle({kid: unique[kid] for kid in divergent})
         result.repaired = len(divergent) - len(still) - len(moving)
@@ -727,7 +824,9 @@ def recheck(
         result.unsettled += len(moving)
 
     result.divergent = len(divergent)
-    result.settled = result.checked - result.divergent - result.unsettled - result.repaired
+    result.settled = (
+        result.checked - result.divergent - result.unsettled - result.repaired - result.expired
+    )
     for kid, (kind, _) in divergent.items():
         if len(result.divergent_keys) < max_keys:
             result.divergent_keys.append(Suspect(kind=kind, key=to_event_json(unique[kid])))
@@ -765,6 +864,7 @@ def summarize(
         unsettled=rc.unsettled if rc else 0,
         unchecked=unchecked,
         repaired=rc.repaired if rc else 0,
+        expired=sum(r.expired for r in results) + (rc.expired if rc else 0),
     )
 
 

@@ -604,3 +604,24 @@ def test_cli_runtime_failure_exits_3_with_resume_in_report(
     assert "AccessDenied" in data["error"]
     assert sync_cli(endpoint, *args, "10", "--starting-key", data["resume"]) == 0
     assert_identical(ddb, m, ddb, s, KEYS)
+
+
+def test_numbers_differing_in_the_38th_digit_are_found_and_repaired(
+    ddb, endpoint, table_name, tmp_path
+):
+    """DynamoDB keeps 38 significant digits; the comparison must too (issue 13, item 5)."""
+    m, s = create_table(ddb, table_name("m")), create_table(ddb, table_name("s"))
+    d37 = "1234567890123456789012345678901234567"
+    base = {"pk": {"S": "n"}, "sk": {"N": "1"}}
+    put_all(ddb, m, [{**base, "n": {"N": d37 + "1"}, "m": {"M": {"l": {"NS": ["1", "2"]}}}}])
+    put_all(ddb, s, [{**base, "n": {"N": d37 + "2"}, "m": {"M": {"l": {"NS": ["1", "2"]}}}}])
+    put_all(ddb, m, [{**base, "sk": {"N": "2"}, "l": {"L": [{"NS": [d37 + "1", "7"]}]}}])
+    put_all(ddb, s, [{**base, "sk": {"N": "2"}, "l": {"L": [{"NS": ["7", d37 + "2"]}]}}])
+    put_all(ddb, m, [{**base, "sk": {"N": "3"}, "x": {"N": "1E+2"}}])
+    put_all(ddb, s, [{**base, "sk": {"N": "3"}, "x": {"N": "100"}}])
+    r = tmp_path / "r.json"
+    assert sync_cli(endpoint, "-m", m, "-s", s, "--report", str(r)) == 1
+    assert (counts(r)["differing"], counts(r)["same"]) == (2, 1)
+    assert sync_cli(endpoint, "-m", m, "-s", s, "--write-differing", "--report", str(r)) == 0
+    assert counts(r)["wrote_differing"] == 2
+    assert sync_cli(endpoint, "-m", m, "-s", s, "--report", str(r)) == 0

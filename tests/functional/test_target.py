@@ -564,3 +564,287 @@ def test_waiting_for_active_has_a_deadline(endpoint: str, ddb: Any, table_name: 
             location(endpoint, src), target, TargetOptions(), timeout=30, sleep=sleep, clock=clock
         )
     assert 30 <= now[0] <= 40
+
+
+# --- settings parity, both ways (issue 13 item 4) ------------------------------------------------
+#
+# Each setting is put on the source only, on the target only, and on both (equal): the first two
+# must each be reported by the check that readiness and `check_target` share, the third not. A
+# setting is (CreateTable extras, calls after creation, DescribeTable overrides for what moto
+# does not round-trip: table class and replicas) — or, for what mirrors the options rather than
+# the source (replicas, the target stream), the options themselves on the "source" side.
+
+_ALL = {"ProjectionType": "ALL"}
+_NEW_AND_OLD = "NEW_AND_OLD_IMAGES"
+
+
+def _include(*names: str) -> dict[str, Any]:
+    return {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(names)}
+
+
+def _gsi(projection: dict[str, Any], capacity: tuple[int, int] | None = None) -> dict[str, Any]:
+    index: dict[str, Any] = {
+        "IndexName": "gsi1",
+        "KeySchema": [{"AttributeName": "email", "KeyType": "HASH"}],
+        "Projection": projection,
+    }
+    if capacity:
+        index["ProvisionedThroughput"] = {
+            "ReadCapacityUnits": capacity[0],
+            "WriteCapacityUnits": capacity[1],
+        }
+    return index
+
+
+def _lsi(projection: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "IndexName": "lsi1",
+        "KeySchema": [
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "created", "KeyType": "RANGE"},
+        ],
+        "Projection": projection,
+    }
+
+
+def _provisioned(read: int, write: int) -> dict[str, Any]:
+    return {
+        "BillingMode": "PROVISIONED",
+        "ProvisionedThroughput": {"ReadCapacityUnits": read, "WriteCapacityUnits": write},
+    }
+
+
+def _kms(key: str) -> dict[str, Any]:
+    return {
+        "SSESpecification": {
+            "Enabled": True,
+            "SSEType": "KMS",
+            "KMSMasterKeyId": f"arn:aws:kms:us-east-1:123456789012:key/{key}",
+        }
+    }
+
+
+def _ttl(attr: str) -> Callable[[Any, str], None]:
+    return lambda ddb, name: ddb.update_time_to_live(
+        TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": attr}
+    )
+
+
+def _pitr(ddb: Any, name: str) -> None:
+    ddb.update_continuous_backups(
+        TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
+    )
+
+
+def _tag(key: str, value: str) -> dict[str, Any]:
+    return {"Tags": [{"Key": key, "Value": value}]}
+
+
+class Setting:
+    """One side's share of a setting: CreateTable extras, calls after, DescribeTable overrides."""
+
+    def __init__(
+        self,
+        create: dict[str, Any] | None = None,
+        after: Callable[[Any, str], None] | None = None,
+        described: dict[str, Any] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self.create = create or {}
+        self.after = after
+        self.described = described or {}
+        self.options = options or {}
+
+
+PLAIN = Setting()
+
+
+class Parity:
+    """A setting: its value on the source side and the target side that match each other, and
+    another value of each (default: the setting absent). The source side of what mirrors the
+    options rather than the source (replicas, the target stream) is the options."""
+
+    def __init__(
+        self,
+        words: str,
+        source: Setting,
+        target: Setting | None = None,
+        *,
+        other_source: Setting = PLAIN,
+        other_target: Setting | None = None,
+        target_extra_reported: bool = True,
+    ) -> None:
+        self.words = words
+        self.source = source
+        self.target = target or source
+        self.other_source = other_source
+        self.other_target = other_target or (other_source if other_source is not PLAIN else PLAIN)
+        self.target_extra_reported = target_extra_reported
+
+
+PARITY = {
+    "GSI": Parity("GSI gsi1", Setting({"GlobalSecondaryIndexes": [_gsi(_ALL)]})),
+    "GSI projection": Parity(
+        "GSI gsi1 differs",
+        Setting({"GlobalSecondaryIndexes": [_gsi(_include("b", "a"))]}),
+        Setting({"GlobalSecondaryIndexes": [_gsi(_include("a", "b"))]}),
+        other_source=Setting({"GlobalSecondaryIndexes": [_gsi(_include("a"))]}),
+    ),
+    "GSI capacity": Parity(
+        "GSI gsi1 capacity",
+        Setting({**_provisioned(5, 5), "GlobalSecondaryIndexes": [_gsi(_ALL, (4, 2))]}),
+        other_source=Setting(
+            {**_provisioned(5, 5), "GlobalSecondaryIndexes": [_gsi(_ALL, (4, 3))]}
+        ),
+    ),
+    "LSI": Parity("LSI lsi1", Setting({"LocalSecondaryIndexes": [_lsi(_ALL)]})),
+    "LSI projection": Parity(
+        "LSI lsi1 differs",
+        Setting({"LocalSecondaryIndexes": [_lsi(_ALL)]}),
+        other_source=Setting({"LocalSecondaryIndexes": [_lsi({"ProjectionType": "KEYS_ONLY"})]}),
+    ),
+    "billing": Parity("PROVISIONED", Setting(_provisioned(5, 5))),
+    "capacity": Parity(
+        "capacity", Setting(_provisioned(5, 5)), other_source=Setting(_provisioned(5, 6))
+    ),
+    "TTL": Parity("TTL", Setting(after=_ttl("expires"))),
+    "TTL attribute": Parity(
+        "TTL", Setting(after=_ttl("expires")), other_source=Setting(after=_ttl("ttl"))
+    ),
+    "PITR": Parity("point-in-time recovery", Setting(after=_pitr)),
+    "SSE": Parity("KMS", Setting(_kms("k1"))),
+    "SSE key": Parity("KMS key", Setting(_kms("k1")), other_source=Setting(_kms("k2"))),
+    "table class": Parity(
+        "table class",
+        Setting(described={"TableClassSummary": {"TableClass": "STANDARD_INFREQUENT_ACCESS"}}),
+    ),
+    "deletion protection": Parity(
+        "deletion protection", Setting({"DeletionProtectionEnabled": True})
+    ),
+    "tags": Parity("tags", Setting(_tag("team", "a"))),
+    "tag value": Parity(
+        "tags", Setting(_tag("team", "a")), other_source=Setting(_tag("team", "b"))
+    ),
+    "replicas": Parity(
+        "replicas",
+        Setting(options={"replica_regions": ("eu-west-1",)}),
+        Setting(
+            {"StreamSpecification": {"StreamEnabled": True, "StreamViewType": _NEW_AND_OLD}},
+            described={"Replicas": [{"RegionName": "eu-west-1", "ReplicaStatus": "ACTIVE"}]},
+        ),
+    ),
+    # The target's stream follows the options only: an unasked-for stream on the target changes
+    # no data (the source's stream is the migration's), so it is not a difference.
+    "target stream": Parity(
+        "stream",
+        Setting(options={"target_stream_view_type": "NEW_IMAGE"}),
+        Setting({"StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}}),
+        target_extra_reported=False,
+    ),
+}
+
+
+def _parity_table(ddb: Any, name: str, setting: Setting) -> None:
+    create = dict(setting.create)
+    # Every parity table has the same (pk, sk) key schema, so an LSI is possible on either.
+    keys = [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+    attrs = [
+        {"AttributeName": "pk", "AttributeType": "S"},
+        {"AttributeName": "sk", "AttributeType": "N"},
+    ]
+    if "GlobalSecondaryIndexes" in create:
+        attrs.append({"AttributeName": "email", "AttributeType": "S"})
+    if "LocalSecondaryIndexes" in create:
+        attrs.append({"AttributeName": "created", "AttributeType": "N"})
+    create.setdefault("BillingMode", "PAY_PER_REQUEST")
+    ddb.create_table(TableName=name, KeySchema=keys, AttributeDefinitions=attrs, **create)
+    if setting.after:
+        setting.after(ddb, name)
+
+
+def _settings_differences(
+    endpoint: str, src: str, dst: str, described: dict[str, dict[str, Any]], options: Any
+) -> list[str]:
+    """The settings differences as readiness computes them (check_target reports them too)."""
+    from dynashift.target import build_target_spec, compare_target, describe_location
+
+    def override(parsed: dict[str, Any], **_: Any) -> None:
+        table = parsed.get("Table")
+        if table and table.get("TableName") in described:
+            table.update(described[table["TableName"]])
+
+    client = location(endpoint, src).clients().dynamodb()
+    with hooked(client, "after-call.dynamodb.DescribeTable", override):
+        source = describe_location(location(endpoint, src), "source")
+        target = describe_location(location(endpoint, dst), "target")
+        differences = compare_target(build_target_spec(source, options), target, options)
+        check = check_target(location(endpoint, src), location(endpoint, dst), options)
+    assert set(differences) <= set(check.warnings)
+    return differences
+
+
+@pytest.mark.parametrize("case", ["source has it", "target has it", "both have it"])
+@pytest.mark.parametrize("setting", sorted(PARITY))
+def test_settings_parity_is_checked_both_ways(
+    endpoint: str, table_name: Any, ddb: Any, setting: str, case: str
+) -> None:
+    parity = PARITY[setting]
+    on_source, on_target = {
+        "source has it": (parity.source, parity.other_target),
+        "target has it": (parity.other_source, parity.target),
+        "both have it": (parity.source, parity.target),
+    }[case]
+    src, dst = table_name("par"), table_name("par-t")
+    _parity_table(ddb, src, on_source)
+    _parity_table(ddb, dst, on_target)
+    described = {src: on_source.described, dst: on_target.described}
+    differences = _settings_differences(
+        endpoint, src, dst, described, TargetOptions(**on_source.options)
+    )
+    if case == "both have it" or (case == "target has it" and not parity.target_extra_reported):
+        assert differences == [], differences
+    else:
+        assert differences, f"{setting}: {case} not reported"
+        assert all(parity.words in d for d in differences), differences
+
+
+def test_readiness_compares_with_the_options_the_target_was_prepared_with(
+    endpoint: str, ddb: Any, table_name: Any
+) -> None:
+    """The workflow's readiness step gets no options: they come from the state store's meta."""
+    from dynashift.models import MigrationSpec
+    from dynashift.readiness import TARGET_SETTINGS, VerificationSummary, gather_readiness
+
+    src, dst = table_name("opt"), table_name("opt-t")
+    simple_table(ddb, src, Tags=[{"Key": "team", "Value": "a"}])
+    mid = src[-12:]
+    StateStore.ensure_table(ddb, state_table_name(mid))
+    state = StateStore(ddb, state_table_name(mid), mid)
+    options = TargetOptions(
+        tags={"owner": "ops"}, billing_mode="PROVISIONED", read_capacity=3, write_capacity=2
+    )
+    prepare_target(
+        location(endpoint, src), location(endpoint, dst), options, state, sleep=_no_sleep
+    )
+    spec = MigrationSpec(
+        migration_id=mid,
+        source=location(endpoint, src),
+        target=location(endpoint, dst),
+        state=location(endpoint, state_table_name(mid)),
+        segments=1,
+    )
+    summary = VerificationSummary(segments_total=1, segments_verified=1)
+    report = gather_readiness(spec, verification=summary, lag_seconds=0.0, state=state)
+    settings = next(c for c in report.checks if c.name == TARGET_SETTINGS)
+    assert settings.ok, settings.detail
+    # and a change behind the migration's back is still seen
+    ddb.tag_resource(
+        ResourceArn=ddb.describe_table(TableName=dst)["Table"]["TableArn"],
+        Tags=[{"Key": "stray", "Value": "x"}],
+    )
+    report = gather_readiness(spec, verification=summary, lag_seconds=0.0, state=state)
+    settings = next(c for c in report.checks if c.name == TARGET_SETTINGS)
+    assert not settings.ok and "stray" in settings.detail

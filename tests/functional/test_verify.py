@@ -488,3 +488,91 @@ def test_recheck_without_waiting_for_the_replicator_would_report_in_flight_write
     spec = spec_for(endpoint, source, target)
     rc = recheck(spec, all_suspects(verify_table(spec, checkpoint=False)), caught_up=lambda t: True)
     assert rc.divergent == 1 and rc.divergent_keys[0].kind == "missing"
+
+
+# --- TTL-expired items (issue 13, item 7) --------------------------------------------------------
+
+
+def _ttl_tables(ddb: Any, table_name: Any) -> tuple[str, str, float]:
+    """Equal tables but for TTL: the target keeps two items the source expired (and one with a
+    TTL time older than DynamoDB's five-year horizon, which never expires), the target already
+    expired one the source still holds, and one target item is a plain extra (future TTL)."""
+    source, target = table_name("tsrc"), table_name("ttgt")
+    create_table(ddb, source)
+    create_table(ddb, target)
+    ddb.update_time_to_live(
+        TableName=source, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires"}
+    )
+    now = time.time()
+    items = make_items(30)
+    put_all(ddb, source, items)
+    put_all(ddb, target, items)
+    past, future = {"N": str(int(now) - 3600)}, {"N": str(int(now) + 3600)}
+    for i in (600, 601):  # the source expired them; TTL deletes skipped: the target keeps them
+        ddb.put_item(TableName=target, Item={**key(i), "expires": past, "x": {"S": "old"}})
+    ancient = {"N": str(int(now) - 6 * 365 * 24 * 3600)}
+    ddb.put_item(TableName=target, Item={**key(602), "expires": ancient})
+    ddb.put_item(TableName=target, Item={**key(603), "expires": future})
+    # past its TTL time in the source, already deleted by the target's own TTL
+    ddb.put_item(TableName=source, Item={**key(604), "expires": past})
+    return source, target, now
+
+
+def test_ttl_expired_items_are_counted_apart_not_divergent(
+    ddb: Any, endpoint: str, table_name: Any
+) -> None:
+    from dynashift.readiness import DIVERGENT, ReadinessInputs, evaluate
+
+    source, target, now = _ttl_tables(ddb, table_name)
+    spec = spec_for(endpoint, source, target).model_copy(update={"skip_ttl_deletes": True})
+    for mode in ("batch", "merge"):
+        results = verify_table(spec, mode=mode, checkpoint=False, wall_clock=lambda: now)
+        t = totals(results)
+        assert (t["missing"], t["differing"], t["extra"]) == (0, 0, 2), mode
+        assert sum(r.expired for r in results) == 3, mode
+        assert by_kind(results)["extra"] == {key_id(key(602)), key_id(key(603))}, mode
+
+    # Only the expired keys differing: READY, with a note.
+    for i in (602, 603):
+        ddb.delete_item(TableName=target, Key=key(i))
+    results = verify_table(spec, checkpoint=False, wall_clock=lambda: now)
+    rc = recheck(spec, all_suspects(results), clock=lambda: now)
+    summary = summarize(results, rc, SEGMENTS)
+    assert (summary.suspects, summary.divergent, summary.expired) == (0, 0, 3)
+    report = evaluate(
+        ReadinessInputs(
+            migration_id="m",
+            source=source,
+            target=target,
+            target_status="ACTIVE",
+            config_differences=[],
+            stream_enabled=True,
+            stream_view_type="NEW_AND_OLD_IMAGES",
+            replicator_failed_records=0,
+            segments_total=SEGMENTS,
+            segments_done=SEGMENTS,
+            lag_seconds=0.0,
+            verification=summary,
+        )
+    )
+    assert report.ready, report.to_text()
+    check = next(c for c in report.checks if c.name == DIVERGENT)
+    assert "3 expired by TTL" in check.detail
+    assert report.counts["expired"] == 3
+
+
+def test_recheck_classifies_a_suspect_that_expired_meanwhile(
+    ddb: Any, endpoint: str, table_name: Any
+) -> None:
+    """An extra found by the first pass whose TTL time passed before the recheck (and a missing
+    key whose source item did): expired, not divergent; a plain extra stays divergent."""
+    source, target, now = _ttl_tables(ddb, table_name)
+    spec = spec_for(endpoint, source, target)
+    suspects = [
+        {"kind": "extra", "key": to_event_json(key(600))},
+        {"kind": "extra", "key": to_event_json(key(603))},
+        {"kind": "missing", "key": to_event_json(key(604))},
+    ]
+    result = recheck(spec, suspects, clock=lambda: now)
+    assert (result.expired, result.divergent, result.settled) == (2, 1, 0)
+    assert [s.key for s in result.divergent_keys] == [to_event_json(key(603))]

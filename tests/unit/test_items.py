@@ -93,3 +93,69 @@ def test_item_size_follows_dynamodb_rules():
     assert item_size({"n": {"N": "123"}}) == 1 + 3
     assert item_size({"b": {"BOOL": True}, "z": {"NULL": True}}) == 4
     assert item_size({"m": {"M": {"a": {"S": "xy"}}}}) == 1 + 3 + 1 + 1 + 2
+
+
+# DynamoDB keeps 38 significant digits; the default decimal context keeps 28 (issue 13, item 5).
+_D38 = "1234567890123456789012345678901234567"  # 37 digits before the last one
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "equal"),
+    [
+        ({"N": _D38 + "1"}, {"N": _D38 + "2"}, False),
+        ({"N": "-0." + _D38 + "1"}, {"N": "-0." + _D38 + "2"}, False),
+        ({"N": _D38 + "1E+88"}, {"N": _D38 + "2E+88"}, False),
+        ({"N": _D38 + "1"}, {"N": _D38 + "1.000"}, True),
+        ({"NS": ["1", _D38 + "1"]}, {"NS": [_D38 + "2", "1"]}, False),
+        ({"NS": ["1", _D38 + "1"]}, {"NS": [_D38 + "1.0", "1"]}, True),
+        ({"M": {"a": {"L": [{"N": _D38 + "1"}]}}}, {"M": {"a": {"L": [{"N": _D38 + "2"}]}}}, False),
+        (
+            {"L": [{"M": {"n": {"NS": [_D38 + "1"]}}}]},
+            {"L": [{"M": {"n": {"NS": [_D38 + "2"]}}}]},
+            False,
+        ),
+        ({"N": "1.0"}, {"N": "1"}, True),
+        ({"N": "1E+2"}, {"N": "100"}, True),
+        ({"N": "-0"}, {"N": "0"}, True),
+        ({"NS": ["1E+2", "0.10"]}, {"NS": ["0.1", "100"]}, True),
+    ],
+)
+def test_values_equal_uses_all_38_digits(a, b, equal):
+    assert values_equal(a, b) is equal
+    assert values_equal(b, a) is equal
+
+
+def test_items_equal_sees_the_38th_digit():
+    a = {"pk": {"S": "k"}, "n": {"N": _D38 + "1"}}
+    b = {"pk": {"S": "k"}, "n": {"N": _D38 + "2"}}
+    assert not items_equal(a, b)
+    assert differing_attributes(a, b, ignored_predicate()) == ["n"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expired"),
+    [
+        ({"N": "999"}, True),
+        ({"N": "999.5"}, True),
+        ({"N": "1000"}, False),  # expires at 1000: not yet
+        ({"N": "5000"}, False),
+        ({"S": "999"}, False),  # only numbers are TTL times
+        (None, False),
+    ],
+)
+def test_is_expired(value, expired):
+    from dynashift.items import is_expired
+
+    item = {"pk": {"S": "k"}} | ({"ttl": value} if value else {})
+    assert is_expired(item, "ttl", 1000.0) is expired
+    assert is_expired(item, None, 1000.0) is False
+
+
+def test_is_expired_ignores_times_beyond_five_years_like_dynamodb():
+    from dynashift.items import TTL_MAX_AGE_SECONDS, is_expired
+
+    now = 2_000_000_000.0
+    old = {"ttl": {"N": str(int(now - TTL_MAX_AGE_SECONDS - 1))}}
+    recent = {"ttl": {"N": str(int(now - TTL_MAX_AGE_SECONDS + 1))}}
+    assert not is_expired(old, "ttl", now)
+    assert is_expired(recent, "ttl", now)

@@ -157,3 +157,40 @@ def test_report_shape_and_exit_codes():
     s.wrote_missing, s.wrote_differing, s.deleted_extra = 2, 1, 1
     assert rep.exit_code == 0
     json.dumps(rep.to_json())
+
+
+# --- the repair condition (issue 13, item 6) -------------------------------------------------
+
+
+def test_repair_condition_of_an_absent_item_is_attribute_not_exists():
+    from dynashift.conditions import unchanged_since_read
+
+    cond = unchanged_since_read("pk", None, ["pk", "sk"])
+    assert cond is not None
+    assert cond.kwargs() == {
+        "ConditionExpression": "attribute_not_exists(#pk)",
+        "ExpressionAttributeNames": {"#pk": "pk"},
+    }
+
+
+def test_repair_condition_pins_every_attribute_read_and_the_new_ones_absent():
+    from dynashift.conditions import unchanged_since_read
+
+    seen = {"pk": {"S": "a"}, "sk": {"N": "1"}, "v": {"N": "3"}, "m": {"M": {"x": {"L": []}}}}
+    cond = unchanged_since_read("pk", seen, ["pk", "sk"], absent=["pk", "v", "added"])
+    assert cond is not None
+    assert cond.expression == (
+        "attribute_exists(#pk) AND #a0 = :a0 AND #a1 = :a1 AND attribute_not_exists(#n0)"
+    )
+    assert cond.names == {"#pk": "pk", "#a0": "m", "#a1": "v", "#n0": "added"}
+    assert cond.values == {":a0": {"M": {"x": {"L": []}}}, ":a1": {"N": "3"}}
+
+
+def test_repair_condition_too_long_for_dynamodb_is_none():
+    from dynashift.conditions import MAX_EXPRESSION_LENGTH, unchanged_since_read
+
+    wide = {f"a{i}": {"N": "1"} for i in range(400)}
+    assert unchanged_since_read("pk", {"pk": {"S": "k"}, **wide}) is None
+    fits = {f"a{i}": {"N": "1"} for i in range(100)}
+    cond = unchanged_since_read("pk", {"pk": {"S": "k"}, **fits})
+    assert cond is not None and len(cond.expression) <= MAX_EXPRESSION_LENGTH

@@ -58,9 +58,17 @@ def register(subparsers: Any) -> None:
         metavar="[REGION:]TABLE",
         help="a table that should hold the master's content (repeatable)",
     )
-    p.add_argument("--write-missing", action="store_true", help="write items a slave lacks")
     p.add_argument(
-        "--write-differing", action="store_true", help="overwrite slave items that differ"
+        "--write-missing",
+        action="store_true",
+        help="write items a slave lacks (the master re-read consistently; skipped when the "
+        "slave item appeared since it was read)",
+    )
+    p.add_argument(
+        "--write-differing",
+        action="store_true",
+        help="overwrite slave items that differ (skipped when the slave item changed since "
+        "it was compared)",
     )
     p.add_argument(
         "--scan-for-extra",
@@ -70,7 +78,8 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--delete-extra",
         action="store_true",
-        help="delete slave items absent from the master (implies --scan-for-extra)",
+        help="delete slave items absent from the master, re-read consistently (implies "
+        "--scan-for-extra; skipped when the slave item changed since it was read)",
     )
     p.add_argument(
         "--ignore",
