@@ -31,6 +31,9 @@ class LambdaSettings:
     # --- workflow (functions/* of the state machine) ---
     dlq_arn: str | None = None
     dlq_url: str | None = None
+    # --- approval (functions/approval) ---
+    approval_function: str | None = None
+    approval_url: str | None = None
 
 
 def lambda_settings() -> LambdaSettings:
@@ -51,6 +54,8 @@ def lambda_settings() -> LambdaSettings:
         skip_ttl_deletes=_flag(env.get("DYNASHIFT_SKIP_TTL_DELETES")),
         dlq_arn=env.get("DYNASHIFT_DLQ_ARN") or None,
         dlq_url=env.get("DYNASHIFT_DLQ_URL") or None,
+        approval_function=env.get("DYNASHIFT_APPROVAL_FUNCTION") or None,
+        approval_url=env.get("DYNASHIFT_APPROVAL_URL") or None,
     )
 
 
