@@ -82,6 +82,7 @@ class Stack:
     resolver: Resolver
     parameters: dict[str, str]
     names: dict[str, str]
+    code_dirs: dict[str, Path] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -90,7 +91,12 @@ class Stack:
         doc = sam_template.load(text)
         cfn = sam_template.translate(doc, parameters)
         resolver = Resolver(cfn, dict(parameters), dict(names), stack_name=STACK)
-        return cls(cfn, resolver, dict(parameters), dict(names))
+        code_dirs = {
+            logical: ROOT / str(res["Properties"]["CodeUri"])
+            for logical, res in doc["Resources"].items()
+            if res["Type"] == "AWS::Serverless::Function"
+        }
+        return cls(cfn, resolver, dict(parameters), dict(names), code_dirs)
 
     def functions(self) -> dict[str, dict[str, Any]]:
         return {
@@ -103,8 +109,7 @@ class Stack:
         return {k: str(v) for k, v in self.resolver.resolve(variables).items()}
 
     def code_dir(self, function: str) -> Path:
-        doc = sam_template.load()
-        return ROOT / str(doc["Resources"][function]["Properties"]["CodeUri"])
+        return self.code_dirs[function]
 
 
 @contextmanager
@@ -146,17 +151,20 @@ class Scenario:
     deployment: Deployment
     spec: MigrationSpec
     outputs: dict[str, Any] = field(default_factory=dict)
-    messages: list[dict[str, Any]] = field(default_factory=list)
+    #: Drop cached sessions before each invocation (needed where roles are assumed).
+    cold_start: bool = False
 
     def invoke(self, function: str, event: Mapping[str, Any]) -> Any:
         module = handler_module(self.stack.code_dir(function))
-        # A cold start per invocation (each function is its own process in AWS): no session,
-        # client or replicator cached by another function's invocation.
+        # The replicator reads its settings at its cold start: one per invocation here.
         cache = getattr(getattr(module, "replicator", None), "cache_clear", None)
         if cache is not None:
             cache()
-        dynashift.aws._session_cache.clear()
-        dynashift.models._factories.clear()
+        if self.cold_start:
+            # No session or client cached by another function's invocation (each function is
+            # its own process in AWS): an assumed role is assumed again.
+            dynashift.aws._session_cache.clear()
+            dynashift.models._factories.clear()
         name = self.stack.resolver.physical(function)
         env = {"AWS_LAMBDA_FUNCTION_NAME": name, **self.stack.environment(function)}
         with function_env(env, self.endpoint), self.recorder.acting_as(function):
@@ -378,7 +386,7 @@ def run_role_scenario(endpoint: str, base: Scenario) -> Recorder:
     parameters = dict(base.stack.parameters, SourceRoleArn=source_role, TargetRoleArn=target_role)
     stack = Stack.build(parameters, base.stack.names)
     recorder = Recorder()
-    scenario = Scenario(endpoint, recorder, stack, base.deployment, role_spec)
+    scenario = Scenario(endpoint, recorder, stack, base.deployment, role_spec, cold_start=True)
     event = {"spec": role_spec.model_dump(mode="json"), "settings": {"poll_seconds": 0}}
     with recorder.active():
         scenario.invoke("ValidateFunction", event)

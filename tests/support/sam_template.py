@@ -33,7 +33,7 @@ REGION = "us-east-1"
 PARTITION = "aws"
 
 
-class CfnLoader(yaml.SafeLoader):
+class CfnLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """A YAML loader that accepts CloudFormation's short-form tags (!Ref, !Sub, ...)."""
 
 
