@@ -63,6 +63,17 @@ WILDCARD_ONLY = {
     "states:SendTaskFailure",
     "states:SendTaskHeartbeat",
     "sts:GetCallerIdentity",
+    "cloudwatch:GetMetricData",
+    "cloudwatch:GetMetricStatistics",
+    "cloudwatch:PutMetricData",
+}
+
+TRANSACT_PARTS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+    "Get": "GetItem",
 }
 
 DYNAMODB_READS = {"GetItem", "BatchGetItem", "Scan", "Query", "GetRecords"}
@@ -167,6 +178,17 @@ class Recorder:
                 return [
                     (action, _arn("dynamodb", region, f"table/{t}"), {})
                     for t in params["RequestItems"]
+                ]
+            if "TransactItems" in params:
+                # Transactions are authorized as their parts (PutItem, UpdateItem, ...).
+                parts = {
+                    (TRANSACT_PARTS[kind], op["TableName"])
+                    for item in params["TransactItems"]
+                    for kind, op in item.items()
+                }
+                return [
+                    (f"dynamodb:{part}", _arn("dynamodb", region, f"table/{t}"), {})
+                    for part, t in sorted(parts)
                 ]
             if "StreamArn" in params:
                 return [(action, params["StreamArn"], {})]

@@ -361,9 +361,10 @@ def run_scenario(endpoint: str, *, items: int = 12) -> Scenario:
 
 
 def _decide(scenario: Scenario, execution_arn: str) -> Any:
-    """The decision function answers a token moto's Step Functions does not know: its
-    SendTaskSuccess is recorded (and authorized) before moto answers TaskDoesNotExist, which the
-    engine turns into a one-line BadInputError."""
+    """The decision function answers the stored token. No execution waits on it here (moto's
+    Step Functions without its interpreter accepts any token; tests/functional/
+    test_approval_decision.py answers a really waiting one): what matters is the recorded
+    SendTaskSuccess and the state table calls around it. A refusal would be a BadInputError."""
     from dynashift.errors import BadInputError
 
     try:
