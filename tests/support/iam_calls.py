@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from botocore.client import BaseClient
+from botocore.exceptions import ClientError
 
 from tests.support.sam_template import ACCOUNT, PARTITION
 
@@ -111,7 +112,14 @@ class Recorder:
 
         def _make_api_call(client: Any, operation_name: str, api_params: Any) -> Any:
             principal = recorder._principal
-            response = original(client, operation_name, api_params)
+            try:
+                response = original(client, operation_name, api_params)
+            except ClientError as exc:
+                # AWS authorizes a call before it fails (a failed condition, a missing table):
+                # the call needed the permission all the same.
+                if principal is not None:
+                    recorder._record(client, principal, operation_name, dict(api_params), {})
+                raise exc from None
             if principal is not None:
                 recorder._record(client, principal, operation_name, dict(api_params), response)
             return response
