@@ -33,6 +33,9 @@ class LambdaSettings:
     dlq_url: str | None = None
     #: The segment functions' timeout (the stack's WorkerTimeoutSeconds), checked by Validate.
     worker_timeout_seconds: float | None = None
+    # --- approval (functions/approval) ---
+    approval_function: str | None = None
+    approval_url: str | None = None
 
 
 def lambda_settings() -> LambdaSettings:
@@ -54,6 +57,8 @@ def lambda_settings() -> LambdaSettings:
         dlq_arn=env.get("DYNASHIFT_DLQ_ARN") or None,
         dlq_url=env.get("DYNASHIFT_DLQ_URL") or None,
         worker_timeout_seconds=_number(env.get("DYNASHIFT_WORKER_TIMEOUT_SECONDS")),
+        approval_function=env.get("DYNASHIFT_APPROVAL_FUNCTION") or None,
+        approval_url=env.get("DYNASHIFT_APPROVAL_URL") or None,
     )
 
 

@@ -46,6 +46,7 @@ RESOURCE_STAR_REQUIRED = {
     "dynamodb:ListTables": "ListTables has no resource type",
     "dynamodb:DescribeLimits": "account-level; Resource must be *",
     "lambda:ListEventSourceMappings": "List* on event source mappings has no resource type",
+    "dynamodb:ListStreams": "ListStreams has no resource type (the event source mapping calls it)",
 }
 
 #: Actions whose resource cannot be named in advance (an event source mapping's ARN holds a
@@ -72,8 +73,13 @@ SCOPED_SAM_TEMPLATES = {
     "KMSDecryptPolicy": "KeyId",
 }
 
+#: A resource that names nothing: `*`, `arn:...:<account>:*` (any resource of a service), or a
+#: whole resource type (`table/*`, `execution:*`). `execution:<state machine>:*` names one state
+#: machine's executions and is not broad.
 BROAD_RESOURCE = re.compile(
-    r"(^\*$)|(:\*$)|(:(table|role|policy|function|stateMachine|key|topic|queue|log-group)[/:]\*$)"
+    r"(^\*$)|(:(\$\{AWS::AccountId\}|\d{12}|\*)?:\*$)"
+    r"|(:(table|role|policy|function|stateMachine|key|topic|queue|log-group|execution"
+    r"|event-source-mapping)[/:]\*$)"
 )
 
 
@@ -156,11 +162,23 @@ def all_statements(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]
     return out
 
 
+def _policy_entries(policies: Any) -> Iterator[Any]:
+    """A function's `Policies`, with both branches of an `Fn::If` entry (AWS::NoValue dropped)."""
+    for p in _as_list(policies):
+        if isinstance(p, dict) and "Fn::If" in p:
+            _cond, yes, no = p["Fn::If"]
+            for branch in (yes, no):
+                if branch != {"Ref": "AWS::NoValue"}:
+                    yield branch
+        else:
+            yield p
+
+
 def sam_policy_templates(template: dict[str, Any]) -> list[tuple[str, str, Any]]:
     out = []
     for name, res in template["Resources"].items():
         props = res.get("Properties", {}) or {}
-        for p in _as_list(props.get("Policies", [])):
+        for p in _policy_entries(props.get("Policies", [])):
             if isinstance(p, dict) and "Statement" not in p and "Ref" not in p:
                 for tmpl, params in p.items():
                     out.append((name, tmpl, params))
@@ -199,6 +217,24 @@ def test_every_resource_is_named(template: dict[str, Any]) -> None:
             if BROAD_RESOURCE.search(text) and not actions <= allowed:
                 bad.append((where, text, sorted(actions - allowed)))
     assert not bad, f"resources that are not named: {bad}"
+
+
+def test_key_policies_delegate_to_iam_and_name_what_services_may_do(
+    template: dict[str, Any],
+) -> None:
+    """A KMS key policy may grant `kms:*` only to the account root (AWS's default statement,
+    which delegates to IAM policies; without it the key cannot be administered); any other
+    principal gets named actions."""
+    keys = [r for r in template["Resources"].values() if r["Type"] == "AWS::KMS::Key"]
+    assert keys, "the report topic's key"
+    for key in keys:
+        for st in key["Properties"]["KeyPolicy"]["Statement"]:
+            principal = st["Principal"]
+            actions = _as_list(st["Action"])
+            if "kms:*" in actions:
+                assert list(principal) == ["AWS"] and ":root" in str(principal["AWS"]), st
+            else:
+                assert all("*" not in a for a in actions), st
 
 
 def test_sam_policy_templates_are_scoped(template: dict[str, Any]) -> None:
@@ -272,6 +308,9 @@ def test_the_checks_catch_what_they_look_for() -> None:
     assert "*" in st["Action"] and BROAD_RESOURCE.search(st["Resource"])
     table_wide = "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/*"
     assert BROAD_RESOURCE.search(table_wide)
+    assert BROAD_RESOURCE.search("arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:*")
+    assert BROAD_RESOURCE.search("arn:aws:states:us-east-1:123456789012:execution:*")
+    assert not BROAD_RESOURCE.search("arn:aws:states:r:a:execution:${AWS::StackName}-migration:*")
     stream = "arn:${AWS::Partition}:dynamodb:r:a:table/${SourceTableName}/stream/*"
     assert not BROAD_RESOURCE.search(stream)
     # (built from pieces so this file does not trip its own scan)

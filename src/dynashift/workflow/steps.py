@@ -135,7 +135,8 @@ class SegmentEvent(StepEvent):
 
 class ApprovalEvent(StepEvent):
     task_token: str = Field(min_length=1)
-    #: `$$.Execution.Id`: the operator's notification names the execution to approve.
+    #: The waiting execution (`$$.Execution.Id`), named in the notification and checked by the
+    #: decision function.
     execution_arn: str | None = None
 
 
@@ -682,24 +683,37 @@ def phase_timings(spec: MigrationSpec, state: StateStore) -> list[Any]:
 
 
 def request_approval(
-    event: ApprovalEvent, *, sns_client: Any = None, topic: str | None = None
+    event: ApprovalEvent,
+    *,
+    sns_client: Any = None,
+    topic: str | None = None,
+    approval_function: str | None = None,
+    approval_url: str | None = None,
+    region: str | None = None,
 ) -> dict[str, Any]:
-    """Store the task token for `dynashift approve` and tell the operators."""
-    from dynashift.readiness import save_approval_token
+    """Store the task token and tell the operators how to answer: the execution ARN, the
+    readiness checklist, the console (no terminal) and `dynashift approve` ways to approve or
+    reject (`dynashift.approval`)."""
+    from dynashift.approval import approval_message, record_waiting_execution
+    from dynashift.readiness import load_report, save_approval_token
 
     spec = event.spec
     state = state_store(spec)
     save_approval_token(state, event.task_token)
-    state.put_meta(awaiting_approval=True)
+    record_waiting_execution(state, event.execution_arn)
     if sns_client is not None and topic:
-        execution = event.execution_arn or "<execution ARN>"
-        sns_client.publish(
-            TopicArn=topic,
-            Subject=f"dynashift {spec.migration_id}: approval requested"[:100],
-            Message=f"Migration {spec.migration_id} is READY and waits for approval: "
-            f"dynashift approve --execution {execution}",
+        subject, message = approval_message(
+            spec.migration_id,
+            source=spec.source.display(),
+            target=spec.target.display(),
+            execution_arn=event.execution_arn,
+            report=load_report(state),
+            approval_function=approval_function,
+            approval_url=approval_url,
+            region=region,
         )
-    return {"awaiting_approval": True}
+        sns_client.publish(TopicArn=topic, Subject=subject, Message=message)
+    return {"awaiting_approval": True, "execution_arn": event.execution_arn}
 
 
 def report(
