@@ -300,7 +300,7 @@ def run_scenario(endpoint: str, *, items: int = 12) -> Scenario:
     streams = _client("dynamodbstreams", endpoint)
     with recorder.active():
         out = scenario.outputs
-        out["validate"] = scenario.invoke("ValidateFunction", wf)
+        out["validate"] = scenario.invoke("ValidateFunction", {"input": wf})
         prep = {**wf, "action": "start"}
         out["prepare"] = scenario.invoke("PrepareTargetFunction", prep)
         # One poll: it adds the replica (moto never reports it ACTIVE, so later polls repeat).
@@ -332,7 +332,10 @@ def run_scenario(endpoint: str, *, items: int = 12) -> Scenario:
                     break
         out["batch"] = batch
         out["replicator"] = scenario.invoke("ReplicatorFunction", batch)
-        out["finish"] = scenario.invoke("FinishBackfillFunction", base)
+        for _ in range(20):
+            out["finish"] = scenario.invoke("FinishBackfillFunction", base)
+            if out["finish"].get("done"):
+                break
         if out["start"].get("deferred"):
             scenario.invoke(
                 "ReplicationFunction",
@@ -390,7 +393,7 @@ def run_role_scenario(endpoint: str, base: Scenario) -> Recorder:
     scenario = Scenario(endpoint, recorder, stack, base.deployment, role_spec, cold_start=True)
     event = {"spec": role_spec.model_dump(mode="json"), "settings": {"poll_seconds": 0}}
     with recorder.active():
-        scenario.invoke("ValidateFunction", event)
+        scenario.invoke("ValidateFunction", {"input": event})
         scenario.invoke("ReplicatorFunction", base.outputs["batch"])
     base.outputs["roles"] = {"source": source_role, "target": target_role, "stack": stack}
     return recorder
