@@ -10,20 +10,30 @@ flips the phase to PLAIN, then removes every registered tombstone that is still 
 A replicator that decided "tombstone" just before the flip re-reads the phase after writing it
 and, seeing PLAIN, removes its own tombstone: either the cleanup sees the registration or the
 writer sees the flip, so no tombstone outlives the backfill.
+
+With a non-empty target and a version attribute, versioned replicated puts made during the
+backfill carry `REPLICATED_ATTR` (`apply_marked_put`, proof in the `conditions` docstring). They
+are registered like tombstones and cleaned by the same loop: a registered key that is no longer
+a tombstone has its marker stripped, conditionally on the migration's marker token.
+
+Stragglers (issue 13 item 2): `finish_backfill` flips the phase first, then waits until no
+backfill invocation holds a lease (each re-reads the phase before every page and stops when it
+is PLAIN), and only then removes tombstones: no backfill put can land after the cleanup.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from dynashift.aws import error_code
-from dynashift.conditions import still_tombstone
-from dynashift.items import TOMBSTONE_ATTR, Item
+from dynashift.conditions import still_marked, still_tombstone
+from dynashift.errors import NotReadyYet
+from dynashift.items import REPLICATED_ATTR, TOMBSTONE_ATTR, Item
 from dynashift.state import PHASE_BACKFILL, PHASE_PLAIN, StateStore
 
 
@@ -67,23 +77,126 @@ def apply_delete(
     return "delete"
 
 
+def apply_marked_put(
+    target_client: Any,
+    table: str,
+    key: Mapping[str, Any],
+    image: Mapping[str, Any],
+    *,
+    state: StateStore,
+    marker: str,
+    condition_kwargs: Mapping[str, Any],
+) -> bool:
+    """A versioned replicated put during the backfill of a non-empty target: register the key,
+    write the image with this migration's marker, and strip the marker again if the backfill
+    finished meanwhile (the cleanup may have missed it). True when written, False when the
+    condition refused it; other errors propagate."""
+    state.register_tombstone(key)
+    try:
+        target_client.put_item(
+            TableName=table,
+            Item={**image, REPLICATED_ATTR: {"S": marker}},
+            **condition_kwargs,
+        )
+    except ClientError as exc:
+        if error_code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise
+    if not deletes_become_tombstones(state):
+        strip_marker(target_client, table, key, marker)
+        state.deregister_tombstone(key)
+    return True
+
+
+def strip_marker(target_client: Any, table: str, key: Mapping[str, Any], marker: str) -> bool:
+    """Remove this migration's marker from `key`'s item, if it still carries it. True if so."""
+    cond = still_marked(marker)
+    try:
+        target_client.update_item(
+            TableName=table,
+            Key=dict(key),
+            UpdateExpression="REMOVE #rep",
+            **cond.kwargs(),
+        )
+        return True
+    except ClientError as exc:
+        if error_code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise
+
+
+def wait_for_backfill_workers(
+    state: StateStore,
+    timeout: float,
+    *,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+    poll: float = 0.5,
+) -> None:
+    """Wait until no backfill invocation holds a lease (call after the phase is PLAIN).
+
+    NotReadyYet (retried by the state machine) when one still does after `timeout` seconds: a
+    lease lasts at most one worker budget, and its holder stops at its next page anyway.
+    """
+    deadline = clock() + timeout
+    while True:
+        active = state.active_leases(clock())
+        if not active:
+            return
+        if clock() >= deadline:
+            segments = sorted({segment for segment, _until in active})
+            raise NotReadyYet(
+                f"backfill invocation(s) of segment(s) {segments} still running "
+                f"(leases until {max(until for _s, until in active):.0f}); tombstones are "
+                "removed once they stop"
+            )
+        sleep(poll)
+
+
 @dataclass
 class CleanupResult:
     registered: int = 0
     removed: int = 0
     #: Registered keys that were no longer tombstones (re-created since): left in place.
     recreated: int = 0
+    #: Of those, items whose replicated-put marker was stripped.
+    unmarked: int = 0
 
 
-def finish_backfill(target_client: Any, table: str, state: StateStore) -> CleanupResult:
-    """Flip to plain deletes, then remove every registered tombstone. Safe to run again."""
+def clean_key(
+    target_client: Any,
+    table: str,
+    key: Mapping[str, Any],
+    marker: str | None,
+    result: CleanupResult,
+) -> None:
+    """Cleanup of one registered key: remove its tombstone, or strip its marker."""
+    result.registered += 1
+    if remove_tombstone(target_client, table, key):
+        result.removed += 1
+        return
+    result.recreated += 1
+    if marker is not None and strip_marker(target_client, table, key, marker):
+        result.unmarked += 1
+
+
+def finish_backfill(
+    target_client: Any,
+    table: str,
+    state: StateStore,
+    *,
+    lease_wait_seconds: float = 120.0,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> CleanupResult:
+    """Flip to plain deletes, wait out running backfill invocations, then remove every
+    registered tombstone and marker. Safe to run again."""
     state.set_phase(PHASE_PLAIN)
+    wait_for_backfill_workers(state, lease_wait_seconds, clock=clock, sleep=sleep)
+    mode = state.write_mode()
+    marker = mode.marker if mode.overwrite_older else None
     result = CleanupResult()
     for key in list(state.tombstones()):
-        result.registered += 1
-        if remove_tombstone(target_client, table, key):
-            result.removed += 1
-        else:
-            result.recreated += 1
+        clean_key(target_client, table, key, marker, result)
         state.deregister_tombstone(key)
     return result
