@@ -103,7 +103,7 @@ COUNTERS = (
 )
 
 #: A backfill invocation's lease outlasts its budget by this much (requests in flight).
-LEASE_GRACE_SECONDS = 30.0
+LEASE_GRACE_SECONDS = 10.0
 
 #: Default bound on conditional PutItem requests in flight per worker.
 DEFAULT_IN_FLIGHT = 16

@@ -14,11 +14,11 @@ import pytest
 from dynashift.aws import ClientFactory, Side
 from dynashift.backfill import run_segment
 from dynashift.errors import BadInputError, RuntimeFailure
-from dynashift.follower import to_lambda_record
+from dynashift.follower import StreamFollower, to_lambda_record
 from dynashift.items import TOMBSTONE_ATTR
 from dynashift.models import MigrationSpec
 from dynashift.replicator import Replicator
-from dynashift.state import PHASE_PLAIN, StateStore
+from dynashift.state import PHASE_PLAIN, LeaseHeldError, StateStore
 from dynashift.tombstones import finish_backfill
 from tests.functional.backfill_support import (
     REGION,
@@ -268,3 +268,34 @@ def test_deletes_of_long_keys_become_tombstones_and_are_cleaned(
     assert (cleanup.registered, cleanup.removed) == (2, 2)
     assert seen and max(seen) <= 1024
     assert_identical(ddb, src, ddb, dst, ("pk",))
+
+
+def test_only_one_follower_applies_a_migrations_stream(endpoint: str, table_name: Any) -> None:
+    """A second follower of the same migration waits for the first one's lease and gives up
+    while it is renewed; once the first stops (releasing it), another can follow at once."""
+    _ddb, src, _dst, spec, state = setup(endpoint, table_name, n=3)
+    stream = Stream(endpoint, src, spec, state)
+
+    def follower() -> StreamFollower:
+        streams = client(endpoint, "dynamodbstreams")
+        return StreamFollower(stream.arn, streams, stream.replicator, state, lease_seconds=1.5)
+
+    first, stop_first = follower(), threading.Event()
+    running = threading.Thread(target=first.run, args=(stop_first,))
+    running.start()
+    try:
+        deadline = time.monotonic() + 10
+        while first._leased_at is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        started = time.monotonic()
+        with pytest.raises(LeaseHeldError, match="another replicator"):
+            follower().run(threading.Event())
+        assert time.monotonic() - started >= 1.5  # it waited for the lease to lapse
+    finally:
+        stop_first.set()
+        running.join(10)
+    assert first.error is None
+    second, stop_second = follower(), threading.Event()
+    stop_second.set()  # acquire, then stop at once
+    second.run(stop_second)
+    assert second.error is None
