@@ -235,28 +235,38 @@ class StateStore:
         """Merge `fields` (JSON-serializable) into the meta record.
 
         The phase is written only when `phase` is one of the fields, and the other attributes of
-        the record (the write mode) are kept: an UpdateItem, so a concurrent `set_phase` is never
-        undone by a meta write that read the phase before it.
+        the record (the write mode) are kept. The PutItem is conditional on the phase it read, so
+        a concurrent `set_phase` is never undone (the merge is then redone).
         """
-        current = self.get_meta() or {}
         phase = fields.pop("phase", None)
-        current.pop("phase", None)
-        current.update(fields)
-        updates = ["#d = :d", "updated = :t"]
-        values: dict[str, Any] = {
-            ":d": {"S": json.dumps(current, sort_keys=True, default=str)},
-            ":t": {"N": str(time.time())},
-        }
-        if phase:
-            updates.append("phase = :p")
-            values[":p"] = {"S": phase}
-        self.client.update_item(
-            TableName=self.table,
-            Key=self._key(META),
-            UpdateExpression="SET " + ", ".join(updates),
-            ExpressionAttributeNames={"#d": "data"},
-            ExpressionAttributeValues=values,
-        )
+        for _attempt in range(10):
+            item = self._get(META) or {}
+            current = json.loads(item["data"]["S"]) if "data" in item else {}
+            current.update(fields)
+            new = {
+                **item,
+                **self._key(META),
+                "data": {"S": json.dumps(current, sort_keys=True, default=str)},
+                "updated": {"N": str(time.time())},
+            }
+            if phase:
+                new["phase"] = {"S": phase}
+            old_phase = item.get("phase")
+            condition: dict[str, Any] = (
+                {
+                    "ConditionExpression": "phase = :old",
+                    "ExpressionAttributeValues": {":old": old_phase},
+                }
+                if old_phase
+                else {"ConditionExpression": "attribute_not_exists(phase)"}
+            )
+            try:
+                self.client.put_item(TableName=self.table, Item=new, **condition)
+                return
+            except ClientError as exc:
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    raise
+        raise RuntimeFailure(f"migration {self.migration_id}: meta record kept changing")
 
     def phase(self) -> str | None:
         item = self._get(META)

@@ -20,6 +20,7 @@ from dynashift.models import MigrationSpec
 from dynashift.replicator import Replicator
 from dynashift.state import PHASE_PLAIN, LeaseHeldError, StateStore
 from dynashift.tombstones import finish_backfill
+from dynashift.workflow.control import EventSourceMappingControl
 from tests.functional.backfill_support import (
     REGION,
     client,
@@ -299,3 +300,27 @@ def test_only_one_follower_applies_a_migrations_stream(endpoint: str, table_name
     stop_second.set()  # acquire, then stop at once
     second.run(stop_second)
     assert second.error is None
+
+
+def test_a_second_event_source_mapping_of_the_stream_is_refused(
+    ddb: Any, endpoint: str, table_name: Any
+) -> None:
+    """In AWS the single applier is the one event source mapping: starting the replicator
+    when two map the stream to the replicator function fails, naming them."""
+    from tests.workflow.helpers import workflow_input
+    from tests.workflow.test_control import _function, _stream
+
+    source = table_name("esm2-src")
+    arn = _stream(ddb, source)
+    fn = table_name("esm2-fn")
+    lam = _function(endpoint, fn)
+    for _ in range(2):
+        lam.create_event_source_mapping(
+            EventSourceArn=arn, FunctionName=fn, StartingPosition="TRIM_HORIZON"
+        )
+    control = EventSourceMappingControl(
+        lam, fn, dlq_arn=None, streams_client=lambda spec: None, checkpoints=lambda spec: {}
+    )
+    spec = workflow_input(endpoint, source, table_name("esm2-tgt")).spec
+    with pytest.raises(RuntimeFailure, match=r"2 event source mappings .* at most one"):
+        control.start(spec, arn)
