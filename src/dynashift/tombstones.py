@@ -185,7 +185,7 @@ def finish_backfill(
     table: str,
     state: StateStore,
     *,
-    lease_wait_seconds: float = 120.0,
+    lease_wait_seconds: float = 30.0,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
 ) -> CleanupResult:
