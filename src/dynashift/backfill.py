@@ -80,7 +80,6 @@ from dynashift.ratelimit import RateLimiter, provisioned_wcu
 from dynashift.retry import Backoff, call_with_retry, is_throttle, is_transient
 from dynashift.state import (
     PHASE_BACKFILL,
-    PHASE_PLAIN,
     CheckpointFencedError,
     SegmentState,
     StateStore,
@@ -414,17 +413,22 @@ def start_backfill(
 
     Must happen before the first scan page is read and before the replicator's first write.
     The first call also records the write mode (`conditions` module docstring): whether the
-    target held items (`target_client` and `target_table` given) — only then may the backfill
-    replace an older version, and only then do replicated versioned puts carry a marker.
-    `run_segment` does it when no phase is set. Returns the recorded mode.
+    target may hold items from before the migration. It cannot when this migration created it
+    (`target_created` in the meta, recorded by Prepare target); otherwise a Scan of one item
+    decides when `target_client` and `target_table` are given, and without them it is assumed
+    (marks cost a little, and are never wrong). `run_segment` does it when no phase is set.
+    Returns the recorded mode.
     """
     if state.phase() is None:
-        nonempty = False
-        if target_client is not None and target_table is not None:
+        if (state.get_meta() or {}).get("target_created"):
+            nonempty = False
+        elif target_client is not None and target_table is not None:
             page = call_with_retry(
                 lambda: target_client.scan(TableName=target_table, Limit=1), Backoff()
             )
             nonempty = bool(page.get("Items")) or "LastEvaluatedKey" in page
+        else:
+            nonempty = True
         state.init_phase(PHASE_BACKFILL, overwrite_older=nonempty)
     return state.write_mode()
 
@@ -530,7 +534,7 @@ def run_segment(
 
 def _phase_finished(spec: MigrationSpec, state: StateStore) -> None:
     phase = state.phase()
-    if phase == PHASE_PLAIN:
+    if phase is not None and phase != PHASE_BACKFILL:
         raise RuntimeFailure(
             f"migration {spec.migration_id}: backfill already finished (phase {phase}); "
             "a late backfill write could resurrect a deleted item"

@@ -12,44 +12,46 @@ PLAIN and every backfill invocation is over (`tombstones.finish_backfill` waits 
 each page re-reads the phase), so they never race a backfill put. The write mode is decided once,
 when the phase is first set (`backfill.start_backfill`), before the replicator's first write:
 
-* **Empty target** (`overwrite_older` False — the target is created by Prepare target, or any
-  migration whose mode was not recorded): the backfill put is `attribute_not_exists(#pk)`, with
-  or without a version attribute, and replicated puts carry no marker. Every item in the
-  target was written by the backfill or the replicator, and this put writes only where nothing
-  is, so it replaces nothing at all — in particular nothing the replicator wrote. The backfill
-  never needs to replace anything here: convergence comes from the stream. For a key whose
-  last stream record R is a REMOVE, the replicator's tombstone is unconditional and blocks later
-  backfill puts; cleanup deletes it. If R is a put, the target just before R is applied holds
-  (a) a replicator write of R's lifetime (between two lifetimes lies a REMOVE whose tombstone
-  is applied in between), whose version is <= R's because versions grow within a lifetime,
-  or a tombstone; or (b) a backfill image I written before the replicator's first write of the
-  key (afterwards the key exists and the put fails). I was read at or after the stream was
-  enabled; if a REMOVE followed it, that REMOVE's tombstone is applied after I and before R;
-  otherwise I is of R's lifetime and not newer than R. So R's condition
-  (`replicated_put`) passes and the key ends at R. A key without stream records did not change
-  since the stream was enabled: the scan read its final image, nothing else writes the key, and
-  the put succeeds. The re-create case (scan reads v5, delete, re-create at v1) is (b) with a
-  REMOVE after I: the stale v5 can only land before the tombstone, which replaces it.
+* **Empty target** (`overwrite_older` False — this migration created the target, or a Scan found
+  it empty before the phase was set; a migration whose mode was not recorded reads as this mode
+  too, which is safe: its backfill replaces nothing): the backfill put is
+  `attribute_not_exists(#pk)`, with or without a version attribute, and replicated puts carry no
+  marker. Every item in the target was written by the backfill or the replicator, and this put
+  writes only where nothing is, so it replaces nothing at all — in particular nothing the
+  replicator wrote. The backfill never needs to replace anything here: convergence comes from
+  the stream. For a key whose last stream record R is a REMOVE, the replicator's tombstone is
+  unconditional and blocks later backfill puts; cleanup deletes it. If R is a put, the target
+  just before R is applied holds (a) a replicator write of R's lifetime (between two lifetimes
+  lies a REMOVE whose tombstone is applied in between), whose version is <= R's because versions
+  grow within a lifetime, or a tombstone; or (b) a backfill image I written before the
+  replicator's first write of the key (afterwards the key exists and the put fails). I was read
+  at or after the stream was enabled; if a REMOVE followed it, that REMOVE's tombstone is
+  applied after I and before R; otherwise I is of R's lifetime and not newer than R. So R's
+  condition (`replicated_put`) passes and the key ends at R. A key without stream records did
+  not change since the stream was enabled: the scan read its final image, nothing else writes
+  the key, and the put succeeds. The re-create case (scan reads v5, delete, re-create at v1) is
+  (b) with a REMOVE after I: the stale v5 can only land before the tombstone, which replaces it.
 * **Non-empty target** with a version attribute (`overwrite_older` True): an item that was in
   the target before the migration may be older than the source and the backfill replaces it when
   its version is lower. To tell such items from the replicator's, every replicated write made
   while the phase is BACKFILL carries a mark: a tombstone carries `TOMBSTONE_ATTR`; a versioned
-  put carries `REPLICATED_ATTR` = the migration's marker token (registered in the state store
-  *before* the write, like a tombstone, and stripped by `finish_backfill`, conditionally on the
-  token); an unversioned replicated put leaves no version attribute on the item, so `#v < :v`
-  is false for it. The backfill put `attribute_not_exists(#pk) OR (attribute_not_exists(#tomb)
-  AND attribute_not_exists(#rep) AND #v < :v)` therefore replaces only unmarked items holding
-  a version: pre-migration items or the backfill's own earlier images. A replicator that writes
-  a mark just as the phase turns PLAIN re-reads the phase and strips its own mark (the same
-  argument as for tombstones, `tombstones` module docstring): a mark never outlives the backfill.
-  Convergence is then the argument above, with "a pre-migration item" added to (b): it is
-  replaced by the scan image, or by R. (A pre-migration item from an older lifetime with a
+  put carries `REPLICATED_ATTR` = the migration's marker token plus a unique suffix (registered
+  in the state store *before* the write, like a tombstone, and stripped by `finish_backfill`,
+  conditionally on the exact value, so a write in between is never undone); an unversioned
+  replicated put leaves no version attribute on the item, so `#v < :v` is false for it. The
+  backfill put `attribute_not_exists(#pk) OR (attribute_not_exists(#tomb) AND
+  attribute_not_exists(#rep) AND #v < :v)` therefore replaces only unmarked items holding a
+  version: pre-migration items or the backfill's own earlier images. A replicator that writes a
+  mark just as the phase turns PLAIN re-reads the phase and strips its own mark (the same
+  argument as for tombstones, `tombstones` module docstring): a mark never outlives the
+  backfill. Convergence is then the argument above, with "a pre-migration item" added to (b): it
+  is replaced by the scan image, or by R. (A pre-migration item from an older lifetime with a
   higher version than the source's is beyond any condition: verification reports it.)
 
 Write cost: nothing extra for the common empty target (the condition is cheaper than before);
 with a non-empty target and a version attribute, each versioned replicated put during the
 backfill costs one state-store write before it, one consistent phase read after it, and one
-conditional UpdateItem in `finish_backfill`.
+consistent GetItem plus one conditional PutItem in `finish_backfill`.
 """
 
 from __future__ import annotations
@@ -129,6 +131,7 @@ def still_tombstone() -> Condition:
     return Condition("attribute_exists(#tomb)", {"#tomb": TOMBSTONE_ATTR})
 
 
-def still_marked(marker: str) -> Condition:
-    """Marker stripping touches only an item that still carries this migration's marker."""
-    return Condition("#rep = :m", {"#rep": REPLICATED_ATTR}, {":m": {"S": marker}})
+def still_marked(value: str) -> Condition:
+    """Marker stripping rewrites an item only while it carries exactly the marker value read
+    (each marked put writes a value of its own, so any write in between wins)."""
+    return Condition("#rep = :m", {"#rep": REPLICATED_ATTR}, {":m": {"S": value}})

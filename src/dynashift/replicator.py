@@ -49,7 +49,7 @@ from dynashift.conditions import replicated_put
 from dynashift.errors import DynashiftError, RuntimeFailure, StreamUnavailableError
 from dynashift.items import RESERVED_ATTRS, Item, from_event_json, key_id
 from dynashift.models import MigrationSpec, TableLocation
-from dynashift.state import PHASE_BACKFILL, PHASE_PLAIN, StateStore, WriteMode
+from dynashift.state import PHASE_PLAIN, TOMBSTONE_PHASES, StateStore, WriteMode
 from dynashift.tombstones import apply_delete, apply_marked_put
 
 log = logging.getLogger(__name__)
@@ -273,7 +273,7 @@ class Replicator:
         kwargs = condition.kwargs() if condition else {}
         if condition is not None and self.state is not None:
             mode = self._write_mode()
-            if mode.overwrite_older and mode.phase == PHASE_BACKFILL and mode.marker:
+            if mode.overwrite_older and mode.phase in TOMBSTONE_PHASES and mode.marker:
                 return apply_marked_put(
                     self.client,
                     self.target.name,

@@ -49,6 +49,12 @@ from dynashift.items import Item, from_event_json, key_from_id, key_id, to_event
 PHASE_BACKFILL = "BACKFILL"
 #: Backfill finished and tombstones removed: deletes are plain deletes.
 PHASE_PLAIN = "PLAIN"
+#: "Finish backfill" runs: backfill workers stop at their next page, and the replicator still
+#: writes tombstones while a straggling worker may write (`finish_backfill` waits out their
+#: leases, then sets PLAIN).
+PHASE_FINISHING = "FINISHING"
+#: Phases in which deletes become tombstones (and versioned puts may carry a marker).
+TOMBSTONE_PHASES = frozenset({PHASE_BACKFILL, PHASE_FINISHING})
 
 META = "meta"
 REPORT = "report"

@@ -14,16 +14,19 @@ writer sees the flip, so no tombstone outlives the backfill.
 With a non-empty target and a version attribute, versioned replicated puts made during the
 backfill carry `REPLICATED_ATTR` (`apply_marked_put`, proof in the `conditions` docstring). They
 are registered like tombstones and cleaned by the same loop: a registered key that is no longer
-a tombstone has its marker stripped, conditionally on the migration's marker token.
+a tombstone has its marker stripped, conditionally on the exact marker value it carries (each
+marked put writes `<migration token>:<unique>`).
 
-Stragglers (issue 13 item 2): `finish_backfill` flips the phase first, then waits until no
-backfill invocation holds a lease (each re-reads the phase before every page and stops when it
-is PLAIN), and only then removes tombstones: no backfill put can land after the cleanup.
+Stragglers (issue 13 item 2): `finish_backfill` sets phase FINISHING first — backfill workers
+re-read the phase before every page and stop; the replicator still writes tombstones — then
+waits until no backfill invocation holds a lease, and only then sets PLAIN and removes the
+tombstones: no backfill put can land after a plain delete or the cleanup.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +37,7 @@ from dynashift.aws import error_code
 from dynashift.conditions import still_marked, still_tombstone
 from dynashift.errors import NotReadyYet
 from dynashift.items import REPLICATED_ATTR, TOMBSTONE_ATTR, Item
-from dynashift.state import PHASE_BACKFILL, PHASE_PLAIN, StateStore
+from dynashift.state import PHASE_FINISHING, PHASE_PLAIN, TOMBSTONE_PHASES, StateStore
 
 
 def tombstone_item(key: Mapping[str, Any], now: float | None = None) -> Item:
@@ -42,8 +45,8 @@ def tombstone_item(key: Mapping[str, Any], now: float | None = None) -> Item:
 
 
 def deletes_become_tombstones(state: StateStore) -> bool:
-    """True while the backfill runs (strongly consistent read of the phase)."""
-    return state.phase() == PHASE_BACKFILL
+    """True until the backfill is finished (strongly consistent read of the phase)."""
+    return state.phase() in TOMBSTONE_PHASES
 
 
 def remove_tombstone(target_client: Any, table: str, key: Mapping[str, Any]) -> bool:
@@ -95,7 +98,7 @@ def apply_marked_put(
     try:
         target_client.put_item(
             TableName=table,
-            Item={**image, REPLICATED_ATTR: {"S": marker}},
+            Item={**image, REPLICATED_ATTR: {"S": f"{marker}:{uuid.uuid4().hex}"}},
             **condition_kwargs,
         )
     except ClientError as exc:
@@ -109,15 +112,22 @@ def apply_marked_put(
 
 
 def strip_marker(target_client: Any, table: str, key: Mapping[str, Any], marker: str) -> bool:
-    """Remove this migration's marker from `key`'s item, if it still carries it. True if so."""
-    cond = still_marked(marker)
+    """Remove this migration's marker from `key`'s item, if it still carries it. True if so.
+
+    A consistent GetItem, then a PutItem of the item without the marker, conditional on the
+    marker holding exactly the value read. Every marked put writes a value of its own
+    (`marker:<unique>`), so any write in between — marked or not — makes the condition fail and
+    wins. PutItem, not UpdateItem: the functions that write the target are allowed PutItem and
+    DeleteItem only. A marker of another migration or a user's value is never touched.
+    """
+    item = target_client.get_item(TableName=table, Key=dict(key), ConsistentRead=True).get("Item")
+    held = (item or {}).get(REPLICATED_ATTR, {}).get("S")
+    if not isinstance(held, str) or not held.startswith(marker + ":"):
+        return False
+    assert item is not None
+    clean = {name: value for name, value in item.items() if name != REPLICATED_ATTR}
     try:
-        target_client.update_item(
-            TableName=table,
-            Key=dict(key),
-            UpdateExpression="REMOVE #rep",
-            **cond.kwargs(),
-        )
+        target_client.put_item(TableName=table, Item=clean, **still_marked(held).kwargs())
         return True
     except ClientError as exc:
         if error_code(exc) == "ConditionalCheckFailedException":
@@ -191,8 +201,12 @@ def finish_backfill(
 ) -> CleanupResult:
     """Flip to plain deletes, wait out running backfill invocations, then remove every
     registered tombstone and marker. Safe to run again."""
-    state.set_phase(PHASE_PLAIN)
-    wait_for_backfill_workers(state, lease_wait_seconds, clock=clock, sleep=sleep)
+    if state.phase() != PHASE_PLAIN:
+        # Workers stop at their next page; a straggler may still write until its lease ends,
+        # so deletes stay tombstones until then (a plain delete could be resurrected).
+        state.set_phase(PHASE_FINISHING)
+        wait_for_backfill_workers(state, lease_wait_seconds, clock=clock, sleep=sleep)
+        state.set_phase(PHASE_PLAIN)
     mode = state.write_mode()
     marker = mode.marker if mode.overwrite_older else None
     result = CleanupResult()

@@ -18,7 +18,7 @@ from dynashift.follower import StreamFollower, to_lambda_record
 from dynashift.items import TOMBSTONE_ATTR
 from dynashift.models import MigrationSpec
 from dynashift.replicator import Replicator
-from dynashift.state import PHASE_PLAIN, LeaseHeldError, StateStore
+from dynashift.state import PHASE_BACKFILL, PHASE_PLAIN, LeaseHeldError, StateStore
 from dynashift.tombstones import finish_backfill
 from dynashift.workflow.control import EventSourceMappingControl
 from tests.functional.backfill_support import (
@@ -126,13 +126,14 @@ def test_stale_scan_image_never_replaces_a_recreated_item(
 # --- item 2: a straggling invocation after a retry --------------------------------------------
 
 
+@pytest.mark.parametrize("delete_when", ["before-finish", "while-finishing"])
 def test_straggler_cannot_resurrect_a_delete_or_move_a_checkpoint_back(
-    endpoint: str, table_name: Any
+    endpoint: str, table_name: Any, delete_when: str
 ) -> None:
     """Invocation A holds the image of k (read before its delete) and stalls just before its
-    put; Step Functions' retry B copies the segment to the end; k is deleted (a tombstone);
-    "Finish backfill" starts. A resumes: its put must not bring k back, and its checkpoint must
-    not overwrite B's `done`."""
+    put; Step Functions' retry B copies the segment to the end; k is deleted, before "Finish
+    backfill" starts or while it waits for A. A resumes: its put must not bring k back, and its
+    checkpoint must not overwrite B's `done`."""
     ddb, src, dst, spec, state = setup(endpoint, table_name, n=40)
     stream = Stream(endpoint, src, spec, state)
     # the key of A's first page that is not its last item: A still has pages to go after it
@@ -167,9 +168,14 @@ def test_straggler_cannot_resurrect_a_delete_or_move_a_checkpoint_back(
     assert paused.wait(30)
     b = run_segment(spec, 0, state=state, budget_seconds=60, page_size=10)  # the retry
     assert b.done
-    ddb.delete_item(TableName=src, Key={"pk": {"S": k}})
-    stream.apply()
-    assert TOMBSTONE_ATTR in (target_item(ddb, dst, k) or {})
+
+    def delete_k() -> None:
+        ddb.delete_item(TableName=src, Key={"pk": {"S": k}})
+        stream.apply()
+
+    if delete_when == "before-finish":
+        delete_k()
+        assert TOMBSTONE_ATTR in (target_item(ddb, dst, k) or {})
 
     def finish() -> None:
         outcome["finish"] = finish_backfill(ddb, dst, state)
@@ -177,8 +183,10 @@ def test_straggler_cannot_resurrect_a_delete_or_move_a_checkpoint_back(
     f = threading.Thread(target=finish)
     f.start()
     deadline = time.monotonic() + 10
-    while state.phase() != PHASE_PLAIN and time.monotonic() < deadline:
+    while state.phase() == PHASE_BACKFILL and time.monotonic() < deadline:
         time.sleep(0.05)
+    if delete_when == "while-finishing":
+        delete_k()
     f.join(1.0)  # a cleanup that does not wait for A would be done by now
     go.set()
     a.join(30)

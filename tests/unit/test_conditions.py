@@ -56,12 +56,12 @@ def test_backfill_put_into_an_empty_target_never_replaces_anything() -> None:
     }
 
 
-def test_still_marked_compares_the_marker_token() -> None:
-    cond = still_marked("m-1:abc")
+def test_still_marked_compares_the_exact_marker_value() -> None:
+    cond = still_marked("m-1:abc:0f3e")
     assert cond.kwargs() == {
         "ConditionExpression": "#rep = :m",
         "ExpressionAttributeNames": {"#rep": REPLICATED_ATTR},
-        "ExpressionAttributeValues": {":m": {"S": "m-1:abc"}},
+        "ExpressionAttributeValues": {":m": {"S": "m-1:abc:0f3e"}},
     }
 
 

@@ -252,7 +252,7 @@ def replication(event: ReplicationEvent, control: ReplicationControl) -> dict[st
         # that already finished its backfill keeps its phase.
         # The write mode (was the target empty?) is recorded with the phase (conditions module).
         if state.phase() is None:
-            start_backfill(state, spec.target.clients().dynamodb(), spec.target.name)
+            start_backfill(state)
             state.put_meta(stream_arn=event.stream_arn)
         return {"started": True, **control.start(spec, event.stream_arn)}
     if event.action == "stop":
