@@ -29,7 +29,7 @@ conditions (the rewritten items are counted as ``skipped_newer``).
 Stragglers (issue 13 item 2). Step Functions retries "Copy segment" while the first invocation
 may still run. Each invocation therefore (1) holds a lease in the state store for its budget,
 which `tombstones.finish_backfill` waits out before removing tombstones; (2) re-reads the phase
-before writing each page and stops without writing once it is PLAIN; (3) claims a new
+before writing each page and stops without writing once it is past BACKFILL; (3) claims a new
 generation of its segment, and its checkpoints are conditional on no newer generation and on
 the segment not being done (`StateStore.save_segment`): an older invocation's checkpoint fails,
 is counted as ``fenced`` and ends that invocation — it is not an error.
@@ -506,7 +506,7 @@ def run_segment(
     if limiter is None:
         limiter = RateLimiter.for_target(spec.max_write_rate, target_desc)
     # The lease comes before the phase check: if `finish_backfill` saw no lease, this
-    # invocation's phase read comes after its flip and sees PLAIN.
+    # invocation's phase read comes after its flip and sees FINISHING or PLAIN.
     lease_id = state.take_lease(segment, wall_clock() + budget_seconds + LEASE_GRACE_SECONDS)
     try:
         return _run_leased(

@@ -1,12 +1,13 @@
 """Invariant I5 in one place: a delete during backfill is never resurrected.
 
-While the migration is in phase BACKFILL, the replicator turns a source REMOVE into a
+While the migration is in phase BACKFILL (or FINISHING), the replicator turns a source REMOVE into a
 tombstone in the target: an item holding only the key and `TOMBSTONE_ATTR`. The backfill's
 conditional put (`conditions.backfill_put`) refuses to overwrite it, so a stale scan page cannot
 bring the item back. A later INSERT of the same key overwrites the tombstone normally.
 
 Every tombstone is registered in the state store *before* it is written. `finish_backfill`
-flips the phase to PLAIN, then removes every registered tombstone that is still a tombstone.
+flips the phase to PLAIN (through FINISHING, below), then removes every registered tombstone
+that is still a tombstone.
 A replicator that decided "tombstone" just before the flip re-reads the phase after writing it
 and, seeing PLAIN, removes its own tombstone: either the cleanup sees the registration or the
 writer sees the flip, so no tombstone outlives the backfill.
@@ -143,7 +144,7 @@ def wait_for_backfill_workers(
     sleep: Callable[[float], None] = time.sleep,
     poll: float = 0.5,
 ) -> None:
-    """Wait until no backfill invocation holds a lease (call after the phase is PLAIN).
+    """Wait until no backfill invocation holds a lease (call in phase FINISHING).
 
     NotReadyYet (retried by the state machine) when one still does after `timeout` seconds: a
     lease lasts at most one worker budget, and its holder stops at its next page anyway.
