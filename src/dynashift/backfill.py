@@ -640,7 +640,10 @@ def _run_leased(
             start_key = page.cursor
             done = page.cursor is None
             if not _commit(state, segment, start_key, done, counters, generation=generation):
-                done = False
+                # Fenced: a newer invocation owns the segment. Report what the store says, so
+                # a caller that still loops on this result sees `done` when it is.
+                fenced = state.segment(segment)
+                done, start_key = fenced.done, fenced.cursor
                 break
             now = clock()
             slowest_page = max(slowest_page, now - page_started)
