@@ -26,6 +26,17 @@ evaluated), so a slow, rate-limited page never runs past the budget. A worker ki
 resumes from the last committed cursor; rewriting part of a page is harmless because of the
 conditions (the rewritten items are counted as ``skipped_newer``).
 
+Stragglers (issue 13 item 2). Step Functions retries "Copy segment" while the first invocation
+may still run. Each invocation therefore (1) holds a lease in the state store for its budget,
+which `tombstones.finish_backfill` waits out before removing tombstones; (2) re-reads the phase
+before writing each page and stops without writing once it is past BACKFILL; (3) claims a new
+generation of its segment, and its checkpoints are conditional on no newer generation and on
+the segment not being done (`StateStore.save_segment`): an older invocation's checkpoint fails,
+is counted as ``fenced`` and ends that invocation — it is not an error.
+
+A source item holding an attribute dynashift reserves (`items.RESERVED_ATTRS`) is refused with
+BadInputError naming its key: it would be taken for a tombstone or a marker (issue 13 item 7).
+
 Throttling: the worker's target client has botocore's own retries turned off, so every throttle
 reaches the engine: it is counted, retried with exponential backoff and full jitter, and reported
 to the shared `RateLimiter`, which backs off multiplicatively.
@@ -46,7 +57,15 @@ from pydantic import BaseModel, Field
 from dynashift.aws import error_code
 from dynashift.conditions import backfill_put
 from dynashift.errors import BadInputError, RuntimeFailure, TransientError
-from dynashift.items import Item, from_event_json, is_tombstone, key_names, key_of, to_event_json
+from dynashift.items import (
+    RESERVED_ATTRS,
+    Item,
+    from_event_json,
+    is_tombstone,
+    key_names,
+    key_of,
+    to_event_json,
+)
 from dynashift.models import MigrationSpec, factory_for
 from dynashift.plan import (
     RETENTION_MARGIN,
@@ -59,7 +78,13 @@ from dynashift.plan import (
 from dynashift.progress import NullProgress, Progress
 from dynashift.ratelimit import RateLimiter, provisioned_wcu
 from dynashift.retry import Backoff, call_with_retry, is_throttle, is_transient
-from dynashift.state import PHASE_BACKFILL, PHASE_PLAIN, SegmentState, StateStore
+from dynashift.state import (
+    PHASE_BACKFILL,
+    CheckpointFencedError,
+    SegmentState,
+    StateStore,
+    WriteMode,
+)
 from dynashift.tables import BATCH_WRITE_MAX, BatchStats, batch_write, describe_table, scan_pages
 
 #: Every counter a segment reports (all present, zero when nothing happened).
@@ -73,7 +98,11 @@ COUNTERS = (
     "unprocessed",
     "pages",
     "invocations",
+    "fenced",
 )
+
+#: A backfill invocation's lease outlasts its budget by this much (requests in flight).
+LEASE_GRACE_SECONDS = 10.0
 
 #: Default bound on conditional PutItem requests in flight per worker.
 DEFAULT_IN_FLIGHT = 16
@@ -277,12 +306,14 @@ class ConditionalWriter:
         backoff: Backoff | None = None,
         max_in_flight: int = DEFAULT_IN_FLIGHT,
         clock: Callable[[], float] = time.monotonic,
+        overwrite_older: bool = True,
     ) -> None:
         self.client = client
         self.table = table
         self.keys = tuple(key_attributes)
         self.counters = counters
         self.version_attribute = version_attribute
+        self.overwrite_older = overwrite_older
         self.limiter = limiter
         self.backoff = backoff or Backoff()
         self.clock = clock
@@ -299,7 +330,9 @@ class ConditionalWriter:
 
     def put(self, item: Item, stop_at: float = math.inf) -> str:
         """Write one item; returns the counter it landed in, or NOT_DONE past `stop_at`."""
-        condition = backfill_put(self.keys[0], item, self.version_attribute)
+        condition = backfill_put(
+            self.keys[0], item, self.version_attribute, overwrite_older=self.overwrite_older
+        )
         attempt = 0
         while True:
             if self.limiter is not None:
@@ -373,12 +406,41 @@ class ConditionalWriter:
 # --- the segment worker ----------------------------------------------------------------------
 
 
-def start_backfill(state: StateStore) -> None:
+def start_backfill(
+    state: StateStore, target_client: Any = None, target_table: str | None = None
+) -> WriteMode:
     """Put the migration into phase BACKFILL (deletes become tombstones). Idempotent.
 
-    Must happen before the first scan page is read; `run_segment` does it when no phase is set.
+    Must happen before the first scan page is read and before the replicator's first write.
+    The first call also records the write mode (`conditions` module docstring): whether the
+    target may hold items from before the migration. It cannot when this migration created it
+    (`target_created` in the meta, recorded by Prepare target); otherwise a Scan of one item
+    decides when `target_client` and `target_table` are given, and without them it is assumed
+    (marks cost a little, and are never wrong). `run_segment` does it when no phase is set.
+    Returns the recorded mode.
     """
-    state.init_phase(PHASE_BACKFILL)
+    if state.phase() is None:
+        if (state.get_meta() or {}).get("target_created"):
+            nonempty = False
+        elif target_client is not None and target_table is not None:
+            page = call_with_retry(
+                lambda: target_client.scan(TableName=target_table, Limit=1), Backoff()
+            )
+            nonempty = bool(page.get("Items")) or "LastEvaluatedKey" in page
+        else:
+            nonempty = True
+        state.init_phase(PHASE_BACKFILL, overwrite_older=nonempty)
+    return state.write_mode()
+
+
+def _refuse_reserved(items: Sequence[Item], keys: Sequence[str]) -> None:
+    for item in items:
+        if not RESERVED_ATTRS.isdisjoint(item):
+            name = sorted(RESERVED_ATTRS.intersection(item))[0]
+            raise BadInputError(
+                f"source item {to_event_json(key_of(item, keys))}: attribute {name!r} is a "
+                "name dynashift reserves for its own markers; rename it in the source"
+            )
 
 
 def run_segment(
@@ -397,6 +459,7 @@ def run_segment(
     max_in_flight: int = DEFAULT_IN_FLIGHT,
     page_size: int | None = None,
     reserve_seconds: float | None = None,
+    wall_clock: Callable[[], float] = time.time,
 ) -> SegmentResult:
     """Backfill one segment until it is done or the budget is nearly spent.
 
@@ -404,7 +467,8 @@ def run_segment(
     from the state store's committed cursor. Commits cursor and counters after each page.
     `reserve_seconds` (default: 10 % of the budget, at most 5 s) is kept free for the requests
     in flight and the final commit. Clients default to the spec's sides; the target client
-    leaves retries to the engine so the limiter sees every throttle.
+    leaves retries to the engine so the limiter sees every throttle. `wall_clock` (epoch
+    seconds) times the invocation's lease; see the module docstring for the fencing.
     """
     started = clock()
     if not 0 <= segment < spec.segments:
@@ -435,24 +499,86 @@ def run_segment(
     backoff = backoff or Backoff()
 
     source_desc = describe_table(source_client, spec.source.name, "source")
-    keys = key_names(source_desc["KeySchema"])
     # The target client leaves retries to the engine (every throttle is counted): retry here.
     target_desc = call_with_retry(
         lambda: describe_table(target_client, spec.target.name, "target"), backoff
     )
     if limiter is None:
         limiter = RateLimiter.for_target(spec.max_write_rate, target_desc)
+    # The lease comes before the phase check: if `finish_backfill` saw no lease, this
+    # invocation's phase read comes after its flip and sees FINISHING or PLAIN.
+    lease_id = state.take_lease(segment, wall_clock() + budget_seconds + LEASE_GRACE_SECONDS)
+    try:
+        return _run_leased(
+            spec,
+            segment,
+            state=state,
+            saved=saved,
+            counters=counters,
+            start_key=start_key,
+            source_client=source_client,
+            target_client=target_client,
+            source_desc=source_desc,
+            target_desc=target_desc,
+            limiter=limiter,
+            backoff=backoff,
+            max_in_flight=max_in_flight,
+            page_size=page_size,
+            clock=clock,
+            stop_at=stop_at,
+            progress=progress,
+        )
+    finally:
+        state.release_lease(segment, lease_id)
+
+
+def _phase_finished(spec: MigrationSpec, state: StateStore) -> None:
+    phase = state.phase()
+    if phase is not None and phase != PHASE_BACKFILL:
+        raise RuntimeFailure(
+            f"migration {spec.migration_id}: backfill already finished (phase {phase}); "
+            "a late backfill write could resurrect a deleted item"
+        )
+
+
+def _run_leased(
+    spec: MigrationSpec,
+    segment: int,
+    *,
+    state: StateStore,
+    saved: SegmentState,
+    counters: Counters,
+    start_key: Item | None,
+    source_client: Any,
+    target_client: Any,
+    source_desc: Mapping[str, Any],
+    target_desc: Mapping[str, Any],
+    limiter: RateLimiter,
+    backoff: Backoff,
+    max_in_flight: int,
+    page_size: int | None,
+    clock: Callable[[], float],
+    stop_at: float,
+    progress: Progress,
+) -> SegmentResult:
+    total = spec.segments
+    keys = key_names(source_desc["KeySchema"])
+    overwrite_older = False
     if spec.strategy == "replay":
         if saved.cursor is None and start_key is None:
             check_replay_allowed(spec, source_desc, target_desc)
     else:
-        phase = state.phase()
-        if phase == PHASE_PLAIN:
-            raise RuntimeFailure(
-                f"migration {spec.migration_id}: backfill already finished (phase {phase}); "
-                "a late backfill write could resurrect a deleted item"
-            )
-        start_backfill(state)
+        _phase_finished(spec, state)
+        overwrite_older = start_backfill(state, target_client, spec.target.name).overwrite_older
+    try:
+        generation = state.claim_segment(segment)
+    except CheckpointFencedError:
+        return SegmentResult(
+            segment=segment,
+            total_segments=total,
+            done=True,
+            counters=state.segment(segment).counters,
+        )
 
     counters.add("invocations")
     done = False
@@ -467,6 +593,7 @@ def run_segment(
             backoff=backoff,
             max_in_flight=max_in_flight,
             clock=clock,
+            overwrite_older=overwrite_older,
         )
         if spec.strategy == "concurrent"
         else None
@@ -484,6 +611,9 @@ def run_segment(
         slowest_page = 0.0
         for page in pages:
             page_started = clock()
+            _refuse_reserved(page.items, keys)
+            if writer is not None:
+                _phase_finished(spec, state)  # a straggler stops before writing (fencing)
             counters.add("scanned", len(page.items))
             if writer is not None:
                 written = writer.put_all(page.items, stop_at)
@@ -504,12 +634,17 @@ def run_segment(
                 if written:
                     start_key = key_of(page.items[written - 1], keys)
                 counters.add("scanned", written - len(page.items))
-                _commit(state, segment, start_key, False, counters)
+                _commit(state, segment, start_key, False, counters, generation=generation)
                 break
             counters.add("pages")
             start_key = page.cursor
             done = page.cursor is None
-            _commit(state, segment, start_key, done, counters)
+            if not _commit(state, segment, start_key, done, counters, generation=generation):
+                # Fenced: a newer invocation owns the segment. Report what the store says, so
+                # a caller that still loops on this result sees `done` when it is.
+                fenced = state.segment(segment)
+                done, start_key = fenced.done, fenced.cursor
+                break
             now = clock()
             slowest_page = max(slowest_page, now - page_started)
             if done or now + slowest_page > stop_at:
@@ -527,16 +662,29 @@ def run_segment(
 
 
 def _commit(
-    state: StateStore, segment: int, cursor: Item | None, done: bool, counters: Counters
-) -> None:
-    state.save_segment(
-        SegmentState(
-            segment=segment,
-            cursor=None if done else cursor,
-            done=done,
-            counters=counters.snapshot(),
+    state: StateStore,
+    segment: int,
+    cursor: Item | None,
+    done: bool,
+    counters: Counters,
+    *,
+    generation: int = 0,
+) -> bool:
+    """Save the checkpoint; False (counted as ``fenced``) when a newer invocation owns it."""
+    try:
+        state.save_segment(
+            SegmentState(
+                segment=segment,
+                cursor=None if done else cursor,
+                done=done,
+                counters=counters.snapshot(),
+                generation=generation,
+            )
         )
-    )
+        return True
+    except CheckpointFencedError:
+        counters.add("fenced")
+        return False
 
 
 def backfill_all(

@@ -26,6 +26,13 @@ pauses. Writes after the call may or may not be applied. Children of a shard fin
 way hold only later records; children of an exhausted shard are drained like any other shard.
 
 `lag()` reads ahead from the checkpoints without applying (records behind, age of the oldest).
+
+One applier at a time (issue 13 item 2): while `run` follows the stream it holds the migration's
+replicator lease in the state store (`lease_seconds`, renewed before each batch once a third of
+it has passed). A second follower of the same migration waits for the lease to expire (a
+crashed process's lease lapses after `lease_seconds`) and otherwise fails with LeaseHeldError; a
+follower that lost its lease stops before applying another batch. In AWS the one event source
+mapping of the replicator function is the single applier.
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ from dynashift.errors import RuntimeFailure, WorkerDeadlineError
 from dynashift.items import to_event_json
 from dynashift.replicator import ApplyResult, approximate_creation
 from dynashift.retry import Backoff, is_throttle, is_transient
-from dynashift.state import StateStore
+from dynashift.state import LeaseHeldError, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +178,7 @@ class StreamFollower:
         max_record_attempts: int = 10,
         clock_skew: float = 2.0,
         context: Any = None,
+        lease_seconds: float | None = 15.0,
     ) -> None:
         if not 1 <= batch_size <= 1000:
             raise ValueError(f"batch_size must be 1..1000, got {batch_size}")
@@ -199,11 +207,50 @@ class StreamFollower:
         #: While draining: records created at or after this time (epoch) are "after the drain".
         self._drain_until: float | None = None
         self.error: BaseException | None = None
+        self.lease_seconds = lease_seconds
+        self._owner = f"follower-{uuid.uuid4().hex}"
+        #: Wall-clock time of the last lease renewal (None: no lease held).
+        self._leased_at: float | None = None
+
+    # --- the one-applier lease ----------------------------------------------------------------
+
+    def _acquire_lease(self, stop: threading.Event) -> bool:
+        """Take the replicator lease, waiting up to one lease period for another holder's to
+        lapse. False when `stop` was set meanwhile; LeaseHeldError when it never lapsed."""
+        if self.state is None or self.lease_seconds is None:
+            return True
+        give_up = self._clock() + self.lease_seconds + 1.0
+        while True:
+            now = self._clock()
+            try:
+                self.state.acquire_replicator_lease(self._owner, now + self.lease_seconds, now)
+                self._leased_at = now
+                return True
+            except LeaseHeldError:
+                if now >= give_up:
+                    raise
+                log.info("waiting for another replicator's lease on this migration to lapse")
+            if stop.wait(0.5):
+                return False
+
+    def _renew_lease(self) -> None:
+        if self._leased_at is None or self.state is None or self.lease_seconds is None:
+            return
+        now = self._clock()
+        if now - self._leased_at >= self.lease_seconds / 3:
+            self.state.acquire_replicator_lease(self._owner, now + self.lease_seconds, now)
+            self._leased_at = now
+
+    def _release_lease(self) -> None:
+        if self._leased_at is not None and self.state is not None:
+            self._leased_at = None
+            self.state.release_replicator_lease(self._owner)
 
     # --- applying a batch --------------------------------------------------------------------
 
     def _apply(self, events: list[Record]) -> tuple[int | None, ApplyResult | None]:
         """(first failed index or None, the engine's result when the target is a Replicator)."""
+        self._renew_lease()  # LeaseHeldError: another follower took over, apply nothing more
         apply = getattr(self.target, "apply", None)
         if apply is not None:
             result: ApplyResult = apply(events)
@@ -369,7 +416,10 @@ class StreamFollower:
         `self.error` and re-raised."""
         idle = 0
         try:
+            if not self._acquire_lease(stop):
+                return
             while not stop.is_set() and not self._finished.is_set():
+                self._renew_lease()
                 try:
                     res = self.poll_once()
                 except ClientError as exc:
@@ -385,6 +435,8 @@ class StreamFollower:
         except BaseException as exc:
             self.error = exc
             raise
+        finally:
+            self._release_lease()
 
     def _peek(
         self, shard_id: str, checkpoint: str | None, max_pages: int, until: float

@@ -25,6 +25,13 @@ KeySchema = Sequence[Mapping[str, str]]
 #: a record of a delete, not data: verification and sync treat it as absent.
 TOMBSTONE_ATTR = "__dynashift_tombstone"
 
+#: Marker of a versioned put the replicator made while the backfill ran (`conditions` module
+#: docstring): the backfill never replaces such an item; removed when the backfill finishes.
+REPLICATED_ATTR = "__dynashift_replicated"
+
+#: Attribute names dynashift writes into a target: a source item holding one is refused.
+RESERVED_ATTRS = frozenset({TOMBSTONE_ATTR, REPLICATED_ATTR})
+
 #: Bookkeeping attributes of legacy (2017) global tables, ignored by default.
 LEGACY_REPLICATION_PREFIX = "aws:rep:"
 
@@ -136,7 +143,7 @@ def ignored_predicate(
     names = frozenset(ignore)
 
     def is_ignored(name: str) -> bool:
-        if name in names or name == TOMBSTONE_ATTR:
+        if name in names or name in RESERVED_ATTRS:
             return True
         return ignore_legacy and name.startswith(LEGACY_REPLICATION_PREFIX)
 

@@ -476,7 +476,7 @@ def publish_report(sns_client: Any, topic_arn: str, report: ReadinessReport) -> 
 
 
 def _approval_key(state: StateStore) -> dict[str, Any]:
-    return {"migration_id": {"S": state.migration_id}, "sk": {"S": APPROVAL_SK}}
+    return state.record_key(APPROVAL_SK)
 
 
 def save_approval_token(state: StateStore, token: str, now: float | None = None) -> None:

@@ -7,6 +7,11 @@ follower converts botocore records to that shape first), all from one shard, in 
   else is converted). With a version attribute the put is conditional
   (`conditions.replicated_put`): a strictly newer version already in the target wins, and the
   record is counted as `skipped_stale`.
+- While the backfill runs on a target that held items before the migration, a versioned put also
+  carries this migration's marker (`tombstones.apply_marked_put`), so the backfill never
+  replaces it (proof in the `conditions` module docstring).
+- An image holding an attribute dynashift reserves (`items.RESERVED_ATTRS`) is refused
+  (BadRecordError): it would be taken for a tombstone or a marker.
 - REMOVE goes through `tombstones.apply_delete`: a tombstone while the backfill runs (I5), a
   plain delete afterwards.
 - A REMOVE made by DynamoDB's TTL (`userIdentity` Service / `dynamodb.amazonaws.com`) is
@@ -42,10 +47,10 @@ from pydantic import BaseModel
 from dynashift.aws import ClientFactory, error_code
 from dynashift.conditions import replicated_put
 from dynashift.errors import DynashiftError, RuntimeFailure, StreamUnavailableError
-from dynashift.items import Item, from_event_json, key_id
+from dynashift.items import RESERVED_ATTRS, Item, from_event_json, key_id
 from dynashift.models import MigrationSpec, TableLocation
-from dynashift.state import PHASE_PLAIN, StateStore
-from dynashift.tombstones import apply_delete
+from dynashift.state import PHASE_PLAIN, TOMBSTONE_PHASES, StateStore, WriteMode
+from dynashift.tombstones import apply_delete, apply_marked_put
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +165,8 @@ class Replicator:
         self.skip_ttl_deletes = skip_ttl_deletes
         self.client = (clients or target.clients(parallelism)).dynamodb()
         self.clock = clock
+        self._mode: WriteMode | None = None
+        self._mode_fresh = False
 
     @classmethod
     def for_spec(
@@ -195,6 +202,12 @@ class Replicator:
                     "NEW_AND_OLD_IMAGES"
                 )
             image = from_event_json(body["NewImage"])
+            reserved = sorted(RESERVED_ATTRS.intersection(image))
+            if reserved:
+                raise BadRecordError(
+                    f"{where}: the source item has attribute {reserved[0]!r}, a name dynashift "
+                    "reserves for its own markers; rename it in the source"
+                )
             kind: OpKind = "put"
         elif name == "REMOVE":
             kind = "remove"
@@ -239,11 +252,37 @@ class Replicator:
 
     # --- applying ----------------------------------------------------------------------------
 
+    def _write_mode(self) -> WriteMode:
+        """The migration's write mode, read at most once per batch; PLAIN and an empty-target
+        mode are final, so they are not read again."""
+        assert self.state is not None
+        final = self._mode is not None and (
+            self._mode.phase == PHASE_PLAIN
+            or (self._mode.phase is not None and not self._mode.overwrite_older)
+        )
+        if not final and not self._mode_fresh:
+            self._mode = self.state.write_mode()
+            self._mode_fresh = True
+        assert self._mode is not None
+        return self._mode
+
     def _put(self, op: _Op) -> bool:
         """True when written, False when refused as stale (a newer version is in the target)."""
         assert op.image is not None
         condition = replicated_put(self.key_names[0], op.image, self.version_attribute)
         kwargs = condition.kwargs() if condition else {}
+        if condition is not None and self.state is not None:
+            mode = self._write_mode()
+            if mode.overwrite_older and mode.phase in TOMBSTONE_PHASES and mode.marker:
+                return apply_marked_put(
+                    self.client,
+                    self.target.name,
+                    op.key,
+                    op.image,
+                    state=self.state,
+                    marker=mode.marker,
+                    condition_kwargs=kwargs,
+                )
         try:
             self.client.put_item(TableName=self.target.name, Item=op.image, **kwargs)
             return True
@@ -273,6 +312,7 @@ class Replicator:
                 break
         superseded = self._superseded(ops)
         plain = [False]
+        self._mode_fresh = False
         for op in ops:
             try:
                 if op.index in superseded:

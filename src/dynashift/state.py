@@ -6,18 +6,35 @@ Layout (partition key `migration_id`, sort key `sk`, both strings):
 |-----------------------|-----------------------------------------------------------------|
 | `meta`                | phase, source/target names, timestamps, free-form fields        |
 | `segment#000007`      | cursor (JSON wire format), done flag, counters (a map of N)     |
-| `tombstone#<key id>`  | a tombstone written in the target while backfill runs (I5)      |
+| `tombstone#<key id>`  | a key the replicator wrote during the backfill: a tombstone (I5) |
+|                       | or a marked versioned put (`conditions` module docstring)        |
+| `lease#<seg>#<id>`    | a running backfill invocation's lease (`finish_backfill` waits)   |
+| `replicator#lease`    | the one stream applier of the migration (local follower)          |
 | `shard#<shard id>`    | last applied stream sequence number of a shard (follower)        |
 | `report`              | the latest readiness report (JSON text)                          |
 
+Every record's key comes from ONE builder, `record_key(kind, ident)`: a record about a table key
+(`<key id>`: the key's JSON text) keeps it inline while the sort key stays within
+`SORT_KEY_INLINE_MAX` bytes, and otherwise uses the SHA-256 digest of that text, with the full
+text in the record's `key` attribute. So every record fits DynamoDB's 1,024-byte sort-key limit
+whatever the migrated table's key: a 2,048-byte partition key plus a 1,024-byte sort key, binary
+(base64) or non-ASCII (JSON escapes it to six bytes a character). The partition key is the
+migration id (at most 64 ASCII characters, `MigrationSpec`).
+
 Writes that commit progress are single PutItem/UpdateItem calls, so a crash leaves either the
 old or the new checkpoint (I8). Reads that decide behaviour (the phase) are strongly consistent.
+A segment checkpoint only moves forward: each invocation takes a higher generation
+(`claim_segment`) and `save_segment` is conditional on no newer generation having claimed the
+segment and on the segment not being done yet, so a straggling invocation cannot overwrite a
+newer cursor or `done` (its write fails with `CheckpointFencedError`, which the worker counts).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,12 +49,49 @@ from dynashift.items import Item, from_event_json, key_from_id, key_id, to_event
 PHASE_BACKFILL = "BACKFILL"
 #: Backfill finished and tombstones removed: deletes are plain deletes.
 PHASE_PLAIN = "PLAIN"
+#: "Finish backfill" runs: backfill workers stop at their next page, and the replicator still
+#: writes tombstones while a straggling worker may write (`finish_backfill` waits out their
+#: leases, then sets PLAIN).
+PHASE_FINISHING = "FINISHING"
+#: Phases in which deletes become tombstones (and versioned puts may carry a marker).
+TOMBSTONE_PHASES = frozenset({PHASE_BACKFILL, PHASE_FINISHING})
 
 META = "meta"
 REPORT = "report"
 SEGMENT_PREFIX = "segment#"
 TOMBSTONE_PREFIX = "tombstone#"
 SHARD_PREFIX = "shard#"
+LEASE_PREFIX = "lease#"
+REPLICATOR_LEASE = "replicator#lease"
+
+#: Longest sort key kept inline (DynamoDB's limit is 1,024 bytes of UTF-8); longer ones are
+#: replaced by a digest (see `record_key`).
+SORT_KEY_INLINE_MAX = 1024
+_DIGEST_TAG = "sha256:"
+
+
+class CheckpointFencedError(RuntimeFailure):
+    """A segment checkpoint write lost to a newer invocation (or to `done`): the writer is a
+    straggler and must stop. An expected, counted outcome (never a workflow error)."""
+
+
+class LeaseHeldError(RuntimeFailure):
+    """Another process holds the lease (for example a second replicator of one migration)."""
+
+
+def record_sort_key(kind: str, ident: str = "") -> tuple[str, str | None]:
+    """(sort key, full identifier or None): THE key builder of every state record.
+
+    `kind` is a record type (`meta`, `segment#`, `tombstone#`, ...) and `ident` what the record is
+    about. Kept inline when the sort key fits `SORT_KEY_INLINE_MAX` bytes; otherwise the sort key
+    is `kind + "sha256:" + hex digest of ident` and the full identifier is returned for the
+    record's `key` attribute. An inline identifier never starts with "sha256:" (key ids are JSON
+    objects, the others are numbers or stream shard ids), so the two forms cannot collide.
+    """
+    inline = kind + ident
+    if len(inline.encode("utf-8")) <= SORT_KEY_INLINE_MAX:
+        return inline, None
+    return kind + _DIGEST_TAG + hashlib.sha256(ident.encode("utf-8")).hexdigest(), ident
 
 
 def state_table_name(migration_id: str) -> str:
@@ -51,6 +105,23 @@ class SegmentState:
     cursor: Item | None = None
     done: bool = False
     counters: dict[str, int] = field(default_factory=dict)
+    #: The invocation generation that writes this checkpoint (0: unfenced, tests and tools).
+    generation: int = 0
+
+
+@dataclass(frozen=True)
+class WriteMode:
+    """How the target is written during the backfill (one strongly consistent read of `meta`).
+
+    `overwrite_older`: the target held items before the migration, so the backfill may replace
+    an older version of such an item, and the replicator marks its versioned puts with `marker`
+    while the phase is BACKFILL (proof in the `conditions` module docstring). False (also for a
+    migration started before this was recorded): the backfill never replaces anything.
+    """
+
+    phase: str | None
+    overwrite_older: bool = False
+    marker: str | None = None
 
 
 def _encode_cursor(cursor: Mapping[str, Any] | None) -> str | None:
@@ -113,8 +184,31 @@ class StateStore:
 
     # --- low level ---------------------------------------------------------------------------
 
-    def _key(self, sk: str) -> dict[str, Any]:
+    def record_key(self, kind: str, ident: str = "") -> dict[str, Any]:
+        """The primary key of the record `kind + ident` (see `record_sort_key`).
+
+        Fixed-name records (`meta`, `report`, `verify#000003`, ...) are never long; a record about
+        a table key goes through `_keyed_record`, which also stores the full identifier.
+        """
+        sk, _full = record_sort_key(kind, ident)
         return {"migration_id": {"S": self.migration_id}, "sk": {"S": sk}}
+
+    def _key(self, sk: str) -> dict[str, Any]:
+        return self.record_key(sk)
+
+    def _keyed_record(self, kind: str, ident: str) -> dict[str, Any]:
+        """Key attributes of a record about `ident`, plus `key` (its full text) when digested."""
+        sk, full = record_sort_key(kind, ident)
+        item: dict[str, Any] = {"migration_id": {"S": self.migration_id}, "sk": {"S": sk}}
+        if full is not None:
+            item["key"] = {"S": full}
+        return item
+
+    @staticmethod
+    def _ident_of(item: Mapping[str, Any], kind: str) -> str:
+        if "key" in item:
+            return str(item["key"]["S"])
+        return str(item["sk"]["S"][len(kind) :])
 
     def _get(self, sk: str) -> dict[str, Any] | None:
         resp = self.client.get_item(TableName=self.table, Key=self._key(sk), ConsistentRead=True)
@@ -144,19 +238,41 @@ class StateStore:
         return json.loads(item["data"]["S"]) | {"phase": item.get("phase", {}).get("S")}
 
     def put_meta(self, **fields: Any) -> None:
-        """Merge `fields` (JSON-serializable) into the meta record."""
-        current = self.get_meta() or {}
-        phase = fields.pop("phase", None) or current.pop("phase", None)
-        current.pop("phase", None)
-        current.update(fields)
-        item = {
-            **self._key(META),
-            "data": {"S": json.dumps(current, sort_keys=True, default=str)},
-            "updated": {"N": str(time.time())},
-        }
-        if phase:
-            item["phase"] = {"S": phase}
-        self.client.put_item(TableName=self.table, Item=item)
+        """Merge `fields` (JSON-serializable) into the meta record.
+
+        The phase is written only when `phase` is one of the fields, and the other attributes of
+        the record (the write mode) are kept. The PutItem is conditional on the phase it read, so
+        a concurrent `set_phase` is never undone (the merge is then redone).
+        """
+        phase = fields.pop("phase", None)
+        for _attempt in range(10):
+            item = self._get(META) or {}
+            current = json.loads(item["data"]["S"]) if "data" in item else {}
+            current.update(fields)
+            new = {
+                **item,
+                **self._key(META),
+                "data": {"S": json.dumps(current, sort_keys=True, default=str)},
+                "updated": {"N": str(time.time())},
+            }
+            if phase:
+                new["phase"] = {"S": phase}
+            old_phase = item.get("phase")
+            condition: dict[str, Any] = (
+                {
+                    "ConditionExpression": "phase = :old",
+                    "ExpressionAttributeValues": {":old": old_phase},
+                }
+                if old_phase
+                else {"ConditionExpression": "attribute_not_exists(phase)"}
+            )
+            try:
+                self.client.put_item(TableName=self.table, Item=new, **condition)
+                return
+            except ClientError as exc:
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    raise
+        raise RuntimeFailure(f"migration {self.migration_id}: meta record kept changing")
 
     def phase(self) -> str | None:
         item = self._get(META)
@@ -170,22 +286,28 @@ class StateStore:
             ExpressionAttributeValues={":p": {"S": phase}, ":t": {"N": str(time.time())}},
         )
 
-    def init_phase(self, phase: str) -> bool:
+    def init_phase(self, phase: str, *, overwrite_older: bool = False) -> bool:
         """Set the phase only if none is recorded yet (atomic). True when this call set it.
 
+        Records the write mode with it (`WriteMode`): `overwrite_older` and a fresh marker token.
         Keeps every other meta field; creates the meta record (empty data) if it is missing.
         """
         try:
             self.client.update_item(
                 TableName=self.table,
                 Key=self._key(META),
-                UpdateExpression="SET phase = :p, updated = :t, #d = if_not_exists(#d, :empty)",
+                UpdateExpression=(
+                    "SET phase = :p, updated = :t, #d = if_not_exists(#d, :empty), "
+                    "overwrite_older = :o, marker = :m"
+                ),
                 ConditionExpression="attribute_not_exists(phase)",
                 ExpressionAttributeNames={"#d": "data"},
                 ExpressionAttributeValues={
                     ":p": {"S": phase},
                     ":t": {"N": str(time.time())},
                     ":empty": {"S": "{}"},
+                    ":o": {"BOOL": overwrite_older},
+                    ":m": {"S": f"{self.migration_id}:{uuid.uuid4().hex}"},
                 },
             )
             return True
@@ -193,6 +315,15 @@ class StateStore:
             if error_code(exc) == "ConditionalCheckFailedException":
                 return False
             raise
+
+    def write_mode(self) -> WriteMode:
+        """Phase and write mode in one strongly consistent read."""
+        item = self._get(META) or {}
+        return WriteMode(
+            phase=item.get("phase", {}).get("S"),
+            overwrite_older=bool(item.get("overwrite_older", {}).get("BOOL", False)),
+            marker=item.get("marker", {}).get("S"),
+        )
 
     # --- segments ----------------------------------------------------------------------------
 
@@ -208,44 +339,177 @@ class StateStore:
             cursor=_decode_cursor(item.get("cursor", {}).get("S")),
             done=bool(item.get("done", {}).get("BOOL", False)),
             counters=counters,
+            generation=int(item.get("generation", {}).get("N", "0")),
         )
 
     def segment(self, segment: int) -> SegmentState:
         item = self._get(self._segment_sk(segment))
         return self._segment_from(item) if item else SegmentState(segment=segment)
 
+    def claim_segment(self, segment: int) -> int:
+        """Take the next generation of a segment for one worker invocation; returns it.
+
+        Every later checkpoint of an older generation fails (`save_segment`), so an invocation
+        that Step Functions retried while the first one still runs leaves only one writer.
+        CheckpointFencedError when the segment is already done.
+        """
+        try:
+            resp = self.client.update_item(
+                TableName=self.table,
+                Key=self._key(self._segment_sk(segment)),
+                UpdateExpression="SET #s = :s, updated = :t ADD #g :one",
+                ConditionExpression="attribute_not_exists(#d) OR #d = :f",
+                ExpressionAttributeNames={"#s": "segment", "#g": "generation", "#d": "done"},
+                ExpressionAttributeValues={
+                    ":s": {"N": str(segment)},
+                    ":t": {"N": str(time.time())},
+                    ":one": {"N": "1"},
+                    ":f": {"BOOL": False},
+                },
+                ReturnValues="UPDATED_NEW",
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise CheckpointFencedError(f"segment {segment} is already done") from exc
+            raise
+        return int(resp["Attributes"]["generation"]["N"])
+
     def save_segment(self, state: SegmentState) -> None:
-        """Commit a segment's checkpoint (call after the page before `cursor` is written)."""
+        """Commit a segment's checkpoint (call after the page before `cursor` is written).
+
+        Conditional: no newer generation than `state.generation` has claimed the segment, and a
+        segment that is done stays done. Else CheckpointFencedError (nothing is written).
+        """
         item: dict[str, Any] = {
             **self._key(self._segment_sk(state.segment)),
             "segment": {"N": str(state.segment)},
             "done": {"BOOL": state.done},
             "counters": {"M": {k: {"N": str(v)} for k, v in sorted(state.counters.items())}},
+            "generation": {"N": str(state.generation)},
             "updated": {"N": str(time.time())},
         }
         cursor = _encode_cursor(state.cursor)
         if cursor:
             item["cursor"] = {"S": cursor}
-        self.client.put_item(TableName=self.table, Item=item)
+        condition = "(attribute_not_exists(#g) OR #g <= :g)"
+        values: dict[str, Any] = {":g": {"N": str(state.generation)}}
+        names = {"#g": "generation"}
+        if not state.done:
+            condition += " AND (attribute_not_exists(#d) OR #d = :f)"
+            names["#d"] = "done"
+            values[":f"] = {"BOOL": False}
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item=item,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise CheckpointFencedError(
+                    f"segment {state.segment}: checkpoint of generation {state.generation} "
+                    "refused (a newer invocation claimed the segment, or it is done)"
+                ) from exc
+            raise
 
     def segments(self) -> list[SegmentState]:
         return [self._segment_from(i) for i in self._query_prefix(SEGMENT_PREFIX)]
 
+    # --- backfill invocation leases ----------------------------------------------------------
+
+    def take_lease(self, segment: int, until: float) -> str:
+        """Record a running backfill invocation of `segment` until `until` (epoch seconds).
+
+        Returns the lease id for `release_lease`. `finish_backfill` waits until no lease is
+        active, so a straggling invocation's last writes land before the tombstones go.
+        """
+        lease_id = uuid.uuid4().hex
+        self.client.put_item(
+            TableName=self.table,
+            Item={
+                **self._key(f"{LEASE_PREFIX}{segment:06d}#{lease_id}"),
+                "until": {"N": f"{until:.3f}"},
+            },
+        )
+        return lease_id
+
+    def release_lease(self, segment: int, lease_id: str) -> None:
+        self.client.delete_item(
+            TableName=self.table, Key=self._key(f"{LEASE_PREFIX}{segment:06d}#{lease_id}")
+        )
+
+    def active_leases(self, now: float) -> list[tuple[int, float]]:
+        """(segment, until) of every lease still running at `now`."""
+        out = []
+        for item in self._query_prefix(LEASE_PREFIX):
+            until = float(item["until"]["N"])
+            if until > now:
+                out.append((int(item["sk"]["S"][len(LEASE_PREFIX) :].split("#")[0]), until))
+        return out
+
+    def acquire_replicator_lease(self, owner: str, until: float, now: float) -> None:
+        """Become (or stay) the one replicator applying this migration's stream until `until`.
+
+        LeaseHeldError when another owner's lease is still running at `now`.
+        """
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item={
+                    **self._key(REPLICATOR_LEASE),
+                    "owner": {"S": owner},
+                    "until": {"N": f"{until:.3f}"},
+                },
+                ConditionExpression="attribute_not_exists(sk) OR #o = :o OR #u < :now",
+                ExpressionAttributeNames={"#o": "owner", "#u": "until"},
+                ExpressionAttributeValues={
+                    ":o": {"S": owner},
+                    ":now": {"N": f"{now:.3f}"},
+                },
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise LeaseHeldError(
+                    f"migration {self.migration_id}: another replicator is applying the stream "
+                    "(its lease in the state store is still running); stop it first"
+                ) from exc
+            raise
+
+    def release_replicator_lease(self, owner: str) -> None:
+        try:
+            self.client.delete_item(
+                TableName=self.table,
+                Key=self._key(REPLICATOR_LEASE),
+                ConditionExpression="#o = :o",
+                ExpressionAttributeNames={"#o": "owner"},
+                ExpressionAttributeValues={":o": {"S": owner}},
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+
     # --- tombstone registry ------------------------------------------------------------------
 
     def register_tombstone(self, key: Mapping[str, Any]) -> None:
-        kid = key_id(key)
+        """Register a key the replicator writes during the backfill (before it writes it)."""
         self.client.put_item(
             TableName=self.table,
-            Item={**self._key(TOMBSTONE_PREFIX + kid), "created": {"N": str(time.time())}},
+            Item={
+                **self._keyed_record(TOMBSTONE_PREFIX, key_id(key)),
+                "created": {"N": str(time.time())},
+            },
         )
 
     def deregister_tombstone(self, key: Mapping[str, Any]) -> None:
-        self.client.delete_item(TableName=self.table, Key=self._key(TOMBSTONE_PREFIX + key_id(key)))
+        self.client.delete_item(
+            TableName=self.table, Key=self.record_key(TOMBSTONE_PREFIX, key_id(key))
+        )
 
     def tombstones(self) -> Iterator[Item]:
         for item in self._query_prefix(TOMBSTONE_PREFIX):
-            yield key_from_id(item["sk"]["S"][len(TOMBSTONE_PREFIX) :])
+            yield key_from_id(self._ident_of(item, TOMBSTONE_PREFIX))
 
     # --- stream checkpoints ------------------------------------------------------------------
 

@@ -869,10 +869,7 @@ def summarize(
 
 
 def _verify_key(state: StateStore, segment: int) -> dict[str, Any]:
-    return {
-        "migration_id": {"S": state.migration_id},
-        "sk": {"S": f"{VERIFY_PREFIX}{segment:06d}"},
-    }
+    return state.record_key(VERIFY_PREFIX, f"{segment:06d}")
 
 
 def save_verify_result(state: StateStore, result: VerifyResult) -> None:
@@ -923,7 +920,7 @@ def default_state(spec: MigrationSpec) -> StateStore | None:
 
 
 def _recheck_key(state: StateStore) -> dict[str, Any]:
-    return {"migration_id": {"S": state.migration_id}, "sk": {"S": RECHECK_SK}}
+    return state.record_key(RECHECK_SK)
 
 
 def save_recheck_result(state: StateStore, result: RecheckResult) -> None:

@@ -14,6 +14,7 @@ from dynashift.backfill import (
     plan_segments,
     replay_refusal,
     run_segment,
+    start_backfill,
     total_counters,
 )
 from dynashift.errors import BadInputError, RuntimeFailure, TransientError
@@ -413,3 +414,19 @@ def test_replay_rule_uses_rate_capacity_or_on_demand_throughput() -> None:
     assert replay_refusal(1_000_000, 10**9, target_wcu=10) is not None  # 8 items/s: 35 h
     reason = replay_refusal(10**10, 10**12)
     assert reason is not None and "24 h" in reason and "--strategy concurrent" in reason
+
+
+def test_the_write_mode_is_decided_once_before_the_first_write(endpoint: str, tables: Any) -> None:
+    """Issue 13 item 1: the backfill may replace older versions only in a target that held items
+    before the migration; a target this migration created cannot, whatever it holds later."""
+    src, dst, ddb = tables
+    created = make_state(ddb, make_spec(endpoint, src, dst, mid()))
+    created.put_meta(target_created=True)
+    ddb.put_item(TableName=dst, Item={"pk": {"S": "k00000"}, "v": {"N": "-1"}})
+    assert start_backfill(created, ddb, dst).overwrite_older is False
+    found = make_state(ddb, make_spec(endpoint, src, dst, mid()))
+    mode = start_backfill(found, ddb, dst)
+    assert mode.overwrite_older and mode.phase == PHASE_BACKFILL
+    assert start_backfill(found, ddb, dst) == mode  # decided once
+    unknown = make_state(ddb, make_spec(endpoint, src, dst, mid()))
+    assert start_backfill(unknown).overwrite_older is True  # no client: assume items

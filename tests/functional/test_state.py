@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
 import pytest
 
-from dynashift.state import PHASE_BACKFILL, PHASE_PLAIN, SegmentState, StateStore
+from dynashift.state import (
+    PHASE_BACKFILL,
+    PHASE_PLAIN,
+    SORT_KEY_INLINE_MAX,
+    CheckpointFencedError,
+    LeaseHeldError,
+    SegmentState,
+    StateStore,
+    record_sort_key,
+)
 from tests.functional.backfill_support import client
+from tests.support.limits import enforce_key_limits
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +113,94 @@ def test_init_phase_sets_only_once_and_keeps_meta(endpoint: str, table: str) -> 
     s.set_phase(PHASE_PLAIN)
     assert s.init_phase(PHASE_BACKFILL) is False
     assert s.get_meta() == {"segments": 4, "phase": PHASE_PLAIN}
+
+
+# --- issue 13 item 3: every record fits DynamoDB's key limits, whatever the migrated key ------
+
+LONG_KEYS = [
+    {"pk": {"S": "x" * 1100}},  # a 1,100-byte key
+    {"pk": {"S": "é" * 200}},  # 400 bytes, 1,200 once JSON escapes it
+    {"pk": {"S": "p" * 2048}, "sk": {"S": "s" * 1024}},  # the largest composite key
+    {"pk": {"B": bytes(range(256)) * 8}},  # 2,048 bytes of binary (2,732 in base64)
+    {"pk": {"S": "é" * 1024}, "sk": {"B": b"\xff" * 1024}},
+    {"pk": {"N": "-1.2345678901234567890123456789012345678E+125"}, "sk": {"S": "ü" * 512}},
+]
+
+
+def test_tombstone_registry_fits_any_key(endpoint: str, table: str) -> None:
+    ddb = client(endpoint)
+    seen = enforce_key_limits(ddb)
+    s = StateStore(ddb, table, f"m-{uuid.uuid4().hex[:8]}")
+    short = {"pk": {"S": "a"}}
+    for key in [*LONG_KEYS, short]:
+        s.register_tombstone(key)
+    s.register_tombstone(LONG_KEYS[2])  # twice: still one entry
+    assert sorted(map(repr, s.tombstones())) == sorted(map(repr, [*LONG_KEYS, short]))
+    assert seen and max(seen) <= 1024
+    # a short key stays readable inline; a long one is a digest (with the full key stored)
+    sks = {
+        i["sk"]["S"]
+        for i in ddb.query(
+            TableName=table,
+            KeyConditionExpression="migration_id = :m",
+            ExpressionAttributeValues={":m": {"S": s.migration_id}},
+        )["Items"]
+    }
+    assert 'tombstone#{"pk":{"S":"a"}}' in sks
+    assert sum(sk.startswith("tombstone#sha256:") for sk in sks) == len(LONG_KEYS)
+    for key in LONG_KEYS:
+        s.deregister_tombstone(key)
+    assert list(s.tombstones()) == [short]
+
+
+def test_record_sort_key_is_inline_up_to_the_limit_then_a_digest() -> None:
+    fits = "x" * (SORT_KEY_INLINE_MAX - len("tombstone#"))
+    assert record_sort_key("tombstone#", fits) == ("tombstone#" + fits, None)
+    sk, full = record_sort_key("tombstone#", fits + "x")
+    assert full == fits + "x" and sk.startswith("tombstone#sha256:") and len(sk) < 100
+    assert record_sort_key("tombstone#", "é" * 600)[1] == "é" * 600  # bytes, not characters
+
+
+# --- issue 13 item 2: checkpoints only move forward ----------------------------------------
+
+
+def test_an_older_generation_cannot_overwrite_a_checkpoint(endpoint: str, table: str) -> None:
+    s = store(endpoint, table)
+    first = s.claim_segment(2)
+    second = s.claim_segment(2)  # Step Functions retried the invocation
+    assert second == first + 1
+    s.save_segment(SegmentState(2, {"pk": {"S": "k9"}}, False, {"pages": 3}, second))
+    with pytest.raises(CheckpointFencedError):
+        s.save_segment(SegmentState(2, {"pk": {"S": "k1"}}, False, {"pages": 1}, first))
+    assert s.segment(2).cursor == {"pk": {"S": "k9"}} and s.segment(2).generation == second
+    s.save_segment(SegmentState(2, None, True, {"pages": 4}, second))
+    with pytest.raises(CheckpointFencedError):  # done stays done, even for its own generation
+        s.save_segment(SegmentState(2, {"pk": {"S": "k9"}}, False, {"pages": 5}, second))
+    with pytest.raises(CheckpointFencedError):
+        s.claim_segment(2)
+    assert s.segment(2).done and s.segment(2).counters == {"pages": 4}
+
+
+def test_leases_are_listed_until_released_or_expired(endpoint: str, table: str) -> None:
+    s, other = store(endpoint, table), store(endpoint, table)
+    now = time.time()
+    lease = s.take_lease(1, now + 60)
+    s.take_lease(3, now - 1)  # expired: a crashed invocation
+    assert s.active_leases(now) == [(1, pytest.approx(now + 60, abs=0.01))]
+    assert other.active_leases(now) == []
+    s.release_lease(1, lease)
+    assert s.active_leases(now) == []
+
+
+def test_one_replicator_lease_at_a_time(endpoint: str, table: str) -> None:
+    s = store(endpoint, table)
+    s.acquire_replicator_lease("a", until=1000.0, now=900.0)
+    s.acquire_replicator_lease("a", until=1100.0, now=950.0)  # renewal
+    with pytest.raises(LeaseHeldError, match="another replicator"):
+        s.acquire_replicator_lease("b", until=1200.0, now=1000.0)
+    s.acquire_replicator_lease("b", until=1300.0, now=1101.0)  # a's lease expired
+    s.release_replicator_lease("a")  # not a's any more: no effect
+    with pytest.raises(LeaseHeldError):
+        s.acquire_replicator_lease("a", until=1300.0, now=1200.0)
+    s.release_replicator_lease("b")
+    s.acquire_replicator_lease("a", until=1300.0, now=1200.0)

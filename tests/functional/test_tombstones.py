@@ -7,9 +7,16 @@ from typing import Any
 
 import pytest
 
-from dynashift.items import TOMBSTONE_ATTR, is_tombstone
+from dynashift.items import REPLICATED_ATTR, TOMBSTONE_ATTR, is_tombstone
 from dynashift.state import PHASE_BACKFILL, PHASE_PLAIN, StateStore
-from dynashift.tombstones import apply_delete, finish_backfill, remove_tombstone, tombstone_item
+from dynashift.tombstones import (
+    apply_delete,
+    apply_marked_put,
+    finish_backfill,
+    remove_tombstone,
+    strip_marker,
+    tombstone_item,
+)
 from tests.functional.backfill_support import client, create_table, fill, simple_items
 from tests.reference import scan_all
 
@@ -95,3 +102,59 @@ def test_remove_tombstone_never_deletes_data(setup: Any) -> None:
     ddb.put_item(TableName=target, Item=tombstone_item(key(6)))
     assert remove_tombstone(ddb, target, key(6)) is True
     assert get(ddb, target, key(6)) is None
+
+
+# --- marked replicated puts (non-empty target with a version attribute; issue 13 item 1) ------
+
+
+def test_a_marked_put_written_as_backfill_finishes_is_unmarked_by_its_writer(
+    endpoint: str, setup: Any
+) -> None:
+    """Like a tombstone: the phase flips between the registration and the marked write; the
+    writer sees PLAIN afterwards and strips its own marker, keeping the item."""
+    _, target, state = setup
+    racing = client(endpoint)
+    image = {**key(4), "v": {"N": "9"}, "s": {"S": "replicated"}}
+
+    def flip(params: dict[str, Any], **_kw: Any) -> None:
+        if REPLICATED_ATTR in params.get("Item", {}):
+            finish_backfill(client(endpoint), target, state)
+
+    racing.meta.events.register("provide-client-params.dynamodb.PutItem", flip)
+    assert apply_marked_put(
+        racing, target, key(4), image, state=state, marker="m1:tok", condition_kwargs={}
+    )
+    assert get(racing, target, key(4)) == image  # written, and no marker left
+    assert list(state.tombstones()) == []
+
+
+def test_strip_marker_touches_only_this_migrations_exact_marker(setup: Any) -> None:
+    ddb, target, _ = setup
+    mine = {**key(1), "s": {"S": "a"}, REPLICATED_ATTR: {"S": "m1:tok:0001"}}
+    other = {**key(2), "s": {"S": "b"}, REPLICATED_ATTR: {"S": "m2:tok:0001"}}
+    for item in (mine, other):
+        ddb.put_item(TableName=target, Item=item)
+    assert strip_marker(ddb, target, key(1), "m1:tok") is True
+    assert get(ddb, target, key(1)) == {**key(1), "s": {"S": "a"}}
+    assert strip_marker(ddb, target, key(2), "m1:tok") is False  # another migration's
+    assert get(ddb, target, key(2)) == other
+    assert strip_marker(ddb, target, key(3), "m1:tok") is False  # unmarked item
+    assert strip_marker(ddb, target, key(99), "m1:tok") is False  # absent
+
+
+def test_finish_strips_markers_and_removes_tombstones_of_one_registry(setup: Any) -> None:
+    ddb, target, state = setup
+    store = StateStore(ddb, state.table, f"m-{uuid.uuid4().hex[:6]}")
+    assert store.init_phase(PHASE_BACKFILL, overwrite_older=True)
+    mode = store.write_mode()
+    assert mode.overwrite_older and mode.marker and mode.marker.startswith(store.migration_id)
+    image = {**key(7), "v": {"N": "3"}}
+    assert apply_marked_put(
+        ddb, target, key(7), image, state=store, marker=mode.marker, condition_kwargs={}
+    )
+    assert get(ddb, target, key(7))[REPLICATED_ATTR]["S"].startswith(mode.marker + ":")
+    assert apply_delete(ddb, target, key(8), store) == "tombstone"
+    result = finish_backfill(ddb, target, store)
+    assert (result.registered, result.removed, result.recreated, result.unmarked) == (2, 1, 1, 1)
+    assert get(ddb, target, key(7)) == image and get(ddb, target, key(8)) is None
+    assert list(store.tombstones()) == []

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from dynashift.aws import error_code
-from dynashift.errors import BadInputError, TransientError
+from dynashift.errors import BadInputError, RuntimeFailure, TransientError
 from dynashift.models import MigrationSpec
 
 #: Event source mapping settings of the replicator (documented in docs/workflow.md).
@@ -164,6 +164,12 @@ class EventSourceMappingControl:
 
     def start(self, spec: MigrationSpec, stream_arn: str) -> dict[str, Any]:
         existing = self._mappings(stream_arn)
+        if len(existing) > 1:  # two appliers of one stream could interleave a key's writes
+            raise RuntimeFailure(
+                f"{len(existing)} event source mappings feed {self.function_name} from "
+                f"{stream_arn}; at most one replicator may apply a migration's stream: delete "
+                f"all but one ({', '.join(sorted(m['UUID'] for m in existing))})"
+            )
         if existing:
             mapping = existing[0]
             if mapping.get("State") in ("Disabled", "Disabling"):

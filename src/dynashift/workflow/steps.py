@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from dynashift.backfill import SegmentResult, run_segment
+from dynashift.backfill import SegmentResult, run_segment, start_backfill
 from dynashift.errors import BadInputError, DynashiftError
 from dynashift.models import MigrationSpec
 from dynashift.ratelimit import RateLimiter
-from dynashift.state import PHASE_BACKFILL, StateStore
+from dynashift.state import StateStore
 from dynashift.tables import describe_table
 from dynashift.target import TargetOptions
 from dynashift.tombstones import finish_backfill as _finish_backfill
@@ -439,8 +439,10 @@ def replication(event: ReplicationEvent, control: ReplicationControl) -> dict[st
             return {"started": True, "deferred": False, "already_running": True}
         # Deletes become tombstones from the first applied record on (I5); a resumed migration
         # that already finished its backfill keeps its phase.
+        # The write mode (was the target empty?) is recorded with the phase (conditions module).
         if state.phase() is None:
-            state.put_meta(phase=PHASE_BACKFILL, stream_arn=event.stream_arn)
+            start_backfill(state)
+            state.put_meta(stream_arn=event.stream_arn)
         return {"started": True, **control.start(spec, event.stream_arn)}
     if event.action == "stop":
         return {"stopped": True, **control.stop(spec)}
