@@ -22,10 +22,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = lambda_settings()
     if not settings.state_table or not settings.migration_id:
         raise BadInputError("DYNASHIFT_STATE_TABLE and DYNASHIFT_MIGRATION_ID must be set")
-    kwargs: dict[str, Any] = {"region_name": settings.region}
+    # The state table may sit on a DynamoDB-compatible endpoint; Step Functions never does.
+    ddb: dict[str, Any] = {"region_name": settings.region}
     if settings.endpoint_url:
-        kwargs["endpoint_url"] = settings.endpoint_url
-    state = StateStore(
-        boto3.client("dynamodb", **kwargs), settings.state_table, settings.migration_id
-    )
-    return handle_decision_event(event, boto3.client("stepfunctions", **kwargs), state)
+        ddb["endpoint_url"] = settings.endpoint_url
+    state = StateStore(boto3.client("dynamodb", **ddb), settings.state_table, settings.migration_id)
+    sfn = boto3.client("stepfunctions", region_name=settings.region)
+    return handle_decision_event(event, sfn, state)
