@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from dynashift.workflow.control import notifier_for
+from dynashift.workflow.control import notifier
 from dynashift.workflow.steps import ApprovalEvent, request_approval
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    sns, topic = notifier_for(context)
+    sns, topic = notifier()
     return request_approval(ApprovalEvent.model_validate(event), sns_client=sns, topic=topic)

@@ -13,12 +13,10 @@ from dynashift.workflow.steps import ValidateEvent, validate
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    stack = None
-    if getattr(context, "replication_control", None) is None:  # deployed, not the local runner
-        settings = lambda_settings()
-        stack = {
-            "spec.state.name": settings.state_table,
-            "spec.migration_id": settings.migration_id,
-            "spec.target.name": settings.target_table,
-        }
+    settings = lambda_settings()
+    stack = {
+        "spec.state.name": settings.state_table,
+        "spec.migration_id": settings.migration_id,
+        "spec.target.name": settings.target_table,
+    }
     return validate(ValidateEvent.model_validate(event), stack=stack).model_dump(mode="json")

@@ -31,6 +31,18 @@ class LambdaSettings:
     # --- workflow (functions/* of the state machine) ---
     dlq_arn: str | None = None
     dlq_url: str | None = None
+    #: AWS_LAMBDA_FUNCTION_NAME (set by the Lambda runtime; names the function in errors).
+    function_name: str | None = None
+
+    def require(self, value: str | None, env_name: str) -> str:
+        """`value`, or a RuntimeFailure naming the variable and the function that lacks it:
+        a stack deployed without it is misconfigured (not bad input)."""
+        if value:
+            return value
+        from dynashift.errors import RuntimeFailure
+
+        where = f" of function {self.function_name}" if self.function_name else ""
+        raise RuntimeFailure(f"{env_name} is not set in the environment{where}")
 
 
 def lambda_settings() -> LambdaSettings:
@@ -51,6 +63,7 @@ def lambda_settings() -> LambdaSettings:
         skip_ttl_deletes=_flag(env.get("DYNASHIFT_SKIP_TTL_DELETES")),
         dlq_arn=env.get("DYNASHIFT_DLQ_ARN") or None,
         dlq_url=env.get("DYNASHIFT_DLQ_URL") or None,
+        function_name=env.get("AWS_LAMBDA_FUNCTION_NAME") or None,
     )
 
 
