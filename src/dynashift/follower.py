@@ -152,7 +152,8 @@ def to_lambda_record(record: Mapping[str, Any], stream_arn: str) -> Record:
     out: Record = {
         "eventID": record.get("eventID"),
         "eventName": record.get("eventName"),
-        "eventVersion": record.get("eventVersion", "1.1"),
+        # Lambda's stream events carry version 1.1 whatever GetRecords says (moto: "1.0").
+        "eventVersion": "1.1",
         "eventSource": record.get("eventSource", "aws:dynamodb"),
         "awsRegion": region,
         "dynamodb": body,

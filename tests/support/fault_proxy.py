@@ -24,7 +24,8 @@ same seed and the same per-operation request order give the same faults):
 - `reset_before`: close the connection with a TCP reset without forwarding.
 - `reset_after`: forward (the write happens), then reset instead of answering.
 - `slow`: wait `slow_seconds` (at most 10 s) before forwarding.
-- `deny(op, body)` (not random): answer AccessDeniedException without forwarding.
+- `deny(op, body)` (not random): answer AccessDeniedException without forwarding;
+  `before_forward(op, body)` runs before a request is forwarded.
 
 `fault_filter(op, body)` narrows which requests may be faulted. Bounded: after
 `max_consecutive` faulted requests of one operation the next one passes clean,
@@ -206,6 +207,8 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "slow":
             time.sleep(proxy.rule_for(op).slow_seconds)
 
+        if op and proxy.before_forward is not None:
+            proxy.before_forward(op, body)
         withheld: dict[str, Any] | None = None
         if fault == "unprocessed":
             body, withheld = proxy._withhold(op, body)
@@ -283,6 +286,9 @@ class FaultProxy:
         #: Optional `(operation, request body) -> bool`: requests it accepts are answered with
         #: AccessDeniedException without forwarding (not random: a missing permission).
         self.deny: Callable[[str, bytes], bool] | None = None
+        #: Optional `(operation, request body) -> None` called before a request is forwarded
+        #: (to interleave another client's write deterministically).
+        self.before_forward: Callable[[str, bytes], None] | None = None
         #: (operation, fault) -> count of faults injected.
         self.counts: Counter[tuple[str, str]] = Counter()
         #: operation -> requests seen (faulted or not).

@@ -375,6 +375,8 @@ class EventSourceMappingEmulator:
         self.deleted: list[str] = []
         self.stats: dict[str, MappingStats] = {}
         self._lock = threading.Lock()
+        #: One scan at a time: a scan listed before a deletion must not restart the mapping.
+        self._sync_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -432,6 +434,10 @@ class EventSourceMappingEmulator:
     def sync(self) -> None:
         """Start a poller for every new enabled stream mapping; stop the ones deleted or
         disabled since the last call."""
+        with self._sync_lock:
+            self._sync()
+
+    def _sync(self) -> None:
         live = {
             str(m["UUID"]): m
             for m in self.mappings()
