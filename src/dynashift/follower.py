@@ -1,8 +1,9 @@
 """The local stream follower: what the Lambda event source mapping does, in a thread.
 
 `StreamFollower` reads every shard of a DynamoDB stream and feeds the records — converted to the
-exact JSON shape a Lambda handler receives — to a `Replicator` (or to the Lambda handler itself),
-batch by batch, in sequence order:
+exact JSON shape a Lambda handler receives — to a `Replicator`, to a Lambda handler, or to a
+`BatchInvoker` that decides itself how a batch is invoked and retried (the local runner's event
+source mapping emulator, `dynashift.workflow.esm`), batch by batch, in sequence order:
 
 - Shards are discovered with DescribeStream (all pages) when it starts, whenever a shard is
   exhausted (its children may now be read) and every `discover_interval` seconds.

@@ -69,6 +69,23 @@ def placeholders(definition_text: str) -> list[str]:
     return sorted(set(PLACEHOLDER.findall(definition_text)))
 
 
+def load_handler(step: str, functions_dir: Path = FUNCTIONS) -> Callable[[Any, Any], Any]:
+    """The `handler` of `functions/<step>/app.py`, loaded by path (no sys.path changes; for
+    checks of the handlers — the runner itself loads them inside their sandboxes)."""
+    import importlib.util
+
+    path = functions_dir / step / "app.py"
+    if not path.is_file():
+        raise RuntimeFailure(f"no handler for step {step!r}: {path} is missing")
+    spec = importlib.util.spec_from_file_location(f"dynashift_functions.{step}", path)
+    if spec is None or spec.loader is None:
+        raise RuntimeFailure(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    handler: Callable[[Any, Any], Any] = module.handler
+    return handler
+
+
 #: The service endpoints a sandbox's botocore clients use (botocore's
 #: AWS_ENDPOINT_URL_<SERVICE ID>): the stack's own services on the private server.
 ENDPOINT_SERVICES = ("LAMBDA", "SQS", "SNS", "SFN")
