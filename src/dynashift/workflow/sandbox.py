@@ -50,6 +50,7 @@ PRELOAD = (
     "dynashift.verify",
     "dynashift.backfill",
     "dynashift.workflow.sandbox",
+    "dynashift.workflow.sandbox_preload",
 )
 
 #: Variables of the caller's environment handed to every sandbox as the runtime role's
