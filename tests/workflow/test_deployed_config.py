@@ -420,3 +420,23 @@ def test_esm_exhausted_retries_go_to_the_dlq_and_the_shard_moves_on(
     batch = info["DDBStreamBatchInfo"]
     assert (batch["startSequenceNumber"], batch["endSequenceNumber"]) == (seqs[0], seqs[2])
     assert batch["batchSize"] == 3 and batch["streamArn"] == arn
+
+
+def test_esm_bisects_a_failing_batch_when_configured(
+    stack: LocalStepFunctions, ddb: Any, streams: Any, table_name: Any
+) -> None:
+    arn, seqs = _source_with_records(ddb, streams, table_name("esm-b"), 6)
+    poison = seqs[3]
+    # The function fails any batch holding the poisoned record with another one.
+    function = ScriptedFunction(
+        lambda call, batch: (
+            "error" if poison in batch[1:] or (poison in batch and len(batch) > 1) else None
+        )
+    )
+    uuid = _mapping(
+        stack, arn, BatchSize=6, MaximumRetryAttempts=5, BisectBatchOnFunctionError=True
+    )
+    with _emulator(stack, streams, function):
+        assert _wait(lambda: function.delivered() >= set(seqs) and len(function.batches) >= 5)
+    stack.client("lambda").delete_event_source_mapping(UUID=uuid)
+    assert function.batches[:5] == [seqs, seqs[:3], seqs[3:], seqs[3:4], seqs[4:]], function.batches
