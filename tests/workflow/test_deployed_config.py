@@ -14,8 +14,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -258,9 +260,17 @@ def test_a_variable_missing_from_one_function_fails_that_function(
     create_table(ddb, source)
     fill(ddb, source, varied_items(20, seed=3))
     wf = workflow_input(endpoint, source, target)
-    runner = MigrationRunner(wf, template_path=copy)
+    err = io.StringIO()
+    runner = MigrationRunner(wf, template_path=copy, err=err)
     with pytest.raises(RuntimeFailure) as failure:
         runner.run()
+    # The failed function's log (its sandbox's stderr) is kept for the operator.
+    logs = Path(err.getvalue().split("the functions' logs are in ", 1)[1].split("\n", 1)[0])
+    try:
+        log = (logs / "ReplicationFunction.log").read_text()
+        assert "DYNASHIFT_REPLICATOR_FUNCTION is not set" in log
+    finally:
+        shutil.rmtree(logs, ignore_errors=True)
     message = str(failure.value)
     assert "\n" not in message
     assert "DYNASHIFT_REPLICATOR_FUNCTION is not set" in message, message

@@ -390,6 +390,9 @@ class MigrationRunner:
         error, message = failure_of(outcome)
         if outcome.error == "InputRejected" or error in BAD_INPUT_ERRORS:
             raise BadInputError(message or error)
+        if sfn.log_dir is not None:
+            sfn.keep_logs = True
+            self.say(f"the functions' logs are in {sfn.log_dir}")
         raise RuntimeFailure(f"migration failed ({error}): {message or 'no cause given'}")
 
     def _follow(self, sfn: LocalStepFunctions) -> int:

@@ -245,7 +245,10 @@ class LocalStepFunctions:
         self.stack: Stack | None = None
         self.dispatcher: LocalLambda | None = None
         self.esm: EventSourceMappingEmulator | None = None
+        #: One log file per function (the sandboxes' stdout and stderr), removed at `stop`
+        #: unless `keep_logs` is set (a failed run keeps them for the operator).
         self.log_dir: Path | None = None
+        self.keep_logs = False
         self._saved_config: dict[str, Any] = {}
         self._saved_invoke: Any = None
         self._undo_esm: Callable[[], None] | None = None
@@ -434,7 +437,7 @@ class LocalStepFunctions:
             self.server = None
             _current.pop("dispatcher", None)
             self._restore()
-            if self.log_dir is not None:
+            if self.log_dir is not None and not self.keep_logs:
                 shutil.rmtree(self.log_dir, ignore_errors=True)
                 self.log_dir = None
             if self._owns_lock:
