@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from dynashift.settings import lambda_settings
-from dynashift.workflow.control import notifier_for
+from dynashift.workflow.control import notifier
 from dynashift.workflow.steps import ApprovalEvent, parse_event, request_approval
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    sns, topic = notifier_for(context)
+    sns, topic = notifier()
     settings = lambda_settings()
     return request_approval(
         parse_event(ApprovalEvent, event),

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from dynashift.workflow.control import notifier_for
+from dynashift.workflow.control import notifier
 from dynashift.workflow.steps import ReportEvent, parse_event, report
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    sns, topic = notifier_for(context)
+    sns, topic = notifier()
     return report(parse_event(ReportEvent, event), sns_client=sns, topic=topic)

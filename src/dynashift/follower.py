@@ -1,8 +1,9 @@
 """The local stream follower: what the Lambda event source mapping does, in a thread.
 
 `StreamFollower` reads every shard of a DynamoDB stream and feeds the records — converted to the
-exact JSON shape a Lambda handler receives — to a `Replicator` (or to the Lambda handler itself),
-batch by batch, in sequence order:
+exact JSON shape a Lambda handler receives — to a `Replicator`, to a Lambda handler, or to a
+`BatchInvoker` that decides itself how a batch is invoked and retried (the local runner's event
+source mapping emulator, `dynashift.workflow.esm`), batch by batch, in sequence order:
 
 - Shards are discovered with DescribeStream (all pages) when it starts, whenever a shard is
   exhausted (its children may now be read) and every `discover_interval` seconds.
@@ -62,6 +63,25 @@ Handler = Callable[[dict[str, Any], Any], Any]
 
 class _Appliable(Protocol):
     def apply(self, records: Sequence[Mapping[str, Any]]) -> ApplyResult: ...
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What a `BatchInvoker` did with a batch read from one shard."""
+
+    #: Leading records handled (delivered, or given up on and sent elsewhere): checkpointed.
+    done: int
+    #: The rest failed: it is read again from the checkpoint after a backoff.
+    failed: bool = False
+
+
+class BatchInvoker(Protocol):
+    """A consumer that decides itself how a batch is invoked, retried or given up on (the
+    event source mapping emulator, `dynashift.workflow.esm`). A `done` below the batch size
+    without `failed` means "read the rest again from the checkpoint" (a smaller batch, or a
+    batching window that has not elapsed)."""
+
+    def deliver(self, shard_id: str, events: list[Record]) -> Delivery: ...
 
 
 @dataclass(frozen=True)
@@ -140,7 +160,8 @@ def to_lambda_record(record: Mapping[str, Any], stream_arn: str) -> Record:
     out: Record = {
         "eventID": record.get("eventID"),
         "eventName": record.get("eventName"),
-        "eventVersion": record.get("eventVersion", "1.1"),
+        # Lambda's stream events carry version 1.1 whatever GetRecords says (moto: "1.0").
+        "eventVersion": "1.1",
         "eventSource": record.get("eventSource", "aws:dynamodb"),
         "awsRegion": region,
         "dynamodb": body,
@@ -167,7 +188,7 @@ class StreamFollower:
         self,
         stream_arn: str,
         streams_client: Any,
-        replicator_or_handler: _Appliable | Handler,
+        replicator_or_handler: _Appliable | Handler | BatchInvoker,
         state: StateStore | None,
         *,
         clock: Callable[[], float] = time.time,
@@ -175,10 +196,11 @@ class StreamFollower:
         batch_size: int = 1000,
         backoff: Backoff | None = None,
         discover_interval: float = 10.0,
-        max_record_attempts: int = 10,
+        max_record_attempts: int | None = 10,
         clock_skew: float = 2.0,
         context: Any = None,
         lease_seconds: float | None = 15.0,
+        on_checkpoint: Callable[[str, str], None] | None = None,
     ) -> None:
         if not 1 <= batch_size <= 1000:
             raise ValueError(f"batch_size must be 1..1000, got {batch_size}")
@@ -195,6 +217,8 @@ class StreamFollower:
         #: How far the stream's clock (ApproximateCreationDateTime) may be behind ours.
         self.clock_skew = clock_skew
         self.context = context or LocalLambdaContext()
+        #: Called with (shard id, sequence number) after each checkpoint.
+        self.on_checkpoint = on_checkpoint
         self._shards: dict[str, _Shard] = {}
         self._stored: dict[str, str] | None = None
         self._next_discovery = 0.0
@@ -247,6 +271,15 @@ class StreamFollower:
             self.state.release_replicator_lease(self._owner)
 
     # --- applying a batch --------------------------------------------------------------------
+
+    def _deliver(self, shard: _Shard, events: list[Record]) -> tuple[int, bool, ApplyResult | None]:
+        """(records done, failed?, the engine's result when the target is a Replicator)."""
+        deliver = getattr(self.target, "deliver", None)
+        if deliver is not None:
+            delivery: Delivery = deliver(shard.shard_id, events)
+            return delivery.done, delivery.failed, None
+        failed, result = self._apply(events)
+        return (len(events), False, result) if failed is None else (failed, True, result)
 
     def _apply(self, events: list[Record]) -> tuple[int | None, ApplyResult | None]:
         """(first failed index or None, the engine's result when the target is a Replicator)."""
@@ -341,6 +374,8 @@ class StreamFollower:
         shard.checkpoint = sequence
         if self.state is not None:
             self.state.save_shard_checkpoint(shard.shard_id, sequence)
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(shard.shard_id, sequence)
 
     def _read_shard(self, shard: _Shard, out: PollResult) -> None:
         resp = self._get_records(shard)
@@ -350,8 +385,7 @@ class StreamFollower:
         if records:
             out.read += len(records)
             events = [to_lambda_record(r, self.stream_arn) for r in records]
-            failed, result = self._apply(events)
-            done = len(events) if failed is None else failed
+            done, failed, result = self._deliver(shard, events)
             if result is not None:
                 self.totals.add(result)
             if done:
@@ -363,12 +397,15 @@ class StreamFollower:
                     self._last_applied_age = max(0.0, self._clock() - float(approx))
                     if self._drain_until is not None and float(approx) >= self._drain_until:
                         shard.drained = True
-            if failed is not None:
-                self._record_failure(shard, events[failed], result)
+            if failed:
+                self._record_failure(shard, events[done], result)
                 out.failed_batches += 1
                 shard.iterator = None  # re-read from the checkpoint: retry from the failure
                 return
             shard.failing = (None, 0)
+            if done < len(events):
+                shard.iterator = None  # the invoker took a part: read the rest again
+                return
         elif self._drain_until is not None:
             shard.drained = True  # an empty read: nothing older is left in this shard
         shard.iterator = resp.get("NextShardIterator")
@@ -385,7 +422,7 @@ class StreamFollower:
         log.warning(
             "shard %s: record %s failed (attempt %d): %s", shard.shard_id, seq, attempts, why
         )
-        if attempts >= self.max_record_attempts:
+        if self.max_record_attempts is not None and attempts >= self.max_record_attempts:
             raise RuntimeFailure(
                 f"stream record {seq} of shard {shard.shard_id} failed {attempts} times: {why}"
             )
@@ -427,7 +464,7 @@ class StreamFollower:
                         raise
                     log.warning("stream read failed, retrying: %s", error_code(exc))
                     res = PollResult(failed_batches=1)
-                if res.read == 0 or res.failed_batches:
+                if res.applied == 0 or res.failed_batches:
                     self._wait(min(idle, 8), stop)
                     idle += 1
                 else:
@@ -525,7 +562,7 @@ class StreamFollower:
                 )
             res = self.poll_once()
             polls += 1
-            if res.read == 0 or res.failed_batches:
+            if res.applied == 0 or res.failed_batches:
                 self._wait(min(idle, 8))
                 idle += 1
             else:

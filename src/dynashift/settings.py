@@ -36,6 +36,18 @@ class LambdaSettings:
     # --- approval (functions/approval) ---
     approval_function: str | None = None
     approval_url: str | None = None
+    #: AWS_LAMBDA_FUNCTION_NAME (set by the Lambda runtime; names the function in errors).
+    function_name: str | None = None
+
+    def require(self, value: str | None, env_name: str) -> str:
+        """`value`, or a RuntimeFailure naming the variable and the function that lacks it:
+        a stack deployed without it is misconfigured (not bad input)."""
+        if value:
+            return value
+        from dynashift.errors import RuntimeFailure
+
+        where = f" of function {self.function_name}" if self.function_name else ""
+        raise RuntimeFailure(f"{env_name} is not set in the environment{where}")
 
 
 def lambda_settings() -> LambdaSettings:
@@ -59,6 +71,7 @@ def lambda_settings() -> LambdaSettings:
         worker_timeout_seconds=_number(env.get("DYNASHIFT_WORKER_TIMEOUT_SECONDS")),
         approval_function=env.get("DYNASHIFT_APPROVAL_FUNCTION") or None,
         approval_url=env.get("DYNASHIFT_APPROVAL_URL") or None,
+        function_name=env.get("AWS_LAMBDA_FUNCTION_NAME") or None,
     )
 
 

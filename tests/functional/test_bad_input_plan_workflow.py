@@ -15,8 +15,7 @@ from pydantic import ValidationError
 
 from dynashift.cli.main import main
 from dynashift.errors import BadInputError
-from dynashift.workflow.migrate import MigrationRunner, failure_of
-from dynashift.workflow.runner import LocalStepFunctions
+from dynashift.workflow.migrate import MigrationRunner, failure_of, local_stack
 from dynashift.workflow.steps import WorkflowInput
 from tests.moto_server import free_port
 from tests.reference import scan_all
@@ -223,7 +222,7 @@ def test_validate_state_rejects_the_input_in_the_state_machine(
     """Started on the ASL directly (as the console would), the "Validate input" state routes the
     refusal to "Input rejected": the execution fails with the error named, nothing created."""
     wf = _bad_runner_input(world, field, value)
-    with unchanged(ddb, world), LocalStepFunctions(None) as sfn:
+    with unchanged(ddb, world), local_stack(wf.spec) as sfn:
         arn = sfn.start_execution(wf.model_dump(mode="json"))
         outcome = sfn.wait(arn, timeout=120)
     assert outcome.status == "FAILED"

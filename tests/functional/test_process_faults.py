@@ -9,17 +9,17 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
-from botocore.awsrequest import AWSResponse
-
 from dynashift.aws import Side
 from dynashift.backfill import backfill_all, total_counters
-from dynashift.models import MigrationSpec, TableLocation, factory_for
+from dynashift.models import MigrationSpec, TableLocation
 from dynashift.state import StateStore, state_table_name
 from dynashift.workflow.migrate import MigrationRunner, migration_id_for
 from tests.reference import assert_identical, scan_all
+from tests.support.fault_proxy import FaultProxy
 from tests.support.tables import REGION, create_table, fill, varied_items, wait_until
 from tests.support.writer import ConcurrentWriter
 from tests.workflow.helpers import workflow_input
@@ -174,39 +174,34 @@ def test_a_replicator_batch_that_fails_once_is_retried(
     n = 200
     source, target = create_table(ddb, table_name("pr-src")), table_name("pr-tgt")
     fill(ddb, source, varied_items(n, seed=33))
-    wf = workflow_input(endpoint, source, target, segments=2, cutover=True)
     failed: list[str] = []
+    armed = threading.Event()
 
-    def fail_once(params: dict[str, Any], **_: Any) -> Any:
-        body = params.get("body") or b""
-        if failed or f'"{target}"'.encode() not in body:
-            return None
+    def fail_once(op: str, body: bytes) -> bool:
+        # After the backfill only the replicator writes single items to the target; the
+        # replicator function runs in its own sandbox, so the fault is injected on the wire.
+        if not armed.is_set() or failed or op not in ("PutItem", "DeleteItem"):
+            return False
+        if f'"{target}"'.encode() not in body:
+            return False
         failed.append(json.loads(body).get("TableName", ""))
-        error = {"Code": "InternalServerError", "Message": "injected by the test"}
-        return AWSResponse(None, 500, {}, None), {
-            "Error": error,
-            "ResponseMetadata": {"HTTPStatusCode": 500},
-        }
+        return True
 
-    # The replicator's client: the target side's shared factory at the replicator's pool size.
-    replicator_client = factory_for(wf.spec.target.side, 4).dynamodb()
     writer = ConcurrentWriter(
         ddb, source, ("pk",), seed=19, rate_per_s=25, key_space=n + 20, max_seconds=200
     )
 
     def on_state(state: str) -> None:
+        if state == "Verify segments":
+            armed.set()
         if state == "Check replication lag":  # see tests/workflow/test_chaos.py STOP_AT
             writer.stop()
 
-    for op in ("PutItem", "DeleteItem"):
-        replicator_client.meta.events.register(f"before-call.dynamodb.{op}", fail_once)
-    try:
-        with writer:
-            assert writer.wait_for(10, timeout=20)
-            run = MigrationRunner(wf, on_state=on_state, drain_timeout=120).run()
-    finally:
-        for op in ("PutItem", "DeleteItem"):
-            replicator_client.meta.events.unregister(f"before-call.dynamodb.{op}", fail_once)
+    with FaultProxy(endpoint) as proxy, writer:
+        proxy.deny = fail_once
+        wf = workflow_input(proxy.url, source, target, segments=2, cutover=True)
+        assert writer.wait_for(10, timeout=20)
+        run = MigrationRunner(wf, on_state=on_state, drain_timeout=120).run()
     assert failed == [target], "no replicator write was failed"
     assert run.exit_code == 0, run.summary
     assert_identical(ddb, source, ddb, target, ("pk",))

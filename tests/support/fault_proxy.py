@@ -24,6 +24,8 @@ same seed and the same per-operation request order give the same faults):
 - `reset_before`: close the connection with a TCP reset without forwarding.
 - `reset_after`: forward (the write happens), then reset instead of answering.
 - `slow`: wait `slow_seconds` (at most 10 s) before forwarding.
+- `deny(op, body)` (not random): answer AccessDeniedException without forwarding;
+  `before_forward(op, body)` runs before a request is forwarded.
 
 `fault_filter(op, body)` narrows which requests may be faulted. Bounded: after
 `max_consecutive` faulted requests of one operation the next one passes clean,
@@ -51,6 +53,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 BATCH_OPS = ("BatchWriteItem", "BatchGetItem")
+DENY_BODY = {
+    "__type": "com.amazon.coral.service#AccessDeniedException",
+    "message": "injected by the test: not authorized",
+}
 FAULTS = ("throttle", "unprocessed", "reset_before", "reset_after", "slow")
 HOP_BY_HOP = frozenset(
     {
@@ -183,6 +189,12 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         target = self.headers.get("X-Amz-Target", "")
         op = target.rsplit(".", 1)[-1] if target else ""
+        if op and proxy.deny is not None and proxy.deny(op, body):
+            with proxy._lock:
+                proxy.counts[(op, "deny")] += 1
+            data = json.dumps(DENY_BODY).encode()
+            self._reply(400, [("Content-Type", "application/x-amz-json-1.0")], data)
+            return
         fault = proxy._decide(op, body) if op else None
 
         if fault == "throttle":
@@ -195,6 +207,8 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "slow":
             time.sleep(proxy.rule_for(op).slow_seconds)
 
+        if op and proxy.before_forward is not None:
+            proxy.before_forward(op, body)
         withheld: dict[str, Any] | None = None
         if fault == "unprocessed":
             body, withheld = proxy._withhold(op, body)
@@ -269,6 +283,12 @@ class FaultProxy:
         #: Optional `(operation, request body) -> bool`: only requests it accepts may be faulted
         #: (e.g. only the DescribeTable calls that name one table).
         self.fault_filter: Callable[[str, bytes], bool] | None = None
+        #: Optional `(operation, request body) -> bool`: requests it accepts are answered with
+        #: AccessDeniedException without forwarding (not random: a missing permission).
+        self.deny: Callable[[str, bytes], bool] | None = None
+        #: Optional `(operation, request body) -> None` called before a request is forwarded
+        #: (to interleave another client's write deterministically).
+        self.before_forward: Callable[[str, bytes], None] | None = None
         #: (operation, fault) -> count of faults injected.
         self.counts: Counter[tuple[str, str]] = Counter()
         #: operation -> requests seen (faulted or not).

@@ -15,6 +15,7 @@ resume several times while the writes land, and writes overlap the backfill (ass
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,7 @@ import pytest
 from dynashift.workflow.migrate import MigrationRunner
 from dynashift.workflow.steps import WorkflowInput, state_store
 from tests.reference import assert_identical, diff_tables
+from tests.support.fault_proxy import FaultProxy
 from tests.support.tables import create_table, fill, varied_items
 from tests.support.writer import ConcurrentWriter
 from tests.workflow.helpers import workflow_input
@@ -197,37 +199,32 @@ def test_replay_strategy_never_resurrects_a_delete_made_during_the_backfill(
     """Deterministic interleaving: the backfill has scanned key K and is about to write it
     (unconditionally: replay); the source deletes K; then the stale write lands. The replicator,
     started only after the backfill from TRIM_HORIZON, must apply the delete afterwards. Hooked
-    at the botocore layer on the backfill's own target client."""
+    on the wire (the backfill function runs in its own sandbox), before its BatchWriteItem."""
     import json
-
-    from dynashift.models import factory_for
 
     source, target = table_name("ch-rs"), table_name("ch-rt")
     create_table(ddb, source)
     fill(ddb, source, varied_items(60, seed=9))
-    wf = workflow_input(endpoint, source, target, segments=1, cutover=True)
-    wf = _spec_input(wf, strategy="replay", worker_budget_seconds=20.0)
     seen: dict[str, Any] = {}
+    lock = threading.Lock()
 
-    def before_batch_write(params: dict[str, Any], **_: Any) -> None:
-        body = json.loads(params.get("body") or b"{}")
-        requests = body.get("RequestItems", {}).get(target)
-        if not requests or "key" in seen:
+    def before_batch_write(op: str, raw: bytes) -> None:
+        if op != "BatchWriteItem":
             return
-        key = {"pk": requests[0]["PutRequest"]["Item"]["pk"]}
-        seen["key"] = key
-        ddb.delete_item(TableName=source, Key=key)
-        seen["deleted"] = True
+        requests = json.loads(raw or b"{}").get("RequestItems", {}).get(target)
+        with lock:
+            if not requests or "key" in seen:
+                return
+            key = {"pk": requests[0]["PutRequest"]["Item"]["pk"]}
+            seen["key"] = key
+            ddb.delete_item(TableName=source, Key=key)
+            seen["deleted"] = True
 
-    no_retry = wf.spec.target.side.model_copy(update={"max_attempts": 1})
-    clients = [factory_for(no_retry, n).dynamodb() for n in (16, 32, 48)]
-    for c in clients:
-        c.meta.events.register("before-call.dynamodb.BatchWriteItem", before_batch_write)
-    try:
+    with FaultProxy(endpoint) as proxy:
+        proxy.before_forward = before_batch_write
+        wf = workflow_input(proxy.url, source, target, segments=1, cutover=True)
+        wf = _spec_input(wf, strategy="replay", worker_budget_seconds=20.0)
         run = MigrationRunner(wf, drain_timeout=60).run()
-    finally:
-        for c in clients:
-            c.meta.events.unregister("before-call.dynamodb.BatchWriteItem", before_batch_write)
     if not seen.get("deleted"):
         pytest.fail(f"the interleaving did not happen: {seen}")
     assert "Item" not in ddb.get_item(TableName=target, Key=seen["key"], ConsistentRead=True)

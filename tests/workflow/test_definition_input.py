@@ -18,13 +18,14 @@ from typing import Any
 import pytest
 
 from dynashift import models
+from dynashift.aws import Side
 from dynashift.errors import BadInputError
+from dynashift.models import MigrationSpec, TableLocation
 from dynashift.readiness import load_approval_token, send_approval
 from dynashift.settings import lambda_settings
 from dynashift.state import StateStore
-from dynashift.workflow.local import LocalReplication
-from dynashift.workflow.migrate import failure_of
-from dynashift.workflow.runner import ROOT, LocalStepFunctions
+from dynashift.workflow.migrate import failure_of, local_stack
+from dynashift.workflow.runner import ROOT
 from dynashift.workflow.steps import (
     ValidateEvent,
     WorkflowSettings,
@@ -60,13 +61,18 @@ def doc_examples() -> list[tuple[str, str, dict[str, Any]]]:
     return found
 
 
-def _with_tables(example: dict[str, Any], source: str, target: str, state: str) -> dict[str, Any]:
-    """The example with the test's table names (source, target and, if named, state table)."""
+def _with_tables(
+    example: dict[str, Any], source: str, target: str, state: str, endpoint: str
+) -> dict[str, Any]:
+    """The example with the test's table names (source, target and, if named, state table) on
+    the moto server (the only other change: each named table's endpoint)."""
     data = json.loads(json.dumps(example))
-    data["spec"]["source"]["name"] = source
-    data["spec"]["target"]["name"] = target
-    if isinstance(data["spec"].get("state"), dict):
-        data["spec"]["state"]["name"] = state
+    spec = data["spec"]
+    for side, name in (("source", source), ("target", target), ("state", state)):
+        table = spec.get(side)
+        if isinstance(table, dict):
+            table["name"] = name
+            table["side"] = {**table.get("side", {}), "endpoint_url": endpoint}
     return data
 
 
@@ -95,51 +101,52 @@ def test_the_docs_hold_the_minimal_and_a_rejected_example() -> None:
     assert any(e[1].startswith("rejected ") for e in examples)
 
 
-def test_every_doc_example_runs_as_written(
-    stack_env: pytest.MonkeyPatch, ddb: Any, table_name: Any
-) -> None:
+def test_every_doc_example_runs_as_written(ddb: Any, endpoint: str, table_name: Any) -> None:
+    """Each example on the stack deployed for it (its own state table and migration id, as the
+    stack's parameters), started with the example as the execution input."""
     examples = doc_examples()
     assert len(examples) >= 3
-    control = LocalReplication(drain_timeout=60)
-    with LocalStepFunctions(control) as sfn:
-        for n, (where, expected, example) in enumerate(examples):
-            source, target = table_name("wf-doc-src"), table_name("wf-doc-tgt")
-            # The stack of this example: its own state table, its migration id (the example's
-            # when it names one, as the stack's parameter would then be).
-            state_table = table_name("wf-doc-state")
-            StateStore.ensure_table(ddb, state_table)
-            migration_id = example["spec"].get("migration_id") or f"doc-{n}-{source[-6:]}"
-            stack_env.setenv("DYNASHIFT_STATE_TABLE", state_table)
-            stack_env.setenv("DYNASHIFT_MIGRATION_ID", migration_id)
-            stack_env.setenv("DYNASHIFT_TARGET_TABLE", target)
-            if expected == "ready":
-                # With its stream already on (NEW_AND_OLD_IMAGES), so no Wait state of the
-                # default 5 s runs while the stream is enabled (other tests cover that path).
-                create_table(ddb, source, stream=True)
-                fill(ddb, source, varied_items(40, seed=n))
-            state = StateStore(ddb, state_table, migration_id)
+    for n, (where, expected, example) in enumerate(examples):
+        source, target = table_name("wf-doc-src"), table_name("wf-doc-tgt")
+        state_table = table_name("wf-doc-state")
+        StateStore.ensure_table(ddb, state_table)
+        migration_id = example["spec"].get("migration_id") or f"doc-{n}-{source[-6:]}"
+        here = Side(endpoint_url=endpoint)
+        stack_spec = MigrationSpec(
+            migration_id=migration_id,
+            source=TableLocation(name=source, side=here),
+            target=TableLocation(name=target, side=here),
+            state=TableLocation(name=state_table, side=here),
+        )
+        if expected == "ready":
+            # With its stream already on (NEW_AND_OLD_IMAGES), so no Wait state of the
+            # default 5 s runs while the stream is enabled (other tests cover that path).
+            create_table(ddb, source, stream=True)
+            fill(ddb, source, varied_items(40, seed=n))
+        state = StateStore(ddb, state_table, migration_id)
+        with local_stack(stack_spec) as sfn:
 
-            def approve(state: StateStore = state) -> None:
+            def approve(state: StateStore = state, sfn: Any = sfn) -> None:
                 if load_approval_token(state):
                     send_approval(sfn.sfn, state)
 
-            arn = sfn.start_execution(_with_tables(example, source, target, state_table))
-            outcome = sfn.wait(arn, on_poll=approve, timeout=120, interval=0.2)
-            control.stop()
-            if expected == "ready":
-                assert outcome.status == "SUCCEEDED", (where, failure_of(outcome))
-                assert outcome.output["outcome"] == "READY", where
-                assert outcome.output["migration_id"] == migration_id
-                assert_identical(ddb, source, ddb, target, ("pk",))
-                if example.get("settings", {}).get("approval"):
-                    assert not control.running, f"{where}: the cutover stops the replicator"
-            else:
-                cause = expected.removeprefix("rejected ")
-                assert outcome.status == "FAILED", where
-                assert outcome.error == "InputRejected", (where, outcome.error, outcome.cause)
-                assert cause in str(outcome.cause), (where, outcome.cause)
-                assert "\n" not in str(outcome.cause)
-                assert target not in _tables(ddb), f"{where}: a rejected input created the target"
+            arn = sfn.start_execution(_with_tables(example, source, target, state_table, endpoint))
+            outcome = sfn.wait(arn, on_poll=approve, timeout=180, interval=0.2)
+            mappings = sfn.client("lambda").list_event_source_mappings()["EventSourceMappings"]
+        if expected == "ready":
+            assert outcome.status == "SUCCEEDED", (where, failure_of(outcome))
+            assert outcome.output["outcome"] == "READY", where
+            assert outcome.output["migration_id"] == migration_id
+            assert_identical(ddb, source, ddb, target, ("pk",))
+            if example.get("settings", {}).get("approval"):
+                assert not mappings, f"{where}: the cutover deletes the replicator's mapping"
+        else:
+            cause = expected.removeprefix("rejected ")
+            assert outcome.status == "FAILED", where
+            assert outcome.error == "InputRejected", (where, outcome.error, outcome.cause)
+            assert cause in str(outcome.cause), (where, outcome.cause)
+            assert "\n" not in str(outcome.cause)
+            assert target not in _tables(ddb), f"{where}: a rejected input created the target"
 
 
 def _tables(ddb: Any) -> list[str]:

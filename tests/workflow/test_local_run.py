@@ -13,17 +13,18 @@ from typing import Any
 import pytest
 
 from dynashift.cli.main import main
-from dynashift.models import factory_for
 from dynashift.state import StateStore
 from dynashift.workflow.migrate import (
     MigrationRunner,
     failure_of,
+    local_stack,
     run_local_migration,
     write_outputs,
 )
-from dynashift.workflow.runner import DEFINITION, LocalStepFunctions
+from dynashift.workflow.runner import DEFINITION
 from dynashift.workflow.steps import state_store
 from tests.reference import assert_identical
+from tests.support.fault_proxy import FaultProxy
 from tests.support.tables import create_table, fill, list_tables, varied_items, wait_until
 from tests.support.writer import ConcurrentWriter
 from tests.workflow.helpers import workflow_input
@@ -68,40 +69,17 @@ def test_happy_path_with_live_writes_distributed_map(
     assert_identical(ddb, name, ddb, target, ("pk",))
 
 
-def _body(request: dict[str, Any]) -> str:
-    body = request.get("body") or b""
-    return body.decode() if isinstance(body, bytes) else str(body)
-
-
-def _fail_state_updates(state_table: str) -> Any:
-    """A botocore hook refusing the phase switch on the state table (non-retryable)."""
-
-    def hook(params: dict[str, Any], **_: Any) -> Any:
-        # before-call gets the serialized request: the table name is in the JSON body.
-        if f'"{state_table}"' in _body(params):
-            from botocore.awsrequest import AWSResponse
-
-            body = {"__type": "AccessDeniedException", "message": "injected by the test"}
-            return AWSResponse(None, 400, {}, None), {
-                "Error": {"Code": "AccessDeniedException", "Message": "injected by the test"},
-                "ResponseMetadata": {"HTTPStatusCode": 400},
-                **body,
-            }
-        return None
-
-    return hook
-
-
 def test_failing_step_fails_the_execution_and_exits_3(
     ddb: Any, endpoint: str, source: tuple[str, int], table_name: Any, capsys: Any
 ) -> None:
     name, _ = source
     target = table_name("wf-tgt")
-    wf = workflow_input(endpoint, name, target)
-    client = factory_for(wf.spec.state.side).dynamodb()
-    hook = _fail_state_updates(wf.spec.state.name)
-    client.meta.events.register("before-call.dynamodb.UpdateItem", hook)
-    try:
+    # The functions run in their own sandboxes: the fault is injected on the wire. Every
+    # UpdateItem on the state table (the phase switch) is refused, as a missing permission is.
+    with FaultProxy(endpoint) as proxy:
+        wf = workflow_input(proxy.url, name, target)
+        state_table = wf.spec.state.name
+        proxy.deny = lambda op, body: op == "UpdateItem" and f'"{state_table}"'.encode() in body
         code = main(
             [
                 "migrate",
@@ -110,7 +88,7 @@ def test_failing_step_fails_the_execution_and_exits_3(
                 "--target",
                 f"us-east-1:{target}",
                 "--endpoint-url",
-                endpoint,
+                proxy.url,
                 "--segments",
                 "2",
                 "--poll-seconds",
@@ -118,9 +96,8 @@ def test_failing_step_fails_the_execution_and_exits_3(
                 "--yes",
             ]
         )
-    finally:
-        client.meta.events.unregister("before-call.dynamodb.UpdateItem", hook)
     err = capsys.readouterr().err
+    assert proxy.counts[("UpdateItem", "deny")] >= 1
     assert code == 3
     last = err.strip().splitlines()[-1]
     assert last.startswith("dynashift: error: migration failed (ClientError)"), last
@@ -189,7 +166,8 @@ def test_wrong_jsonpath_fails_like_aws(tmp_path: Path) -> None:
     definition["States"]["Validate input"]["Parameters"]["Payload"]["spec.$"] = "$.nope"
     path = tmp_path / "broken.asl.json"
     path.write_text(json.dumps(definition))
-    with LocalStepFunctions(None, definition_path=path) as sfn:
+    wf = workflow_input("http://127.0.0.1:9", "jp-src", "jp-tgt")
+    with local_stack(wf.spec, definition_path=path) as sfn:
         arn = sfn.start_execution({"spec": {}, "settings": {}, "target_options": {}})
         outcome = sfn.wait(arn, timeout=60)
     assert outcome.status == "FAILED"
@@ -217,7 +195,8 @@ def test_approval_then_cutover(
     assert run.exit_code == 0, run.summary
     assert asked, "the approval was never requested"
     assert run.invocations.get("approval") == 1
-    assert not runner.control.running, "cutover must stop the replicator"
+    # Cutover deletes the replicator's event source mapping (through the Lambda API).
+    assert run.mappings_created and run.mappings_deleted == run.mappings_created
     assert_identical(ddb, name, ddb, target, ("pk",))
     report, html = tmp_path / "r.json", tmp_path / "r.html"
     write_outputs(run, report_path=str(report), html_path=str(html), out=io.StringIO())

@@ -1,9 +1,9 @@
 """Starting, measuring and stopping the replicator — the one thing the two runners do differently.
 
-In AWS the replicator is a Lambda function fed by an event source mapping on the source stream
-(`EventSourceMappingControl`); locally it is a stream follower thread feeding the same handler
-(`dynashift.workflow.local.LocalReplication`). The workflow steps talk to either through the
-`ReplicationControl` protocol, so the state machine is the same for both.
+The replicator is a Lambda function fed by an event source mapping on the source stream
+(`EventSourceMappingControl`), in AWS and in the local runner alike (there the mapping lives on
+the runner's private server and `dynashift.workflow.esm` runs it). The workflow steps talk to it
+through the `ReplicationControl` protocol.
 """
 
 from __future__ import annotations
@@ -237,30 +237,22 @@ class EventSourceMappingControl:
         return str(arn)
 
 
-# --- which control a handler uses --------------------------------------------------------------
-
-
-def control_for(context: Any) -> ReplicationControl:
-    """The local runner hands its follower-backed control in the invocation context; in AWS
-    the control is the event source mapping of the stack's replicator function."""
-    local: ReplicationControl | None = getattr(context, "replication_control", None)
-    if local is not None:
-        return local
-    return aws_control()
+# --- what the handlers use (in AWS and in the local runner alike) ----------------------------
 
 
 def aws_control() -> EventSourceMappingControl:
+    """The event source mapping of the stack's replicator function, from the function's
+    environment (DYNASHIFT_REPLICATOR_FUNCTION, DYNASHIFT_DLQ_ARN, DYNASHIFT_DLQ_URL)."""
     import boto3
 
     from dynashift.settings import lambda_settings
     from dynashift.workflow.steps import state_store
 
     settings = lambda_settings()
-    if not settings.replicator_function:
-        raise BadInputError("DYNASHIFT_REPLICATOR_FUNCTION is not set: no replicator to start")
+    function = settings.require(settings.replicator_function, "DYNASHIFT_REPLICATOR_FUNCTION")
     return EventSourceMappingControl(
         boto3.client("lambda", region_name=settings.region),
-        settings.replicator_function,
+        function,
         dlq_arn=settings.dlq_arn,
         streams_client=lambda spec: spec.source.clients().streams(),
         checkpoints=lambda spec: state_store(spec).shard_checkpoints(),
@@ -269,10 +261,8 @@ def aws_control() -> EventSourceMappingControl:
     )
 
 
-def notifier_for(context: Any) -> tuple[Any, str | None]:
-    """(SNS client, topic ARN) for reports; (None, None) locally or without a topic."""
-    if getattr(context, "replication_control", None) is not None:
-        return None, None
+def notifier() -> tuple[Any, str | None]:
+    """(SNS client, topic ARN) for reports; (None, None) without a topic."""
     import boto3
 
     from dynashift.settings import lambda_settings

@@ -2,14 +2,17 @@
 
 `run_local_migration` is what `dynashift migrate` and `dynashift demo` call. It validates the
 input with the same step the state machine starts with (so bad input stops before anything is
-created), creates the state table next to the target, starts the local replicator, executes
-`statemachine/migration.asl.json` on the private interpreter and follows its history to show a
-line per checklist state and progress bars for the segment phases. Re-running the same
+created), creates the state table next to the target, brings up the template's stack on the
+private server with the run's stack parameters (`stack_parameters`), starts an execution with
+the operator's input (`execution_input`) and follows its history to show a line per checklist
+state and progress bars for the segment phases. The replicator is the stack's replicator
+function behind the event source mapping the workflow creates, as in AWS. Re-running the same
 migration (same tables, so the same migration id and state table) resumes from the state store.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
@@ -18,14 +21,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 from dynashift.errors import BadInputError, DynashiftError, RuntimeFailure
 from dynashift.models import MigrationSpec, TableLocation
 from dynashift.progress import Progress
 from dynashift.state import StateStore, state_table_name
-from dynashift.workflow.local import LocalReplication
-from dynashift.workflow.runner import ExecutionOutcome, LocalStepFunctions
+from dynashift.workflow.control import EventSourceMappingControl
+from dynashift.workflow.runner import REGION, ExecutionOutcome, LocalStepFunctions
 from dynashift.workflow.steps import ValidateEvent, WorkflowInput, state_store, validate
 
 log = logging.getLogger("dynashift.workflow")
@@ -69,6 +74,61 @@ def state_location(migration_id: str, target: TableLocation) -> TableLocation:
     return TableLocation(name=state_table_name(migration_id), side=target.side)
 
 
+def stack_parameters(spec: MigrationSpec) -> dict[str, str]:
+    """The template parameters a stack deployed for this migration would be given."""
+    target = spec.target.side
+    return {
+        "MigrationId": spec.migration_id,
+        "SourceTableName": spec.source.name,
+        "TargetTableName": spec.target.name,
+        "TargetRegion": target.region or "",
+        "SourceRoleArn": spec.source.side.role_arn or "",
+        "TargetRoleArn": target.role_arn or "",
+        "TargetExternalId": target.external_id or "",
+        "TargetEndpointUrl": target.endpoint_url or "",
+        "StateEndpointUrl": spec.state.side.endpoint_url or "",
+        "VersionAttribute": spec.version_attribute or "",
+        "SkipTtlDeletes": "true" if spec.skip_ttl_deletes else "false",
+    }
+
+
+def stack_region(spec: MigrationSpec) -> str:
+    """The local stack's region: the state table's (a stack's state table is in its region)."""
+    return spec.state.side.region or REGION
+
+
+def execution_input(workflow_input: WorkflowInput) -> dict[str, Any]:
+    """The input an execution is started with: what an operator types in the console — the
+    values the flags gave, without the defaults, which the Validate state applies (and returns
+    as the input every later state reads), exactly as for an execution started in AWS."""
+    return workflow_input.model_dump(mode="json", exclude_defaults=True)
+
+
+def local_stack(spec: MigrationSpec, **kwargs: Any) -> LocalStepFunctions:
+    """The template's stack deployed for `spec`, on a private server (start it with `with`):
+    the stack parameters of the migration, the state table next to the target, the event source
+    mappings reading the source stream with the source's credentials."""
+    from dynashift.workflow.runner import ACCOUNT_ID
+
+    region = stack_region(spec)
+    source_streams = spec.source.clients().streams
+
+    def checkpoint(stream_arn: str, shard_id: str, sequence: str) -> None:
+        # Stand-in until the replicator records its own progress (issue 12): the lag that
+        # EventSourceMappingControl reads is measured from these shard checkpoints.
+        state_store(spec).save_shard_checkpoint(shard_id, sequence)
+
+    state_arn = f"arn:aws:dynamodb:{region}:{ACCOUNT_ID}:table/{spec.state.name}"
+    kwargs.setdefault("streams_for", lambda arn: source_streams())
+    kwargs.setdefault("on_checkpoint", checkpoint)
+    return LocalStepFunctions(
+        stack_parameters(spec),
+        resources={"StateTable": {"Ref": spec.state.name, "Arn": state_arn}},
+        region=region,
+        **kwargs,
+    )
+
+
 @dataclass
 class MigrationRun:
     """The outcome of a local run."""
@@ -79,6 +139,9 @@ class MigrationRun:
     summary: str = ""
     followed_records: int = 0
     invocations: dict[str, int] = field(default_factory=dict)
+    #: Event source mappings the workflow created on the private server, and those it deleted.
+    mappings_created: list[str] = field(default_factory=list)
+    mappings_deleted: list[str] = field(default_factory=list)
 
 
 class _Watcher:
@@ -162,8 +225,13 @@ class MigrationRunner:
         drain_timeout: float = 300.0,
         timeout: float | None = None,
         on_state: Callable[[str], None] | None = None,
+        on_invoke: Callable[[str, dict[str, Any]], None] | None = None,
+        template_path: Path | None = None,
     ) -> None:
         self.input = workflow_input
+        self.on_invoke = on_invoke
+        self.template_path = template_path
+        self.drain_timeout = drain_timeout
         self.on_state = on_state
         self.spec = workflow_input.spec
         self.follow = follow
@@ -172,7 +240,8 @@ class MigrationRunner:
         self.err = err or sys.stderr
         self.stop = stop or threading.Event()
         self.timeout = timeout
-        self.control = LocalReplication(drain_timeout=drain_timeout)
+        #: The replication control on the private server (while the stack is up).
+        self.control: EventSourceMappingControl | None = None
         self.source_items: int | None = None
         self.sfn: LocalStepFunctions | None = None
         self._approved = False
@@ -228,6 +297,29 @@ class MigrationRunner:
         except DynashiftError:
             self.source_items = None
 
+    def stack(self) -> LocalStepFunctions:
+        """The template's stack for this migration on a private server (not started)."""
+        kwargs: dict[str, Any] = {}
+        if self.template_path is not None:
+            kwargs["template_path"] = self.template_path
+        return local_stack(self.spec, on_invoke=self.on_invoke, keep_batches=20, **kwargs)
+
+    def _control(self, sfn: LocalStepFunctions) -> EventSourceMappingControl:
+        """The control the ReplicationFunction uses, for the runner's own drain and stop."""
+        stack = sfn.stack
+        if stack is None:
+            raise RuntimeFailure("the local stack is not started")
+        env = sfn.function_environment("ReplicationFunction")
+        return EventSourceMappingControl(
+            sfn.client("lambda"),
+            env.get("DYNASHIFT_REPLICATOR_FUNCTION", ""),
+            dlq_arn=env.get("DYNASHIFT_DLQ_ARN"),
+            streams_client=lambda spec: spec.source.clients().streams(),
+            checkpoints=lambda spec: state_store(spec).shard_checkpoints(),
+            sqs_client=sfn.client("sqs"),
+            dlq_url=env.get("DYNASHIFT_DLQ_URL"),
+        )
+
     def run(self) -> MigrationRun:
         # The workers' pools are sized for their in-flight requests; a full pool only means a
         # connection is not reused, which is not worth a warning per request.
@@ -238,34 +330,27 @@ class MigrationRunner:
             f"(migration {self.spec.migration_id}, {self.spec.segments} segments)"
         )
         watcher = _Watcher(self)
-        sfn = LocalStepFunctions(self.control)
-        outcome: ExecutionOutcome | None = None
-        try:
-            with sfn:
-                self.sfn = sfn
-                arn = sfn.start_execution(self.input.model_dump(mode="json"))
-                try:
-                    outcome = sfn.wait(
-                        arn,
-                        on_event=watcher.on_event,
-                        on_poll=self._poll(watcher),
-                        timeout=self.timeout,
-                    )
-                except KeyboardInterrupt:
-                    self.say("interrupted: letting the workers in flight commit their checkpoints")
-                    budget = self.spec.worker_budget_seconds + 30
-                    if not sfn.stop_execution(arn, wait=budget):
-                        self.say("warning: a worker was still running after its budget")
-                    self.control.stop()
-                    raise
-                finally:
-                    watcher.close()
-                    self.sfn = None
-                invocations = dict(sfn_invocations(sfn))
-        except BaseException:
-            self.control.stop()
-            raise
-        return self._finish(outcome, invocations)
+        with self.stack() as sfn:
+            self.control = self._control(sfn)
+            self.sfn = sfn
+            arn = sfn.start_execution(execution_input(self.input))
+            try:
+                outcome = sfn.wait(
+                    arn,
+                    on_event=watcher.on_event,
+                    on_poll=self._poll(watcher),
+                    timeout=self.timeout,
+                )
+            except KeyboardInterrupt:
+                self.say("interrupted: letting the workers in flight commit their checkpoints")
+                budget = self.spec.worker_budget_seconds + 30
+                if not sfn.stop_execution(arn, wait=budget):
+                    self.say("warning: a worker was still running after its budget")
+                raise
+            finally:
+                watcher.close()
+                self.sfn = None
+            return self._finish(sfn, outcome)
 
     def _poll(self, watcher: _Watcher) -> Callable[[], None]:
         def poll() -> None:
@@ -275,46 +360,70 @@ class MigrationRunner:
 
         return poll
 
-    def _finish(self, outcome: ExecutionOutcome, invocations: dict[str, int]) -> MigrationRun:
+    def _finish(self, sfn: LocalStepFunctions, outcome: ExecutionOutcome) -> MigrationRun:
         state = state_store(self.spec)
         report = state.report()
+        followed = 0
+        if outcome.status == "SUCCEEDED" and self.follow:
+            followed = self._follow(sfn)
+        esm = sfn.esm
+        created: list[str] = []
+        deleted: list[str] = []
+        if esm is not None:
+            with contextlib.suppress(Exception):
+                esm.sync()
+            created, deleted = list(esm.seen), list(esm.deleted)
+        invocations = dict(sfn.dispatcher.invocations) if sfn.dispatcher else {}
+
+        def run(code: int, summary: str) -> MigrationRun:
+            return MigrationRun(
+                code, outcome, report, summary, followed, invocations, created, deleted
+            )
+
         if outcome.status == "SUCCEEDED":
-            followed = 0
-            if self.follow:
-                followed = self._follow()
-            else:
-                self.control.stop()
             summary = report_summary(report) if report else "READY"
-            code = 0 if summary == "READY" else 1
-            return MigrationRun(code, outcome, report, summary, followed, invocations)
-        self.control.stop()
+            return run(0 if summary == "READY" else 1, summary)
         if outcome.error == "NotReady":
-            summary = report_summary(report) if report else "NOT READY"
-            return MigrationRun(1, outcome, report, summary, 0, invocations)
+            return run(1, report_summary(report) if report else "NOT READY")
         error, message = failure_of(outcome)
         if outcome.error == "InputRejected" or error in BAD_INPUT_ERRORS:
             raise BadInputError(message or error)
+        if sfn.log_dir is not None:
+            sfn.keep_logs = True
+            self.say(f"the functions' logs are in {sfn.log_dir}")
         raise RuntimeFailure(f"migration failed ({error}): {message or 'no cause given'}")
 
-    def _follow(self) -> int:
+    def _follow(self, sfn: LocalStepFunctions) -> int:
+        """After READY: keep the replicator's mapping running until SIGINT/SIGTERM, then wait
+        until everything written before the signal is applied (the same lag measure as the
+        workflow's drain) and delete the mapping."""
+        control, esm = self.control, sfn.esm
+        if control is None or esm is None:
+            raise RuntimeFailure("the local stack has no replicator to follow with")
         self.say("READY - following the source stream; press Ctrl-C to stop (changes are drained)")
         try:
             while not self.stop.wait(0.5):
-                if not self.control.running:
-                    raise RuntimeFailure("the local replicator stopped while following")
+                esm.sync()
+                if not esm.running:
+                    raise RuntimeFailure("the replicator's event source mapping stopped")
         except KeyboardInterrupt:
             pass
+        since = datetime.now(UTC)
         self.say("stopping: applying every change written before the signal...")
-        applied = self.control.drain_and_stop()
+        before = sum(s.records_delivered for s in esm.stats.values())
+        deadline = time.monotonic() + self.drain_timeout
+        while not control.drain(self.spec, since).caught_up:
+            if time.monotonic() > deadline:
+                raise RuntimeFailure(
+                    f"drain did not finish within {self.drain_timeout:g}s: stream records "
+                    "written before the signal are not applied yet"
+                )
+            time.sleep(0.2)
+        control.stop(self.spec)
+        esm.sync()
+        applied = sum(s.records_delivered for s in esm.stats.values()) - before
         self.say(f"drained: {applied} stream records applied")
         return applied
-
-
-def sfn_invocations(sfn: LocalStepFunctions) -> dict[str, int]:
-    from dynashift.workflow.runner import _current
-
-    dispatcher = _current.get("dispatcher")
-    return dict(dispatcher.invocations) if dispatcher else {}
 
 
 def report_summary(report: dict[str, Any]) -> str:

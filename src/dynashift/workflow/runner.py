@@ -1,13 +1,19 @@
-"""The local runner: executes `statemachine/migration.asl.json` itself, on this machine.
+"""The local runner: executes `statemachine/migration.asl.json` as `sam deploy` deploys it.
 
-It starts a private moto server (Step Functions and Lambda only — the data tables live wherever
-the spec says: real AWS or any endpoint) in this process, with moto's Amazon States Language
-interpreter switched on. Every Lambda task is dispatched in-process to the handler of
-`functions/<step>/app.py`: moto's Docker-free Lambda backend is patched so that an invoke calls
-the handler and returns its JSON, or an error payload whose `errorType` is the exception's class
-name — exactly what the Retry/Catch clauses match in AWS. The placeholders of the definition are
-filled the way the template's DefinitionSubstitutions fill them, with the ARNs of dummy
-functions created on the private server.
+It starts a private moto server in this process (Step Functions, Lambda, SQS, SNS and IAM only
+— the data tables live wherever the spec says: real AWS or any endpoint) with moto's Amazon
+States Language interpreter switched on, and creates on it what the template's stack holds: one
+function per `AWS::Serverless::Function`, the replicator's dead-letter queue, the report topic
+and the state machine, whose placeholders are filled from the template's
+`DefinitionSubstitutions`. Every function runs in its own sandboxes
+(`dynashift.workflow.sandbox`) with exactly the environment, timeout and memory the template
+gives it (`dynashift.workflow.template`), resolved against the stack parameters of the run.
+moto's Docker-free Lambda backend is patched so that an invoke goes to the function's sandbox
+and returns its JSON or Lambda's error payload. Stream event source mappings created through
+the Lambda API are only stored by moto and run by `dynashift.workflow.esm`.
+
+The one local difference: each sandbox also gets `AWS_ENDPOINT_URL_LAMBDA`, `_SQS`, `_SNS` and
+`_SFN`, pointing the functions' Lambda, SQS, SNS and Step Functions calls at the private server.
 
 Only one runner can be active per process (moto's interpreter reaches Lambda through the
 `MOTO_PORT` of the process).
@@ -16,31 +22,34 @@ Only one runner can be active per process (moto's interpreter reaches Lambda thr
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
 import logging
 import re
+import shutil
+import tempfile
 import threading
 import time
 import uuid
 import zipfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from dynashift.errors import RuntimeFailure
-from dynashift.workflow.control import ReplicationControl
-from dynashift.workflow.steps import error_payload
+from dynashift.workflow.esm import EventSourceMappingEmulator, store_only_stream_mappings
+from dynashift.workflow.sandbox import FunctionPool, FunctionSpec, runtime_environment
+from dynashift.workflow.template import TEMPLATE, Stack, load_template
 
 log = logging.getLogger("dynashift.workflow")
 
 REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9]+)\}")
+STATE_MACHINE = "MigrationStateMachine"
 
-#: Where the definition and the handlers live (the repository / source tree root).
+#: Where the definition, the template and the handlers live (the repository root).
 ROOT = Path(__file__).resolve().parents[3]
 DEFINITION = ROOT / "statemachine" / "migration.asl.json"
 FUNCTIONS = ROOT / "functions"
@@ -61,62 +70,84 @@ def placeholders(definition_text: str) -> list[str]:
 
 
 def load_handler(step: str, functions_dir: Path = FUNCTIONS) -> Callable[[Any, Any], Any]:
-    """The `handler` of `functions/<step>/app.py`, loaded by path (no sys.path changes)."""
+    """The `handler` of `functions/<step>/app.py`, loaded by path (no sys.path changes; for
+    checks of the handlers — the runner itself loads them inside their sandboxes)."""
+    import importlib.util
+
     path = functions_dir / step / "app.py"
     if not path.is_file():
         raise RuntimeFailure(f"no handler for step {step!r}: {path} is missing")
-    name = f"dynashift_functions.{step}"
-    spec = importlib.util.spec_from_file_location(name, path)
+    spec = importlib.util.spec_from_file_location(f"dynashift_functions.{step}", path)
     if spec is None or spec.loader is None:
         raise RuntimeFailure(f"cannot load {path}")
-    module: ModuleType = importlib.util.module_from_spec(spec)
+    module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     handler: Callable[[Any, Any], Any] = module.handler
     return handler
 
 
+#: The service endpoints a sandbox's botocore clients use (botocore's
+#: AWS_ENDPOINT_URL_<SERVICE ID>): the stack's own services on the private server.
+ENDPOINT_SERVICES = ("LAMBDA", "SQS", "SNS", "SFN")
+
+
 @dataclass
-class LocalContext:
-    """The Lambda context a locally dispatched handler receives."""
-
-    function_name: str
-    replication_control: ReplicationControl | None
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = ""
-    deadline: float = field(default_factory=lambda: time.monotonic() + 900)
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.deadline - time.monotonic()) * 1000))
+class LocalFunction:
+    logical_id: str
+    step: str
+    name: str
+    arn: str
+    pool: FunctionPool
 
 
 class LocalLambda:
-    """Dispatches invokes of the private server's functions to the handlers in-process."""
+    """Dispatches invokes of the private server's functions to their sandboxes."""
 
     def __init__(
         self,
-        handlers: Mapping[str, Callable[[Any, Any], Any]],
-        control: ReplicationControl | None,
+        functions: list[LocalFunction],
         on_invoke: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
-        self.handlers = dict(handlers)
-        self.control = control
+        self.functions = {f.name: f for f in functions} | {f.arn: f for f in functions}
         self.on_invoke = on_invoke
         self.invocations: dict[str, int] = {}
         self.active = 0
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
 
+    def lookup(self, function_name: str) -> LocalFunction | None:
+        name = function_name
+        if name.endswith(":$LATEST"):
+            name = name.removesuffix(":$LATEST")
+        return self.functions.get(name)
+
     def invoke(self, function_name: str, body: Any, response_headers: dict[str, Any]) -> bytes:
-        # Function names are `dynashift-<run id>-<step>`.
-        step = function_name.rsplit(":", 1)[-1].split("-", 2)[-1]
-        handler = self.handlers.get(step)
-        event = json.loads(body or b"{}")
+        text = body.decode() if isinstance(body, bytes) else str(body or "{}")
+        payload, error = self.invoke_text(function_name, text or "{}")
+        if error:
+            response_headers["x-amz-function-error"] = "Unhandled"
+        return payload.encode()
+
+    def invoke_json(self, function_name: str, event: dict[str, Any]) -> tuple[str, bool]:
+        """(payload JSON, function error?) — what the event source mapping emulator calls."""
+        return self.invoke_text(function_name, json.dumps(event))
+
+    def invoke_text(self, function_name: str, text: str) -> tuple[str, bool]:
+        function = self.lookup(function_name)
+        if function is None:
+            return json.dumps(
+                {
+                    "errorType": "Lambda.ResourceNotFoundException",
+                    "errorMessage": f"Function not found: {function_name}",
+                }
+            ), True
         with self._lock:
-            self.invocations[step] = self.invocations.get(step, 0) + 1
+            self.invocations[function.step] = self.invocations.get(function.step, 0) + 1
             self.active += 1
         try:
-            return self._invoke(step, handler, event, response_headers)
+            if self.on_invoke:
+                self.on_invoke(function.step, json.loads(text))
+            return function.pool.invoke(text)
         finally:
             with self._idle:
                 self.active -= 1
@@ -134,28 +165,12 @@ class LocalLambda:
                 self._idle.wait(left)
             return True
 
-    def _invoke(
-        self,
-        step: str,
-        handler: Callable[[Any, Any], Any] | None,
-        event: dict[str, Any],
-        response_headers: dict[str, Any],
-    ) -> bytes:
-        if self.on_invoke:
-            self.on_invoke(step, event)
-        if handler is None:
-            response_headers["x-amz-function-error"] = "Unhandled"
-            return json.dumps(
-                {"errorType": "Lambda.ResourceNotFoundException", "errorMessage": step}
-            ).encode()
-        context = LocalContext(function_name=step, replication_control=self.control)
-        try:
-            result = handler(event, context)
-        except Exception as exc:  # every error goes back to the interpreter, like Lambda does
-            log.debug("step %s failed: %s", step, exc, exc_info=True)
-            response_headers["x-amz-function-error"] = "Unhandled"
-            return json.dumps(error_payload(exc)).encode()
-        return json.dumps(result, default=str).encode()
+    def close(self) -> None:
+        seen: set[int] = set()
+        for function in self.functions.values():
+            if id(function) not in seen:
+                seen.add(id(function))
+                function.pool.close()
 
 
 def _patched_invoke(  # noqa: PLR0917 (moto's signature)
@@ -190,26 +205,54 @@ def _dummy_zip() -> bytes:
 
 
 class LocalStepFunctions:
-    """A private, in-process moto server running the migration state machine."""
+    """A private, in-process moto server running the template's stack (see module docstring).
+
+    `parameters` are the stack parameters (`MigrationId`, `SourceTableName`, ...); `resources`
+    gives the physical ids of resources the run brings itself (the state table, created next
+    to the target). `streams_for(stream_arn)` returns the DynamoDB Streams client the event
+    source mapping emulator reads a source stream with; without it, mappings are not run.
+    """
 
     def __init__(
         self,
-        control: ReplicationControl | None,
+        parameters: Mapping[str, str],
         *,
+        resources: Mapping[str, Mapping[str, str]] | None = None,
+        template_path: Path = TEMPLATE,
         definition_path: Path = DEFINITION,
-        functions_dir: Path = FUNCTIONS,
+        root: Path = ROOT,
+        region: str = REGION,
         on_invoke: Callable[[str, dict[str, Any]], None] | None = None,
+        streams_for: Callable[[str], Any] | None = None,
+        on_checkpoint: Callable[[str, str, str], None] | None = None,
+        keep_batches: int = 0,
     ) -> None:
+        self.parameters = dict(parameters)
+        self.extra_resources = {k: dict(v) for k, v in (resources or {}).items()}
+        self.template = load_template(template_path)
         self.definition_text = definition_path.read_text(encoding="utf-8")
-        self.functions_dir = functions_dir
-        self.control = control
+        self.root = root
+        self.region = region
         self.on_invoke = on_invoke
+        self.streams_for = streams_for
+        self.on_checkpoint = on_checkpoint
+        self.keep_batches = keep_batches
         self.server: Any = None
         self.sfn: Any = None
+        self.url = ""
         self.state_machine_arn: str | None = None
         self.substitutions: dict[str, str] = {}
+        self.stack: Stack | None = None
+        self.dispatcher: LocalLambda | None = None
+        self.esm: EventSourceMappingEmulator | None = None
+        #: One log file per function (the sandboxes' stdout and stderr), removed at `stop`
+        #: unless `keep_logs` is set (a failed run keeps them for the operator).
+        self.log_dir: Path | None = None
+        self.keep_logs = False
         self._saved_config: dict[str, Any] = {}
         self._saved_invoke: Any = None
+        self._undo_esm: Callable[[], None] | None = None
+        self._owns_lock = False
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -223,18 +266,13 @@ class LocalStepFunctions:
     def start(self) -> None:
         if not _active.acquire(timeout=30):
             raise RuntimeFailure("another local workflow run is active in this process")
+        self._owns_lock = True
         try:
             self._start()
+            self._create_stack()
         except BaseException:
-            self._restore()
-            _active.release()
+            self.stop()
             raise
-        handlers = {
-            step_of(p): load_handler(step_of(p), self.functions_dir)
-            for p in placeholders(self.definition_text)
-        }
-        _current["dispatcher"] = LocalLambda(handlers, self.control, self.on_invoke)
-        self._create_state_machine(handlers)
 
     def _start(self) -> None:
         import os
@@ -257,58 +295,153 @@ class LocalStepFunctions:
         default_user_config["lambda"] = {"use_docker": False}
         self._saved_invoke = LambdaSimpleBackend.invoke
         LambdaSimpleBackend.invoke = _patched_invoke  # type: ignore[method-assign]
+        self._undo_esm = store_only_stream_mappings()
         for noisy in ("werkzeug", "moto"):
             logging.getLogger(noisy).setLevel(logging.CRITICAL)
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self.server.start()
         self.url = f"http://127.0.0.1:{port}"
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str, **config: Any) -> Any:
         import boto3
+        from botocore.config import Config
 
         return boto3.client(
             service,  # type: ignore[call-overload]
-            region_name=REGION,
+            region_name=self.region,
             endpoint_url=self.url,
             aws_access_key_id="local",
             aws_secret_access_key="local",
+            config=Config(**config) if config else None,
         )
 
-    def _create_state_machine(self, handlers: Mapping[str, Any]) -> None:
+    def _create_stack(self) -> None:
+        """Create the stack's resources on the private server and the functions' sandboxes."""
         # moto's backends live as long as the process: names are unique per run.
         run_id = uuid.uuid4().hex[:8]
+        stack_name = f"dynashift-{run_id}"
         iam = self.client("iam")
         role = iam.create_role(
-            RoleName=f"dynashift-{run_id}",
+            RoleName=stack_name,
             AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
         )["Role"]["Arn"]
+        resources: dict[str, dict[str, str]] = {}
+        sqs = self.client("sqs")
+        queue_name = f"{stack_name}-ReplicatorDeadLetterQueue"
+        queue_url = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        resources["ReplicatorDeadLetterQueue"] = {
+            "Ref": queue_url,
+            "Arn": queue_arn,
+            "QueueName": queue_name,
+        }
+        topic = self.client("sns").create_topic(Name=f"{stack_name}-ReportTopic")["TopicArn"]
+        resources["ReportTopic"] = {"Ref": topic, "TopicName": topic.rsplit(":", 1)[-1]}
+        resources["EngineLayer"] = {
+            "Ref": f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:layer:{stack_name}-engine:1"
+        }
+        machine_name = f"{stack_name}-migration"
+        machine_arn = f"arn:aws:states:{self.region}:{ACCOUNT_ID}:stateMachine:{machine_name}"
+        resources[STATE_MACHINE] = {"Ref": machine_arn, "Name": machine_name}
+        stack = Stack(
+            self.template,
+            self.parameters,
+            resources,
+            region=self.region,
+            account_id=ACCOUNT_ID,
+            stack_name=stack_name,
+        )
+        stack.parameter_values()  # refuse unknown or missing parameters before anything runs
         lam = self.client("lambda")
         code = _dummy_zip()
-        for placeholder in placeholders(self.definition_text):
-            step = step_of(placeholder)
+        names: dict[str, tuple[str, str]] = {}
+        for logical_id in stack.functions():
+            name = f"{stack_name}-{logical_id}"[:64]
             arn = lam.create_function(
-                FunctionName=f"dynashift-{run_id}-{step}",
+                FunctionName=name,
                 Runtime="python3.12",
                 Role=role,
                 Handler="app.handler",
                 Code={"ZipFile": code},
             )["FunctionArn"]
-            self.substitutions[placeholder] = arn
+            resources[logical_id] = {"Ref": name, "Arn": arn}
+            names[logical_id] = (name, arn)
+        resources.update(self.extra_resources)
+        self.stack = stack
+        self.log_dir = Path(tempfile.mkdtemp(prefix="dynashift-lambda-logs-"))
+        endpoints = {f"AWS_ENDPOINT_URL_{s}": self.url for s in ENDPOINT_SERVICES}
+        functions = []
+        for logical_id, (name, arn) in names.items():
+            config = stack.function(logical_id)
+            module, _, _ = config.handler.rpartition(".")
+            path = (self.root / config.code_uri / f"{module.replace('.', '/')}.py").resolve()
+            env = runtime_environment(
+                config.environment,
+                function_name=name,
+                memory=config.memory,
+                region=self.region,
+                endpoints=endpoints,
+            )
+            spec = FunctionSpec(
+                name=name,
+                arn=arn,
+                handler_path=str(path),
+                handler_name=config.handler,
+                environment=env,
+                timeout=float(config.timeout),
+                memory=config.memory,
+                log_path=str(self.log_dir / f"{logical_id}.log"),
+            )
+            functions.append(LocalFunction(logical_id, config.step, name, arn, FunctionPool(spec)))
+        self.dispatcher = LocalLambda(functions, self.on_invoke)
+        _current["dispatcher"] = self.dispatcher
+        self.substitutions = stack.definition_substitutions(STATE_MACHINE)
         definition = substitute(self.definition_text, self.substitutions)
         self.sfn = self.client("stepfunctions")
         self.state_machine_arn = self.sfn.create_state_machine(
-            name=f"dynashift-{run_id}", definition=definition, roleArn=role
+            name=machine_name, definition=definition, roleArn=role
         )["stateMachineArn"]
+        if self.streams_for is not None:
+            self.esm = EventSourceMappingEmulator(
+                lam,
+                self.dispatcher.invoke_json,
+                self.streams_for,
+                sqs_client=sqs,
+                on_checkpoint=self.on_checkpoint,
+                keep_batches=self.keep_batches,
+                functions=lambda arn: (
+                    self.dispatcher is not None and self.dispatcher.lookup(arn) is not None
+                ),
+            ).start()
+
+    def function_environment(self, logical_id: str) -> dict[str, str]:
+        """The whole environment a function's sandboxes get."""
+        if self.dispatcher is None:
+            raise RuntimeFailure("the local stack is not started")
+        for function in self.dispatcher.functions.values():
+            if function.logical_id == logical_id:
+                return dict(function.pool.spec.environment)
+        raise RuntimeFailure(f"no function {logical_id} in the local stack")
 
     def stop(self) -> None:
         try:
+            if self.esm is not None:
+                self.esm.stop()
+            if self.dispatcher is not None:
+                self.dispatcher.close()
             if self.server is not None:
                 self.server.stop()
         finally:
             self.server = None
             _current.pop("dispatcher", None)
             self._restore()
-            if _active.locked():
+            if self.log_dir is not None and not self.keep_logs:
+                shutil.rmtree(self.log_dir, ignore_errors=True)
+                self.log_dir = None
+            if self._owns_lock:
+                self._owns_lock = False
                 _active.release()
 
     def _restore(self) -> None:
@@ -317,6 +450,9 @@ class LocalStepFunctions:
 
             LambdaSimpleBackend.invoke = self._saved_invoke  # type: ignore[method-assign]
             self._saved_invoke = None
+        if self._undo_esm is not None:
+            self._undo_esm()
+            self._undo_esm = None
         if self._saved_config:
             from moto.core.config import default_user_config
 
@@ -399,7 +535,7 @@ class LocalStepFunctions:
         resumed run never races a worker of the stopped one). True when they all finished."""
         with contextlib.suppress(Exception):
             self.sfn.stop_execution(executionArn=execution_arn, error="Interrupted", cause=cause)
-        dispatcher = _current.get("dispatcher")
+        dispatcher = self.dispatcher
         return dispatcher.wait_idle(wait) if dispatcher is not None and wait > 0 else True
 
     def send_task_success(self, token: str, output: Mapping[str, Any]) -> None:
