@@ -82,7 +82,12 @@ def test_unresolvable_references_are_named(
 def _real_stack(**params: str) -> Stack:
     template = load_template(TEMPLATE)
     resources: dict[str, dict[str, str]] = {
-        lid: {"Ref": f"ref-{lid}", "Arn": f"arn-{lid}", "QueueName": f"q-{lid}"}
+        lid: {
+            "Ref": f"ref-{lid}",
+            "Arn": f"arn-{lid}",
+            "QueueName": f"q-{lid}",
+            "FunctionUrl": f"url-{lid}",
+        }
         for lid in template["Resources"]
     }
     base = {"MigrationId": "m", "SourceTableName": "src", "TargetTableName": "tgt"}

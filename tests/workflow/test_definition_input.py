@@ -132,7 +132,10 @@ def test_every_doc_example_runs_as_written(ddb: Any, endpoint: str, table_name: 
 
             arn = sfn.start_execution(_with_tables(example, source, target, state_table, endpoint))
             outcome = sfn.wait(arn, on_poll=approve, timeout=180, interval=0.2)
-            mappings = sfn.client("lambda").list_event_source_mappings()["EventSourceMappings"]
+            replicator = sfn.function_environment("ReplicationFunction")
+            mappings = sfn.client("lambda").list_event_source_mappings(
+                FunctionName=replicator["DYNASHIFT_REPLICATOR_FUNCTION"]
+            )["EventSourceMappings"]
         if expected == "ready":
             assert outcome.status == "SUCCEEDED", (where, failure_of(outcome))
             assert outcome.output["outcome"] == "READY", where

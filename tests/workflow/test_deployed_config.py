@@ -246,7 +246,7 @@ def test_a_variable_missing_from_one_function_fails_that_function(
     params = {"MigrationId": "m", "SourceTableName": "src", "TargetTableName": "tgt"}
     resources = {"StateTable": {"Ref": "s"}, "ReportTopic": {"Ref": "t"}}
     resources |= {
-        lid: {"Ref": lid, "Arn": f"arn:{lid}", "QueueName": lid}
+        lid: {"Ref": lid, "Arn": f"arn:{lid}", "QueueName": lid, "FunctionUrl": f"url:{lid}"}
         for lid in load_template(copy)["Resources"]
         if lid not in resources
     }

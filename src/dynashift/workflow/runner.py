@@ -367,6 +367,12 @@ class LocalStepFunctions:
                 Code={"ZipFile": code},
             )["FunctionArn"]
             resources[logical_id] = {"Ref": name, "Arn": arn}
+            # What SAM generates beside the function (its URL's address as AWS formats it;
+            # nothing serves it locally: the local run approves through the state table).
+            resources[f"{logical_id}Url"] = {
+                "FunctionUrl": f"https://{name.lower()}.lambda-url.{self.region}.on.aws/"
+            }
+            resources[f"{logical_id}Role"] = {"Ref": name, "Arn": role}
             names[logical_id] = (name, arn)
         resources.update(self.extra_resources)
         self.stack = stack

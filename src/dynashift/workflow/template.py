@@ -66,7 +66,23 @@ def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
         raise TemplateError(f"cannot read template {path}: {exc}") from exc
     if not isinstance(data, dict) or "Resources" not in data:
         raise TemplateError(f"{path}: not a CloudFormation template (no Resources)")
+    data["Resources"].update(sam_generated_resources(data["Resources"]))
     return data
+
+
+def sam_generated_resources(resources: dict[str, Any]) -> dict[str, Any]:
+    """The resources the SAM transform adds that the template may refer to: a function's
+    `<Id>Url` (AWS::Lambda::Url, from FunctionUrlConfig) and `<Id>Role` (its execution role)."""
+    generated: dict[str, Any] = {}
+    for logical_id, resource in resources.items():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        properties = resource.get("Properties") or {}
+        if properties.get("FunctionUrlConfig"):
+            generated[f"{logical_id}Url"] = {"Type": "AWS::Lambda::Url", "Generated": True}
+        if "Role" not in properties:
+            generated[f"{logical_id}Role"] = {"Type": "AWS::IAM::Role", "Generated": True}
+    return {k: v for k, v in generated.items() if k not in resources}
 
 
 @dataclass(frozen=True)
