@@ -9,6 +9,12 @@ Layout (partition key `migration_id`, sort key `sk`, both strings):
 | `tombstone#<key id>`  | a tombstone written in the target while backfill runs (I5)      |
 | `shard#<shard id>`    | last applied stream sequence number of a shard (follower)        |
 | `report`              | the latest readiness report (JSON text)                          |
+| `prog#<label>#<seq>`  | one applied batch of the replicator (replication_progress)      |
+| `pfail#<label>#<seq>` | a record the replicator reported failed                          |
+| `pwalk#<shard id>`    | the progress checker's walk position in one shard                |
+
+`<label>` is the stream ARN's label (its last path part, ASCII, ~23 characters) and `<seq>` a
+sequence number zero-padded to 40 digits, so these sort keys stay short and sort numerically.
 
 Writes that commit progress are single PutItem/UpdateItem calls, so a crash leaves either the
 old or the new checkpoint (I8). Reads that decide behaviour (the phase) are strongly consistent.
@@ -38,6 +44,11 @@ REPORT = "report"
 SEGMENT_PREFIX = "segment#"
 TOMBSTONE_PREFIX = "tombstone#"
 SHARD_PREFIX = "shard#"
+PROGRESS_PREFIX = "prog#"
+PROGRESS_FAILURE_PREFIX = "pfail#"
+WALK_PREFIX = "pwalk#"
+#: Stream sequence numbers have at most 40 digits.
+SEQUENCE_WIDTH = 40
 
 
 def state_table_name(migration_id: str) -> str:
@@ -267,6 +278,90 @@ class StateStore:
         return {
             i["sk"]["S"][len(SHARD_PREFIX) :]: i["sequence"]["S"]
             for i in self._query_prefix(SHARD_PREFIX)
+        }
+
+    # --- replication progress (see dynashift.replication_progress) ----------------------------
+
+    @staticmethod
+    def _progress_sk(prefix: str, stream_label: str, sequence: str) -> str:
+        return f"{prefix}{stream_label}#{int(sequence):0{SEQUENCE_WIDTH}d}"
+
+    def save_progress(
+        self, stream_label: str, first: str, last: str, data: Mapping[str, Any]
+    ) -> bool:
+        """Record one applied range of sequence numbers (`first`..`last`, one shard).
+
+        Keyed by its first sequence number; a redelivered batch starting at the same record
+        keeps the longest range recorded (a shorter one never replaces it). False when a
+        longer range was already recorded.
+        """
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item={
+                    **self._key(self._progress_sk(PROGRESS_PREFIX, stream_label, first)),
+                    "first": {"S": first},
+                    "last": {"S": last},
+                    "last_pad": {"S": f"{int(last):0{SEQUENCE_WIDTH}d}"},
+                    "data": {"S": json.dumps(dict(data), sort_keys=True, default=str)},
+                    "updated": {"N": str(time.time())},
+                },
+                ConditionExpression="attribute_not_exists(sk) OR last_pad <= :lp",
+                ExpressionAttributeValues={":lp": {"S": f"{int(last):0{SEQUENCE_WIDTH}d}"}},
+            )
+            return True
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+
+    def progress_ranges(self, stream_label: str) -> list[tuple[str, str, dict[str, Any]]]:
+        """(first, last, data) of every applied range recorded for a stream, by first."""
+        return [
+            (i["first"]["S"], i["last"]["S"], json.loads(i["data"]["S"]))
+            for i in self._query_prefix(f"{PROGRESS_PREFIX}{stream_label}#")
+        ]
+
+    def save_progress_failure(
+        self, stream_label: str, sequence: str, data: Mapping[str, Any]
+    ) -> None:
+        """Record a record the replicator reported failed (the first failed one of a batch)."""
+        self.client.update_item(
+            TableName=self.table,
+            Key=self._key(self._progress_sk(PROGRESS_FAILURE_PREFIX, stream_label, sequence)),
+            UpdateExpression="SET seq = :s, #d = :d, updated = :t ADD attempts :one",
+            ExpressionAttributeNames={"#d": "data"},
+            ExpressionAttributeValues={
+                ":s": {"S": sequence},
+                ":d": {"S": json.dumps(dict(data), sort_keys=True, default=str)},
+                ":t": {"N": str(time.time())},
+                ":one": {"N": "1"},
+            },
+        )
+
+    def progress_failures(self, stream_label: str) -> dict[str, dict[str, Any]]:
+        """Sequence number -> data (with `attempts`) of every failed record recorded."""
+        return {
+            i["seq"]["S"]: json.loads(i["data"]["S"]) | {"attempts": int(i["attempts"]["N"])}
+            for i in self._query_prefix(f"{PROGRESS_FAILURE_PREFIX}{stream_label}#")
+        }
+
+    def save_walk(self, shard_id: str, data: Mapping[str, Any]) -> None:
+        """The progress checker's position in one shard (JSON)."""
+        self.client.put_item(
+            TableName=self.table,
+            Item={
+                **self._key(WALK_PREFIX + shard_id),
+                "data": {"S": json.dumps(dict(data), sort_keys=True, default=str)},
+                "updated": {"N": str(time.time())},
+            },
+        )
+
+    def walks(self) -> dict[str, dict[str, Any]]:
+        """Shard id -> the progress checker's saved position."""
+        return {
+            i["sk"]["S"][len(WALK_PREFIX) :]: json.loads(i["data"]["S"])
+            for i in self._query_prefix(WALK_PREFIX)
         }
 
     # --- report ------------------------------------------------------------------------------

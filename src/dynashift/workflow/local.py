@@ -2,8 +2,9 @@
 
 It stands in for the event source mapping of the deployed stack: `start` begins following the
 source stream from TRIM_HORIZON (or the shard checkpoints of a resumed run), `lag` says whether
-everything written before a moment has been applied, `drain` applies every record present now
-and stops, `stop` ends the thread.
+everything written before a moment has been applied and `drain` waits until everything written
+before the drain began is applied — both read the replicator's own progress records in the
+state store with the code the AWS control uses — and `stop` ends the thread.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from typing import Any
 from dynashift.errors import RuntimeFailure
 from dynashift.follower import StreamFollower
 from dynashift.models import MigrationSpec
+from dynashift.replication_progress import ProgressChecker, ReadBudget
 from dynashift.replicator import Replicator
 from dynashift.tables import describe_table, table_keys
-from dynashift.workflow.control import LagStatus, stream_backlog
+from dynashift.workflow.control import LagStatus, progress_drain, progress_lag
 from dynashift.workflow.steps import state_store
 
 log = logging.getLogger("dynashift.workflow")
@@ -35,8 +37,12 @@ class LocalReplication:
         drain_timeout: float = 300.0,
         clock: Callable[[], float] = time.time,
         batch_size: int = 1000,
+        check_interval: float = 0.5,
     ) -> None:
         self.drain_timeout = drain_timeout
+        #: Stream reads of a lag/drain check; moto has no read limit, so checks may come sooner
+        #: than in AWS (5 s), the per-check GetRecords budget is the same.
+        self.budget = ReadBudget(min_interval=check_interval)
         self.clock = clock
         self.batch_size = batch_size
         self.follower: StreamFollower | None = None
@@ -90,30 +96,38 @@ class LocalReplication:
             raise RuntimeFailure(f"the local replicator failed: {self.follower.error}")
         return self.follower
 
+    def _checker(self, spec: MigrationSpec) -> ProgressChecker:
+        if self.stream_arn is None:
+            raise RuntimeFailure("the local replicator was not started")
+        return ProgressChecker(
+            spec.source.clients().streams(),
+            state_store(spec),
+            self.stream_arn,
+            budget=self.budget,
+            clock=self.clock,
+        )
+
     def lag(self, spec: MigrationSpec, since: datetime | None = None) -> LagStatus:
-        """Read-only probe of the stream after the follower's checkpoints in the state store.
+        """From the replicator's progress records, exactly as in AWS (`progress_lag`).
 
         It does not go through the follower (whose lock its busy polling thread holds most of
         the time under a steady write load), so it answers promptly while writes continue.
         """
         self._require()
-        if self.stream_arn is None:
-            raise RuntimeFailure("the local replicator was not started")
-        status = stream_backlog(
-            spec.source.clients().streams(),
-            self.stream_arn,
-            state_store(spec).shard_checkpoints(),
-            since,
-            now=self.clock,
-        )
-        return status.model_copy(update={"failed_records": 0})
+        return progress_lag(self._checker(spec), since, now=self.clock)
 
     def drain(self, spec: MigrationSpec, since: datetime | None = None) -> LagStatus:
-        follower = self._require()
-        if not follower.finished:
-            result = follower.drain(self.drain_timeout)
-            log.info("replicator drained: %d records applied", result.applied)
-        return LagStatus(caught_up=True, records_behind=0, age_seconds=0.0, detail="drained")
+        """Check the drain (`progress_drain`, as in AWS) until it is done, while the follower
+        keeps applying; WorkerDeadlineError naming the shard behind after `drain_timeout`."""
+        self._require()
+        checker = self._checker(spec)
+        while True:
+            status = progress_drain(checker, timeout=self.drain_timeout, clock=self.clock)
+            if status.caught_up:
+                log.info("replicator drained: %s", status.detail)
+                return status
+            self._require()  # the follower thread failed: say so rather than time out
+            self._stop.wait(self.budget.min_interval)
 
     def stop(self, spec: MigrationSpec | None = None) -> dict[str, Any]:
         self._stop.set()
