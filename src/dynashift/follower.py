@@ -45,7 +45,7 @@ from botocore.exceptions import ClientError
 from dynashift.aws import error_code
 from dynashift.errors import RuntimeFailure, WorkerDeadlineError
 from dynashift.items import to_event_json
-from dynashift.replication_progress import EMPTY_PAGES_AT_TIP, stream_clock
+from dynashift.replication_progress import EMPTY_PAGES_AT_TIP, drain_mark
 from dynashift.replicator import ApplyResult, approximate_creation
 from dynashift.retry import Backoff, is_throttle, is_transient
 from dynashift.state import StateStore
@@ -470,7 +470,7 @@ class StreamFollower:
         self._unfinished()  # discover the shards
         # When the drain began, by the stream's own clock (the Date of its response); the local
         # clock plus `clock_skew` only for an endpoint that sends no Date.
-        mark = stream_clock(self.streams.describe_stream(StreamArn=self.stream_arn))
+        mark = drain_mark(self.streams, self.stream_arn)
         with self._lock:
             self._drain_until = mark if mark is not None else start + self.clock_skew
             for shard in self._shards.values():

@@ -52,6 +52,8 @@ log = logging.getLogger("dynashift.progress")
 EMPTY_PAGES_AT_TIP = 3
 #: Iterators expire after 15 minutes; a saved one older than this is not reused.
 ITERATOR_MAX_AGE = 600.0
+#: An HTTP Date has whole seconds.
+DATE_PRECISION = 1.0
 #: Records per GetRecords page (the API maximum).
 PAGE_LIMIT = 1000
 
@@ -283,7 +285,8 @@ class ProgressReport:
 
     stream_arn: str
     shards: list[ShardWalk] = field(default_factory=list)
-    #: The stream's clock at the check (HTTP Date of DescribeStream), else the local clock.
+    #: The stream's clock at the check (HTTP Date of DescribeStream + its precision: the check
+    #: began before it), else the local clock.
     stream_now: float = 0.0
     describe_pages: int = 0
     get_records: dict[str, int] = field(default_factory=dict)
@@ -375,11 +378,7 @@ class ProgressChecker:
         }
 
     def _saved(self) -> dict[str, ShardWalk]:
-        return {
-            sid: ShardWalk.from_json(data)
-            for sid, data in self.state.walks().items()
-            if data.get("stream") == self.stream_arn
-        }
+        return saved_walks(self.state, self.stream_arn)
 
     def check(self) -> ProgressReport:
         """Rediscover the shards, walk each from its saved position (within the budget)."""
@@ -388,7 +387,8 @@ class ProgressChecker:
             self.streams, self.stream_arn, self.budget.describe_pages
         )
         report.describe_pages = pages
-        report.stream_now = stream_now or self.clock()
+        # The stream's "now" as an upper bound (a Date has whole seconds).
+        report.stream_now = stream_now + DATE_PRECISION if stream_now else self.clock()
         walks = self._saved()
         ranges = self._ranges()
         closed_during_check = False
@@ -499,14 +499,25 @@ class ProgressChecker:
         return calls
 
 
-def drain_mark(streams: Any, stream_arn: str, clock: Callable[[], float] = time.time) -> float:
-    """When a drain begins, by the stream's own clock (the Date of a DescribeStream response;
-    the local clock only when the endpoint sends no Date)."""
+def drain_mark(streams: Any, stream_arn: str) -> float | None:
+    """When a drain begins, by the stream's own clock: the Date of a DescribeStream response
+    plus its one-second precision (the moment lies before it). None when the endpoint sends
+    no Date."""
     resp = streams.describe_stream(StreamArn=stream_arn)
-    return stream_clock(resp) or clock()
+    date = stream_clock(resp)
+    return None if date is None else date + DATE_PRECISION
 
 
 # --- images in a window (recheck) -----------------------------------------------------------
+
+
+def saved_walks(state: Any, stream_arn: str) -> dict[str, ShardWalk]:
+    """The progress checker's saved positions in a stream's shards."""
+    return {
+        sid: ShardWalk.from_json(data)
+        for sid, data in state.walks().items()
+        if data.get("stream") == stream_arn
+    }
 
 
 def window_images(
@@ -524,22 +535,16 @@ def window_images(
     """Key id -> every image (None for a REMOVE) the stream carried for `keys` in records
     created from `start` (rounded down to the second) to `end` (epoch seconds).
 
-    Each shard is read from the progress checker's saved position (`positions`, default: the
-    saved walks; a record before it was created before the walk reached it), parents before
-    children, until a record created after `end` + 1 s, the shard's end or an empty page, and
-    at most `max_pages_per_shard` pages.
+    Each shard is read from the progress checker's positions (`positions`: `saved_walks` taken
+    BEFORE `start`, so every record created after `start` lies after them; default: the saved
+    walks now), parents before children, until a record created after `end` + 1 s, the shard's
+    end or an empty page, and at most `max_pages_per_shard` pages.
     """
     wanted = {key_id(k) for k in keys}
     out: dict[str, list[Item | None]] = {}
     if not wanted:
         return out
-    saved = positions
-    if saved is None:
-        saved = {
-            sid: ShardWalk.from_json(data)
-            for sid, data in state.walks().items()
-            if data.get("stream") == stream_arn
-        }
+    saved = positions if positions is not None else saved_walks(state, stream_arn)
     shards, _, _ = describe_shards(streams, stream_arn)
     floor = int(start)
     for shard in lineage_order(shards):

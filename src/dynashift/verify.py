@@ -594,6 +594,9 @@ CaughtUp = Callable[[float], bool]
 #: `images(start, end, keys, key_names)`: key id -> every image (None: a delete) the source
 #: stream carried for those keys in records created from `start` to `end` (epoch seconds).
 WindowImages = Callable[[float, float, Sequence[Item], Sequence[str]], Mapping[str, Any]]
+#: Called at the start of each round, before the first source read: the reader of the stream
+#: window that round will ask for (it notes where the stream stands now).
+StreamWindow = Callable[[], WindowImages]
 
 
 def _classify(
@@ -643,7 +646,7 @@ def recheck(
     suspects: Sequence[Suspect | Mapping[str, Any]],
     *,
     caught_up: CaughtUp | None = None,
-    images: WindowImages | None = None,
+    images: StreamWindow | None = None,
     repair: bool = False,
     rounds: int = 3,
     timeout: float = 120.0,
@@ -678,6 +681,7 @@ def recheck(
     def settle(keys: dict[str, Item]) -> tuple[dict[str, tuple[Kind, Item | None]], set[str]]:
         """One round: (divergent id -> (kind, source item)), ids still changing."""
         key_list = list(keys.values())
+        window = images() if images is not None else None
         start = clock()
         first = _read(sides.source, spec.source.name, key_list, names)
         _wait_caught_up(caught_up, start, **wait)  # type: ignore[arg-type]
@@ -691,8 +695,8 @@ def recheck(
             and _classify(second.get(kid), target.get(kid), names, differ) is not None
         }
         carried: Mapping[str, Any] = {}
-        if images is not None and open_keys:
-            carried = images(start, end, [keys[k] for k in open_keys], names)
+        if window is not None and open_keys:
+            carried = window(start, end, [keys[k] for k in open_keys], names)
         divergent: dict[str, tuple[Kind, Item | None]] = {}
         moving: set[str] = set()
         for kid in keys:
@@ -876,7 +880,7 @@ def recheck_migration(
     *,
     state: StateStore | None = None,
     caught_up: CaughtUp | None = None,
-    images: WindowImages | None = None,
+    images: StreamWindow | None = None,
     repair: bool = False,
     **kwargs: Any,
 ) -> RecheckResult:

@@ -190,7 +190,7 @@ def progress_drain(
     mark = meta.get("drain_mark")
     started = meta.get("drain_started")
     if mark is None or started is None:
-        mark = drain_mark(checker.streams, checker.stream_arn, clock)
+        mark = drain_mark(checker.streams, checker.stream_arn) or clock()
         started = clock()
         for sid, data in state.walks().items():
             if data.get("stream") == checker.stream_arn and not data.get("done"):

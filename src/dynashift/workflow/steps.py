@@ -382,7 +382,7 @@ def recheck(event: StepEvent, control: ReplicationControl) -> dict[str, Any]:
     target holds an image of that the stream carried during a round is in sync (it settles
     under steady writes); those images are read from the stream with the progress walk's code.
     """
-    from dynashift.replication_progress import window_images
+    from dynashift.replication_progress import saved_walks, window_images
     from dynashift.verify import recheck_migration
 
     spec = event.spec
@@ -395,12 +395,26 @@ def recheck(event: StepEvent, control: ReplicationControl) -> dict[str, Any]:
             return True  # no replicator runs; readiness reports why
         return control.lag(spec, datetime.fromtimestamp(since, UTC)).caught_up
 
-    def images(start: float, end: float, keys: Any, names: Any) -> dict[str, Any]:
-        if problem or not stream_arn:
-            return {}
-        return window_images(
-            _streams(spec), state, str(stream_arn), start=start, end=end, keys=keys, key_names=names
-        )
+    def images() -> Any:
+        """At a round's start: note where the stream walk stands, read the window later."""
+        arn = str(stream_arn)
+        positions = saved_walks(state, arn) if stream_arn and not problem else {}
+
+        def read(start: float, end: float, keys: Any, names: Any) -> Any:
+            if problem or not stream_arn:
+                return {}
+            return window_images(
+                _streams(spec),
+                state,
+                arn,
+                start=start,
+                end=end,
+                keys=keys,
+                key_names=names,
+                positions=positions,
+            )
+
+        return read
 
     poll = max(1.0, float(event.settings.poll_seconds))
     return _dump(
