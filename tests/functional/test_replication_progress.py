@@ -436,3 +436,36 @@ def test_recheck_settles_a_key_written_twice_a_second(live: Live) -> None:
         assert time.time() < deadline
         time.sleep(0.2)
     assert scan_all(live.ddb, live.source) == scan_all(live.ddb, live.target)
+
+
+def test_the_engine_records_only_the_applied_prefix_of_a_failed_batch(live: Live) -> None:
+    for i in range(3):
+        live.ddb.put_item(TableName=live.source, Item={"pk": {"S": f"k{i}"}})
+    shard = live.streams.describe_stream(StreamArn=live.arn)["StreamDescription"]["Shards"][0]
+    iterator = live.streams.get_shard_iterator(
+        StreamArn=live.arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    records = [
+        to_lambda_record(r, live.arn)
+        for r in live.streams.get_records(ShardIterator=iterator)["Records"]
+    ]
+    del records[1]["dynamodb"]["NewImage"]  # the second record cannot be applied
+    result = live.follower.target.apply(records)  # the Replicator engine itself
+    assert result.failed_index == 1
+    label = live.arn.rsplit("/", 1)[-1]
+    seqs = [r["dynamodb"]["SequenceNumber"] for r in records]
+    ((first, last, data),) = live.state.progress_ranges(label)
+    assert (first, last, data["count"]) == (seqs[0], seqs[0], 1)
+    assert list(live.state.progress_failures(label)) == [seqs[1]]
+    assert failed_records(live.state, live.arn) == 1
+
+
+def test_status_shows_the_lag_read_from_progress(live: Live) -> None:
+    from types import SimpleNamespace
+
+    from dynashift.cli.status_cmd import _lag
+
+    live.ddb.put_item(TableName=live.source, Item={"pk": {"S": "a"}})
+    age, detail = _lag(SimpleNamespace(state=live.state, spec=live.spec))
+    assert age is not None and "not applied" in detail
+    assert live.state.walks() == {}  # read-only: the workflow's walk is not moved
