@@ -313,6 +313,25 @@ class ProgressReport:
         """Unapplied records the walks have seen (a lower bound)."""
         return sum(w.behind_count for w in self.shards if not w.done)
 
+    def age_seconds(self, now: float) -> float | None:
+        """How long the oldest unapplied record seen has waited; 0 when every shard's walk
+        reached an empty page or its end with nothing unapplied; None when a walk ran out of
+        budget among applied records (the oldest unapplied record was not seen yet)."""
+        blocked = self._blocked()
+        ages = [0.0]
+        for w in self.shards:
+            if w.done or w.shard_id in blocked:
+                continue
+            if w.trimmed:
+                return None
+            if w.behind_seq is not None:
+                if w.behind_created is None:
+                    return None
+                ages.append(max(0.0, now - w.behind_created))
+            elif w.empty_pages == 0:
+                return None
+        return max(ages)
+
     def oldest_unapplied(self) -> float | None:
         times = [w.behind_created for w in self.shards if w.behind_created is not None]
         return min(times) if times else None

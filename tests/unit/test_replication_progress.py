@@ -90,3 +90,23 @@ def test_checklist_shows_lag_detail_and_a_lost_stream() -> None:
     assert not lag.ok and lag.detail == "the stream lost records"
     failed = evaluate(_inputs(replicator_failed_records=2, dlq_messages=3))
     assert "2 failed records; 3 messages on the DLQ" in failed.summary_line()
+
+
+def test_age_under_a_writer_that_never_pauses() -> None:
+    from dynashift.replication_progress import ProgressReport
+
+    # Read to an empty page with nothing unapplied: no lag now (though not "caught up" for now).
+    at_page_end = ProgressReport("arn", shards=[ShardWalk("a", empty_pages=1, newest_applied=90)])
+    assert not at_page_end.caught_up(100) and at_page_end.age_seconds(100) == 0.0
+    behind = ProgressReport(
+        "arn",
+        shards=[
+            ShardWalk("a", behind_seq="7", behind_created=97),
+            ShardWalk("b", done=True),
+            ShardWalk("c", parent_id="a", behind_seq="9", behind_created=50),  # waits for a
+        ],
+    )
+    assert behind.age_seconds(100) == 3.0
+    # Out of budget among applied records: the oldest unapplied record was not seen.
+    unknown = ProgressReport("arn", shards=[ShardWalk("a", newest_applied=90)])
+    assert unknown.age_seconds(100) is None

@@ -153,13 +153,9 @@ def progress_lag(
     report = checker.check()
     cutoff = since.timestamp() if since is not None else report.stream_now
     behind = report.behind(cutoff)
-    oldest = report.oldest_unapplied()
-    if not behind:
-        age: float | None = 0.0
-    elif oldest is not None:
-        age = max(0.0, now() - oldest)
-    else:
-        age = None  # applied as far as this check read, but its tip not reached yet
+    # Under a writer that never pauses no shard is ever caught up "now"; the age of the oldest
+    # unapplied record seen is the lag the checklist compares with its threshold.
+    age = 0.0 if not behind else report.age_seconds(now())
     return LagStatus(
         caught_up=not behind,
         records_behind=report.records_behind if behind else 0,
@@ -210,11 +206,10 @@ def progress_drain(
     detail = report.describe_behind(float(mark))
     if clock() - float(started) > timeout:
         raise WorkerDeadlineError(f"drain did not finish within {timeout:g}s: {detail}")
-    oldest = report.oldest_unapplied()
     return LagStatus(
         caught_up=False,
         records_behind=report.records_behind,
-        age_seconds=None if oldest is None else max(0.0, clock() - oldest),
+        age_seconds=report.age_seconds(clock()),
         failed_records=failed,
         detail=detail,
     )
