@@ -301,11 +301,13 @@ def evaluate(inputs: ReadinessInputs, now: float | None = None) -> ReadinessRepo
     elif lag is None:
         checks.append(CheckItem(name=LAG, ok=False, detail="unknown" + extra))
     else:
+        lag_ok = lag < threshold
         checks.append(
             CheckItem(
                 name=LAG,
-                ok=lag < threshold,
-                detail=f"{_fmt_seconds(lag)} (threshold {_fmt_seconds(threshold)}){extra}",
+                ok=lag_ok,
+                detail=f"{_fmt_seconds(lag)} (threshold {_fmt_seconds(threshold)})"
+                + ("" if lag_ok else extra),
             )
         )
 

@@ -138,8 +138,9 @@ def failed_records(state: Any, stream_arn: str) -> int:
     """Records the replicator reported failed and never applied afterwards: a retried record
     is applied as the first record of a later range (Lambda retries from the failed record)."""
     label = stream_label(stream_arn)
-    starts = {first for first, _, _ in state.progress_ranges(label)}
-    return sum(1 for seq in state.progress_failures(label) if seq not in starts)
+    return sum(
+        1 for seq in state.progress_failures(label) if not state.has_progress_from(label, seq)
+    )
 
 
 # --- reading the stream ----------------------------------------------------------------------
@@ -389,10 +390,11 @@ class ProgressChecker:
         self.clock = clock
         self.persist = persist
 
-    def _ranges(self) -> dict[str, tuple[str, dict[str, Any]]]:
+    def _ranges(self, first_from: str, first_to: str) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Applied ranges starting within one page's sequence numbers (one Query)."""
         return {
             first: (last, data)
-            for first, last, data in self.state.progress_ranges(self.label)
+            for first, last, data in self.state.progress_ranges(self.label, first_from, first_to)
             if data.get("stream", self.stream_arn) == self.stream_arn
         }
 
@@ -409,7 +411,6 @@ class ProgressChecker:
         # The stream's "now" as an upper bound (a Date has whole seconds).
         report.stream_now = stream_now + DATE_PRECISION if stream_now else self.clock()
         walks = self._saved()
-        ranges = self._ranges()
         closed_during_check = False
         for attempt in range(2):
             for shard in lineage_order(shards):
@@ -425,7 +426,7 @@ class ProgressChecker:
                 if self.clock() - walk.checked_at < self.budget.min_interval:
                     continue  # checked recently: answer from the saved walk
                 was_done = walk.done
-                calls = self._walk(walk, ranges)
+                calls = self._walk(walk)
                 report.get_records[sid] = report.get_records.get(sid, 0) + calls
                 if walk.done and not was_done:
                     closed_during_check = True
@@ -446,7 +447,7 @@ class ProgressChecker:
         ]
         return report
 
-    def _walk(self, walk: ShardWalk, ranges: Mapping[str, tuple[str, dict[str, Any]]]) -> int:
+    def _walk(self, walk: ShardWalk) -> int:
         """Walk one shard with at most `get_records_per_shard` GetRecords calls; the calls made."""
         walk.checked_at = self.clock()
         walk.behind_seq, walk.behind_created, walk.behind_count = None, None, 0
@@ -490,6 +491,8 @@ class ProgressChecker:
                 continue
             walk.empty_pages = 0
             walk.iterator = None
+            seqs = [q for q in (_seq(r) for r in records) if q is not None]
+            ranges = self._ranges(seqs[0], seqs[-1]) if seqs else {}
             for index, record in enumerate(records):
                 seq = _seq(record)
                 if seq is None or (walk.position is not None and int(seq) <= int(walk.position)):

@@ -146,6 +146,24 @@ class StateStore:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    def _query_between(self, low: str, high: str) -> Iterator[dict[str, Any]]:
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "migration_id = :m AND sk BETWEEN :lo AND :hi",
+            "ExpressionAttributeValues": {
+                ":m": {"S": self.migration_id},
+                ":lo": {"S": low},
+                ":hi": {"S": high},
+            },
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self.client.query(**kwargs)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     # --- meta and phase ----------------------------------------------------------------------
 
     def get_meta(self) -> dict[str, Any] | None:
@@ -315,12 +333,24 @@ class StateStore:
                 return False
             raise
 
-    def progress_ranges(self, stream_label: str) -> list[tuple[str, str, dict[str, Any]]]:
-        """(first, last, data) of every applied range recorded for a stream, by first."""
-        return [
-            (i["first"]["S"], i["last"]["S"], json.loads(i["data"]["S"]))
-            for i in self._query_prefix(f"{PROGRESS_PREFIX}{stream_label}#")
-        ]
+    def progress_ranges(
+        self, stream_label: str, first_from: str | None = None, first_to: str | None = None
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        """(first, last, data) of the applied ranges recorded for a stream, by first; only
+        those whose first sequence number lies in [`first_from`, `first_to`] when given (one
+        key-range Query: the cost follows the window, not the stream's history)."""
+        prefix = f"{PROGRESS_PREFIX}{stream_label}#"
+        if first_from is None and first_to is None:
+            items = self._query_prefix(prefix)
+        else:
+            lo = self._progress_sk(PROGRESS_PREFIX, stream_label, first_from or "0")
+            hi = self._progress_sk(PROGRESS_PREFIX, stream_label, first_to or "9" * SEQUENCE_WIDTH)
+            items = self._query_between(lo, hi)
+        return [(i["first"]["S"], i["last"]["S"], json.loads(i["data"]["S"])) for i in items]
+
+    def has_progress_from(self, stream_label: str, first: str) -> bool:
+        """Whether an applied range starting at `first` is recorded."""
+        return self._get(self._progress_sk(PROGRESS_PREFIX, stream_label, first)) is not None
 
     def save_progress_failure(
         self, stream_label: str, sequence: str, data: Mapping[str, Any]
