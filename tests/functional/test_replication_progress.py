@@ -469,3 +469,61 @@ def test_status_shows_the_lag_read_from_progress(live: Live) -> None:
     age, detail = _lag(SimpleNamespace(state=live.state, spec=live.spec))
     assert age is not None and "not applied" in detail
     assert live.state.walks() == {}  # read-only: the workflow's walk is not moved
+
+
+def test_aws_control_path_with_the_lambda_handler_fed_like_an_event_source_mapping(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dynashift.workflow.control import ESM_BATCH_SIZE, EventSourceMappingControl
+    from functions.replicator import app
+
+    for name, value in {
+        "DYNASHIFT_MIGRATION_ID": live.spec.migration_id,
+        "DYNASHIFT_STATE_TABLE": live.spec.state.name,
+        "DYNASHIFT_TARGET_TABLE": live.target,
+        "DYNASHIFT_ENDPOINT_URL": live.spec.source.side.endpoint_url or "",
+        "AWS_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    app.replicator.cache_clear()
+    # Lambda-shaped batches of one shard, no shard id, no checkpoints: the handler is all
+    # that records progress, as behind a real event source mapping.
+    live.follower = StreamFollower(
+        live.arn, live.streams, app.handler, None, batch_size=ESM_BATCH_SIZE
+    )
+    counted = Counting(live.streams)
+    control = EventSourceMappingControl(
+        None,
+        "replicator",
+        dlq_arn=None,
+        streams_client=lambda _spec: counted,
+        checkpoints=lambda _spec: {},
+        budget=ReadBudget(min_interval=0),
+    )
+
+    def check(action: Any) -> Any:
+        before = counted.get_records_by_shard.copy()
+        status = action(live.spec)
+        for shard, calls in counted.get_records_by_shard.items():
+            assert calls - before.get(shard, 0) <= 2, "read budget exceeded"
+        return status
+
+    try:
+        for i in range(150):
+            live.ddb.put_item(TableName=live.source, Item={"pk": {"S": f"k{i}"}})
+        behind = check(control.lag)
+        assert not behind.caught_up and behind.records_behind and behind.records_behind > 0
+        live.start()
+        deadline = time.time() + 60
+        while live.follower.applied < 150:
+            assert time.time() < deadline
+            time.sleep(0.2)
+        first, second = check(control.lag), check(control.lag)
+        assert second.caught_up, (first.detail, second.detail)  # within two checks
+        for _ in range(5):
+            if (drained := check(control.drain)).caught_up:
+                break
+        assert drained.caught_up, drained.detail
+        assert scan_all(live.ddb, live.source) == scan_all(live.ddb, live.target)
+    finally:
+        app.replicator.cache_clear()
