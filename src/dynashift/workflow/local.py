@@ -119,7 +119,7 @@ class LocalReplication:
     def drain(self, spec: MigrationSpec, since: datetime | None = None) -> LagStatus:
         """Check the drain (`progress_drain`, as in AWS) until it is done, while the follower
         keeps applying; WorkerDeadlineError naming the shard behind after `drain_timeout`."""
-        self._require()
+        follower = self._require()
         checker = self._checker(spec)
         while True:
             status = progress_drain(checker, timeout=self.drain_timeout, clock=self.clock)
@@ -127,7 +127,10 @@ class LocalReplication:
                 log.info("replicator drained: %s", status.detail)
                 return status
             self._require()  # the follower thread failed: say so rather than time out
-            self._stop.wait(self.budget.min_interval)
+            if self.running:
+                time.sleep(self.budget.min_interval)
+            else:
+                follower.poll_once()  # no thread (a resumed run, or stopped): apply here
 
     def stop(self, spec: MigrationSpec | None = None) -> dict[str, Any]:
         self._stop.set()
