@@ -45,6 +45,7 @@ from dynashift.aws import error_code
 from dynashift.errors import WorkerDeadlineError
 from dynashift.items import Item, from_event_json, key_id, to_event_json
 from dynashift.retry import is_throttle
+from dynashift.state import ProgressFailure, ProgressRange
 
 log = logging.getLogger("dynashift.progress")
 
@@ -59,11 +60,6 @@ PAGE_LIMIT = 1000
 
 
 # --- recording -----------------------------------------------------------------------------
-
-
-def stream_label(stream_arn: str) -> str:
-    """The stream ARN's label (its last path part): short ASCII, unique per table."""
-    return stream_arn.rsplit("/", 1)[-1] or "stream"
 
 
 def _seq(record: Mapping[str, Any]) -> str | None:
@@ -103,43 +99,42 @@ def record_batch(
     arn = records[0].get("eventSourceARN")
     if not arn:
         return
-    label = stream_label(str(arn))
+    stream = str(arn)
     if applied > 0:
         first, last = _seq(records[0]), _seq(records[applied - 1])
         if first is not None and last is not None:
             times = [t for t in (_created(r) for r in records[:applied]) if t is not None]
             state.save_progress(
-                label,
-                first,
-                last,
-                {
-                    "stream": arn,
-                    "count": applied,
-                    "newest_created": max(times) if times else None,
-                    "applied_at": clock(),
-                },
+                ProgressRange(
+                    stream=stream,
+                    first=first,
+                    last=last,
+                    count=applied,
+                    newest_created=max(times) if times else None,
+                    applied_at=clock(),
+                )
             )
     if failed_index is not None and failed_index < len(records):
         seq = _seq(records[failed_index])
         if seq is not None:
             state.save_progress_failure(
-                label,
-                seq,
-                {
-                    "stream": arn,
-                    "error": (error or "")[:500],
-                    "reported_failed": len(records) - failed_index,
-                    "at": clock(),
-                },
+                ProgressFailure(
+                    stream=stream,
+                    sequence=seq,
+                    error=(error or "")[:500],
+                    reported_failed=len(records) - failed_index,
+                    at=clock(),
+                )
             )
 
 
 def failed_records(state: Any, stream_arn: str) -> int:
     """Records the replicator reported failed and never applied afterwards: a retried record
     is applied as the first record of a later range (Lambda retries from the failed record)."""
-    label = stream_label(stream_arn)
     return sum(
-        1 for seq in state.progress_failures(label) if not state.has_progress_from(label, seq)
+        1
+        for f in state.progress_failures(stream_arn)
+        if not state.has_progress_from(stream_arn, f.sequence)
     )
 
 
@@ -385,17 +380,14 @@ class ProgressChecker:
         self.streams = streams
         self.state = state
         self.stream_arn = stream_arn
-        self.label = stream_label(stream_arn)
         self.budget = budget or ReadBudget()
         self.clock = clock
         self.persist = persist
 
-    def _ranges(self, first_from: str, first_to: str) -> dict[str, tuple[str, dict[str, Any]]]:
+    def _ranges(self, first_from: str, first_to: str) -> dict[str, ProgressRange]:
         """Applied ranges starting within one page's sequence numbers (one Query)."""
         return {
-            first: (last, data)
-            for first, last, data in self.state.progress_ranges(self.label, first_from, first_to)
-            if data.get("stream", self.stream_arn) == self.stream_arn
+            r.first: r for r in self.state.progress_ranges(self.stream_arn, first_from, first_to)
         }
 
     def _saved(self) -> dict[str, ShardWalk]:
@@ -502,11 +494,9 @@ class ProgressChecker:
                     walk.behind_seq, walk.behind_created = seq, _created(record)
                     walk.behind_count = len(records) - index
                     return calls
-                last, data = found
-                walk.position = last
-                newest = data.get("newest_created")
-                if newest is not None:
-                    walk.newest_applied = max(walk.newest_applied or 0.0, float(newest))
+                walk.position = found.last
+                if found.newest_created is not None:
+                    walk.newest_applied = max(walk.newest_applied or 0.0, found.newest_created)
             page_last = _seq(records[-1])
             beyond = (
                 walk.position is not None

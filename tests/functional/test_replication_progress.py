@@ -373,7 +373,7 @@ def test_lag_reads_behind_then_caught_up_from_what_the_replicator_recorded(live:
     (shard,) = counted.get_records_by_shard
     checks = counted.describe  # one DescribeStream page per check (one shard)
     assert counted.get_records_by_shard[shard] <= 2 * checks
-    assert live.state.progress_ranges(live.arn.rsplit("/", 1)[-1])
+    assert live.state.progress_ranges(live.arn)
 
 
 def test_recheck_settles_a_key_written_twice_a_second(live: Live) -> None:
@@ -452,11 +452,11 @@ def test_the_engine_records_only_the_applied_prefix_of_a_failed_batch(live: Live
     del records[1]["dynamodb"]["NewImage"]  # the second record cannot be applied
     result = live.follower.target.apply(records)  # the Replicator engine itself
     assert result.failed_index == 1
-    label = live.arn.rsplit("/", 1)[-1]
     seqs = [r["dynamodb"]["SequenceNumber"] for r in records]
-    ((first, last, data),) = live.state.progress_ranges(label)
-    assert (first, last, data["count"]) == (seqs[0], seqs[0], 1)
-    assert list(live.state.progress_failures(label)) == [seqs[1]]
+    (only,) = live.state.progress_ranges(live.arn)
+    assert (only.first, only.last, only.count, only.stream) == (seqs[0], seqs[0], 1, live.arn)
+    (failure,) = live.state.progress_failures(live.arn)
+    assert failure.sequence == seqs[1] and "NewImage" in failure.error
     assert failed_records(live.state, live.arn) == 1
 
 

@@ -13,8 +13,8 @@ from dynashift.replication_progress import (
     ShardWalk,
     lineage_order,
     stream_clock,
-    stream_label,
 )
+from dynashift.state import stream_label
 
 
 def test_a_shard_is_settled_for_t_only_by_evidence() -> None:
