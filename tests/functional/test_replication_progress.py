@@ -258,6 +258,18 @@ def test_replay_whose_stream_lost_records_is_not_ready_and_writes_nothing(
     assert not lag_check["ok"] and "no longer holds" in lag_check["detail"]
     assert scan_all(ddb, target) == []
 
+    # A resumed run whose replicator had already started is not refused later (its stream was
+    # read from the start then; old records expiring since lose nothing).
+    resumed = spec.model_copy(update={"migration_id": spec.migration_id + "-r"})
+    state_store(resumed).put_meta(backfill_started=time.time() - 60, replicator="started")
+    again = ReplicationEvent(
+        spec=resumed, settings=wf.settings, action="start_after_backfill", stream_arn=arn
+    )
+    try:
+        assert steps.replication(again, control)["started"] is True
+    finally:
+        control.stop()
+
 
 # --- on moto: the replicator records, the control reads ----------------------------------
 

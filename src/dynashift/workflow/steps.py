@@ -275,15 +275,21 @@ def replication(event: ReplicationEvent, control: ReplicationControl) -> dict[st
             if event.action == "start":
                 state.put_meta(stream_arn=event.stream_arn, replicator="deferred")
                 return {"started": False, "deferred": True}
-            if replication_problem(state):
-                return {"started": False, "replication_problem": replication_problem(state)}
-            gap = _replay_retention(spec, state, event.stream_arn)
-            if gap is not None:
-                # The verdict is NOT READY; the replicator never starts, nothing more is written.
-                log.error("replay cannot be completed: %s", gap)
-                state.put_meta(replication_problem=gap, replicator="not started")
-                return {"started": False, "replication_problem": gap}
-            return {"started": True, **control.start(spec, event.stream_arn)}
+            meta = state.get_meta() or {}
+            if meta.get("replication_problem"):
+                return {"started": False, "replication_problem": meta["replication_problem"]}
+            # A resumed run whose replicator already started has read the stream from its
+            # start: the proof was made then (the oldest records may have expired since).
+            if meta.get("replicator") != "started":
+                gap = _replay_retention(spec, state, event.stream_arn)
+                if gap is not None:
+                    # NOT READY; the replicator never starts, nothing more is written.
+                    log.error("replay cannot be completed: %s", gap)
+                    state.put_meta(replication_problem=gap, replicator="not started")
+                    return {"started": False, "replication_problem": gap}
+            started = control.start(spec, event.stream_arn)
+            state.put_meta(replicator="started")
+            return {"started": True, **started}
         if event.action == "start_after_backfill":
             return {"started": True, "deferred": False, "already_running": True}
         # Deletes become tombstones from the first applied record on (I5); a resumed migration
