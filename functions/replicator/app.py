@@ -7,6 +7,11 @@ that record and every later one as failed (`batchItemFailures`), so the event so
 failed, Powertools raises and the whole batch is retried (bisected when BisectBatchOnFunctionError
 is on).
 
+Progress: the engine records the applied prefix of every batch (and the first failed record) in
+the state store (`dynashift.replication_progress.record_batch`, called by `Replicator.apply`).
+A stream event carries no shard id, so these records — not per-shard checkpoints — are what
+the workflow's lag, catch-up and drain checks read (docs/replicator.md).
+
 Configuration comes from `dynashift.settings.lambda_settings()` (environment set by the
 template / the workflow): DYNASHIFT_MIGRATION_ID, DYNASHIFT_STATE_TABLE, DYNASHIFT_TARGET_TABLE
 and optionally DYNASHIFT_TARGET_REGION, DYNASHIFT_TARGET_ROLE_ARN, DYNASHIFT_TARGET_EXTERNAL_ID,

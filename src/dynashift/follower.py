@@ -19,12 +19,14 @@ source mapping emulator, `dynashift.workflow.esm`), batch by batch, in sequence 
 - Empty reads and throttled reads back off (exponential with jitter, capped).
 
 `drain(timeout)` applies everything written before it was called, then stops. It polls until
-every readable shard has, since the call, either returned an empty read (its tip: on moto's
-single never-closing shard this is "the records returned are empty") or had a record applied that
-was created after the call (ApproximateCreationDateTime >= call time + `clock_skew`): sequence
-order then guarantees everything older in that shard is applied, also under a writer that never
-pauses. Writes after the call may or may not be applied. Children of a shard finished the second
-way hold only later records; children of an exhausted shard are drained like any other shard.
+every readable shard — rediscovered before deciding, so the child of a shard that closed during
+the drain is found — has, since the call, been read to its tip (EMPTY_PAGES_AT_TIP consecutive
+empty reads: DynamoDB may return an empty page before later records) or had a record applied
+that was created after the call (ApproximateCreationDateTime later than the drain's start by
+the stream's own clock, the Date of its DescribeStream response): sequence order then
+guarantees everything older in that shard is applied, also under a writer that never pauses.
+Writes after the call may or may not be applied. Children of a shard finished the second way
+hold only later records; children of an exhausted shard are drained like any other shard.
 
 `lag()` reads ahead from the checkpoints without applying (records behind, age of the oldest).
 
@@ -51,6 +53,7 @@ from botocore.exceptions import ClientError
 from dynashift.aws import error_code
 from dynashift.errors import RuntimeFailure, WorkerDeadlineError
 from dynashift.items import to_event_json
+from dynashift.replication_progress import EMPTY_PAGES_AT_TIP, drain_mark
 from dynashift.replicator import ApplyResult, approximate_creation
 from dynashift.retry import Backoff, is_throttle, is_transient
 from dynashift.state import LeaseHeldError, StateStore
@@ -120,6 +123,8 @@ class _Shard:
     failing: tuple[str | None, int] = (None, 0)
     #: During a drain: read to its tip, or past a record created after the drain began.
     drained: bool = False
+    #: Consecutive empty reads (EMPTY_PAGES_AT_TIP of them: the shard's tip).
+    empty_reads: int = 0
 
 
 @dataclass
@@ -395,7 +400,7 @@ class StreamFollower:
                 approx = events[done - 1]["dynamodb"].get("ApproximateCreationDateTime")
                 if approx is not None:
                     self._last_applied_age = max(0.0, self._clock() - float(approx))
-                    if self._drain_until is not None and float(approx) >= self._drain_until:
+                    if self._drain_until is not None and float(approx) > self._drain_until:
                         shard.drained = True
             if failed:
                 self._record_failure(shard, events[done], result)
@@ -406,8 +411,14 @@ class StreamFollower:
             if done < len(events):
                 shard.iterator = None  # the invoker took a part: read the rest again
                 return
-        elif self._drain_until is not None:
-            shard.drained = True  # an empty read: nothing older is left in this shard
+            shard.empty_reads = 0
+        else:
+            # DynamoDB may return empty pages before later records of the same shard: only
+            # EMPTY_PAGES_AT_TIP consecutive empty reads (each from the previous page's
+            # NextShardIterator) count as the tip.
+            shard.empty_reads += 1
+            if self._drain_until is not None and shard.empty_reads >= EMPTY_PAGES_AT_TIP:
+                shard.drained = True
         shard.iterator = resp.get("NextShardIterator")
         if shard.iterator is None:
             shard.exhausted = True
@@ -546,10 +557,14 @@ class StreamFollower:
         start = self._clock()
         deadline = start + timeout
         self._unfinished()  # discover the shards
+        # When the drain began, by the stream's own clock (the Date of its response); the local
+        # clock plus `clock_skew` only for an endpoint that sends no Date.
+        mark = drain_mark(self.streams, self.stream_arn)
         with self._lock:
-            self._drain_until = start + self.clock_skew
+            self._drain_until = mark if mark is not None else start + self.clock_skew
             for shard in self._shards.values():
                 shard.drained = False
+                shard.empty_reads = 0
         start_applied, polls, idle = self.applied, 0, 0
         while not self._all_drained():
             if self.error is not None:
@@ -572,8 +587,14 @@ class StreamFollower:
 
     def _all_drained(self) -> bool:
         """Every readable shard has, since the drain began, been read to its tip or past a record
-        created after the drain began (children of such a shard hold only later records)."""
+        created after the drain began (children of such a shard hold only later records).
+
+        The shards are rediscovered first: a shard that closed during the drain may have a
+        child that holds records written before the drain began."""
         with self._lock:
+            if not all(s.drained for s in self._readable()):
+                return False
+            self._discover()
             return all(s.drained for s in self._readable())
 
     @property

@@ -10,7 +10,8 @@ The verdict is `READY` only when every required check holds (invariant I6); othe
 | `source stream`           | the source stream is enabled with new images                      |
 | `replicator healthy`      | no failed stream records and nothing on the replicator's DLQ       |
 | `backfill complete`       | every planned segment is marked done in the state store            |
-| `replication lag`         | lag is known and below the threshold (default 5 s)                 |
+| `replication lag`         | lag is known and below the threshold (default 5 s), and the stream |
+|                           | still held every change since the first scan page (replay)         |
 | `divergent items`         | zero keys still differ after the recheck, none left unchecked      |
 |                           | (keys differing only by a TTL expiry are counted apart, noted)     |
 | `item counts` (info only) | source and target items seen by the verification scans             |
@@ -176,6 +177,10 @@ class ReadinessInputs(BaseModel):
     segments_done: int = 0
     lag_seconds: float | None = None
     lag_threshold_seconds: float = Field(default=5.0, gt=0)
+    #: What the lag check found (records behind, the shard behind), shown with the lag.
+    lag_detail: str = ""
+    #: Why replication cannot be trusted at all (e.g. the stream lost records); fails `LAG`.
+    replication_problem: str | None = None
     verification: VerificationSummary | None = None
     phases: list[PhaseTiming] = Field(default_factory=list)
 
@@ -294,14 +299,19 @@ def evaluate(inputs: ReadinessInputs, now: float | None = None) -> ReadinessRepo
     )
 
     lag, threshold = inputs.lag_seconds, inputs.lag_threshold_seconds
-    if lag is None:
-        checks.append(CheckItem(name=LAG, ok=False, detail="unknown"))
+    extra = f"; {inputs.lag_detail}" if inputs.lag_detail else ""
+    if inputs.replication_problem:
+        checks.append(CheckItem(name=LAG, ok=False, detail=inputs.replication_problem))
+    elif lag is None:
+        checks.append(CheckItem(name=LAG, ok=False, detail="unknown" + extra))
     else:
+        lag_ok = lag < threshold
         checks.append(
             CheckItem(
                 name=LAG,
-                ok=lag < threshold,
-                detail=f"{_fmt_seconds(lag)} (threshold {_fmt_seconds(threshold)})",
+                ok=lag_ok,
+                detail=f"{_fmt_seconds(lag)} (threshold {_fmt_seconds(threshold)})"
+                + ("" if lag_ok else extra),
             )
         )
 
@@ -376,15 +386,20 @@ def backfill_progress(state: StateStore, segments_total: int) -> int:
     return sum(1 for s in state.segments() if s.done and s.segment < segments_total)
 
 
+#: Attributes that together count every message on an SQS queue.
+DLQ_COUNT_ATTRIBUTES = (
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+)
+
+
 def dlq_depth(sqs_client: Any, queue_url: str) -> int:
-    """Messages on a dead-letter queue (visible + in flight)."""
+    """Every message on a dead-letter queue: visible, in flight (not visible) and delayed."""
     attrs = sqs_client.get_queue_attributes(
-        QueueUrl=queue_url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        QueueUrl=queue_url, AttributeNames=list(DLQ_COUNT_ATTRIBUTES)
     )["Attributes"]
-    return int(attrs.get("ApproximateNumberOfMessages", 0)) + int(
-        attrs.get("ApproximateNumberOfMessagesNotVisible", 0)
-    )
+    return sum(int(attrs.get(name, 0)) for name in DLQ_COUNT_ATTRIBUTES)
 
 
 def gather_readiness(
@@ -398,6 +413,8 @@ def gather_readiness(
     dlq_messages: int | None = None,
     phases: Sequence[PhaseTiming] = (),
     now: float | None = None,
+    lag_detail: str = "",
+    replication_problem: str | None = None,
 ) -> ReadinessReport:
     """The readiness report of a `MigrationSpec` (clients from the spec's sides).
 
@@ -439,6 +456,8 @@ def gather_readiness(
         segments_done=backfill_progress(state, spec.segments),
         lag_seconds=lag_seconds,
         lag_threshold_seconds=spec.lag_threshold_seconds,
+        lag_detail=lag_detail,
+        replication_problem=replication_problem,
         verification=verification,
         phases=list(phases),
     )

@@ -30,6 +30,10 @@ writes is provably equivalent. A conditional (versioned) put never supersedes an
 batch fails at `failed_index`, a superseded record before it is covered by its superseding
 record, which lies at or after `failed_index` and is therefore delivered again: per key, the
 target always holds a prefix of the key's history, never an out-of-order state.
+
+Progress. With a state store, every `apply` records the applied prefix of its batch (and the
+first failed record) through `replication_progress.record_batch`, so lag and drain are read
+from what the replicator did, in AWS and locally alike.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from dynashift.conditions import replicated_put
 from dynashift.errors import DynashiftError, RuntimeFailure, StreamUnavailableError
 from dynashift.items import RESERVED_ATTRS, Item, from_event_json, key_id
 from dynashift.models import MigrationSpec, TableLocation
+from dynashift.replication_progress import record_batch
 from dynashift.state import PHASE_PLAIN, TOMBSTONE_PHASES, StateStore, WriteMode
 from dynashift.tombstones import apply_delete, apply_marked_put
 
@@ -346,6 +351,17 @@ class Replicator:
                     result.newest_approximate_creation or 0.0, op.approx
                 )
         result.failed_index = stop_at
+        if self.state is not None:
+            # Progress is recorded wherever this engine runs (Lambda or local): lag, catch-up
+            # and drain are read from these records (dynashift.replication_progress).
+            record_batch(
+                self.state,
+                records,
+                result.applied,
+                result.failed_index,
+                result.error,
+                clock=self.clock,
+            )
         return result
 
     def age_seconds(self, result: ApplyResult) -> float | None:

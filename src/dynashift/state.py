@@ -12,6 +12,12 @@ Layout (partition key `migration_id`, sort key `sk`, both strings):
 | `replicator#lease`    | the one stream applier of the migration (local follower)          |
 | `shard#<shard id>`    | last applied stream sequence number of a shard (follower)        |
 | `report`              | the latest readiness report (JSON text)                          |
+| `prog#<label>#<seq>`  | one applied batch of the replicator (replication_progress)      |
+| `pfail#<label>#<seq>` | a record the replicator reported failed                          |
+| `pwalk#<shard id>`    | the progress checker's walk position in one shard                |
+
+`<label>` is the stream ARN's label (its last path part, ASCII, ~23 characters) and `<seq>` a
+sequence number zero-padded to 40 digits, so these sort keys stay short and sort numerically.
 
 Every record's key comes from ONE builder, `record_key(kind, ident)`: a record about a table key
 (`<key id>`: the key's JSON text) keeps it inline while the sort key stays within
@@ -92,6 +98,44 @@ def record_sort_key(kind: str, ident: str = "") -> tuple[str, str | None]:
     if len(inline.encode("utf-8")) <= SORT_KEY_INLINE_MAX:
         return inline, None
     return kind + _DIGEST_TAG + hashlib.sha256(ident.encode("utf-8")).hexdigest(), ident
+
+
+PROGRESS_PREFIX = "prog#"
+PROGRESS_FAILURE_PREFIX = "pfail#"
+WALK_PREFIX = "pwalk#"
+#: Stream sequence numbers have at most 40 digits.
+SEQUENCE_WIDTH = 40
+
+
+def stream_label(stream_arn: str) -> str:
+    """A stream ARN's label (its last path part): short ASCII, unique per table."""
+    return stream_arn.rsplit("/", 1)[-1] or "stream"
+
+
+@dataclass(frozen=True)
+class ProgressRange:
+    """One batch the replicator applied: every record of one shard from `first` to `last`."""
+
+    stream: str
+    first: str
+    last: str
+    count: int
+    #: ApproximateCreationDateTime (epoch s) of the newest record in the range.
+    newest_created: float | None
+    applied_at: float
+
+
+@dataclass(frozen=True)
+class ProgressFailure:
+    """The first record of a batch the replicator could not apply."""
+
+    stream: str
+    sequence: str
+    error: str
+    #: Records reported failed with it (it and every later record of its batch).
+    reported_failed: int
+    at: float
+    attempts: int = 1
 
 
 def state_table_name(migration_id: str) -> str:
@@ -220,6 +264,24 @@ class StateStore:
             "TableName": self.table,
             "KeyConditionExpression": "migration_id = :m AND begins_with(sk, :p)",
             "ExpressionAttributeValues": {":m": {"S": self.migration_id}, ":p": {"S": prefix}},
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self.client.query(**kwargs)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _query_between(self, low: str, high: str) -> Iterator[dict[str, Any]]:
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "migration_id = :m AND sk BETWEEN :lo AND :hi",
+            "ExpressionAttributeValues": {
+                ":m": {"S": self.migration_id},
+                ":lo": {"S": low},
+                ":hi": {"S": high},
+            },
             "ConsistentRead": True,
         }
         while True:
@@ -531,6 +593,137 @@ class StateStore:
         return {
             i["sk"]["S"][len(SHARD_PREFIX) :]: i["sequence"]["S"]
             for i in self._query_prefix(SHARD_PREFIX)
+        }
+
+    # --- replication progress (see dynashift.replication_progress) ----------------------------
+
+    @staticmethod
+    def _progress_sk(prefix: str, stream_arn: str, sequence: str) -> str:
+        return f"{prefix}{stream_label(stream_arn)}#{int(sequence):0{SEQUENCE_WIDTH}d}"
+
+    def save_progress(self, applied: ProgressRange) -> bool:
+        """Record one applied range of sequence numbers (`first`..`last`, one shard).
+
+        Keyed by its first sequence number; a redelivered batch starting at the same record
+        keeps the longest range recorded (a shorter one never replaces it). False when a
+        longer range was already recorded.
+        """
+        last_pad = f"{int(applied.last):0{SEQUENCE_WIDTH}d}"
+        data = {
+            "stream": applied.stream,
+            "count": applied.count,
+            "newest_created": applied.newest_created,
+            "applied_at": applied.applied_at,
+        }
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item={
+                    **self._key(self._progress_sk(PROGRESS_PREFIX, applied.stream, applied.first)),
+                    "first": {"S": applied.first},
+                    "last": {"S": applied.last},
+                    "last_pad": {"S": last_pad},
+                    "data": {"S": json.dumps(data, sort_keys=True)},
+                    "updated": {"N": str(time.time())},
+                },
+                ConditionExpression="attribute_not_exists(sk) OR last_pad <= :lp",
+                ExpressionAttributeValues={":lp": {"S": last_pad}},
+            )
+            return True
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+
+    @staticmethod
+    def _range_from(item: Mapping[str, Any]) -> ProgressRange:
+        data = json.loads(item["data"]["S"])
+        newest = data.get("newest_created")
+        return ProgressRange(
+            stream=str(data.get("stream", "")),
+            first=item["first"]["S"],
+            last=item["last"]["S"],
+            count=int(data.get("count", 0)),
+            newest_created=None if newest is None else float(newest),
+            applied_at=float(data.get("applied_at", 0.0)),
+        )
+
+    def progress_ranges(
+        self, stream_arn: str, first_from: str | None = None, first_to: str | None = None
+    ) -> list[ProgressRange]:
+        """The applied ranges recorded for a stream, by first sequence number; only those whose
+        first lies in [`first_from`, `first_to`] when given (one key-range Query: the cost
+        follows the window, not the stream's history)."""
+        if first_from is None and first_to is None:
+            items = self._query_prefix(f"{PROGRESS_PREFIX}{stream_label(stream_arn)}#")
+        else:
+            lo = self._progress_sk(PROGRESS_PREFIX, stream_arn, first_from or "0")
+            hi = self._progress_sk(PROGRESS_PREFIX, stream_arn, first_to or "9" * SEQUENCE_WIDTH)
+            items = self._query_between(lo, hi)
+        ranges = [self._range_from(i) for i in items]
+        return [r for r in ranges if r.stream in ("", stream_arn)]
+
+    def has_progress_from(self, stream_arn: str, first: str) -> bool:
+        """Whether an applied range starting at `first` is recorded."""
+        return self._get(self._progress_sk(PROGRESS_PREFIX, stream_arn, first)) is not None
+
+    def save_progress_failure(self, failure: ProgressFailure) -> None:
+        """Record a record the replicator reported failed (the first failed one of a batch);
+        `attempts` counts the reports."""
+        data = {
+            "stream": failure.stream,
+            "error": failure.error,
+            "reported_failed": failure.reported_failed,
+            "at": failure.at,
+        }
+        self.client.update_item(
+            TableName=self.table,
+            Key=self._key(
+                self._progress_sk(PROGRESS_FAILURE_PREFIX, failure.stream, failure.sequence)
+            ),
+            UpdateExpression="SET seq = :s, #d = :d, updated = :t ADD attempts :one",
+            ExpressionAttributeNames={"#d": "data"},
+            ExpressionAttributeValues={
+                ":s": {"S": failure.sequence},
+                ":d": {"S": json.dumps(data, sort_keys=True)},
+                ":t": {"N": str(time.time())},
+                ":one": {"N": "1"},
+            },
+        )
+
+    def progress_failures(self, stream_arn: str) -> list[ProgressFailure]:
+        """Every failed record recorded for a stream, by sequence number."""
+        out = []
+        for item in self._query_prefix(f"{PROGRESS_FAILURE_PREFIX}{stream_label(stream_arn)}#"):
+            data = json.loads(item["data"]["S"])
+            out.append(
+                ProgressFailure(
+                    stream=str(data.get("stream", "")),
+                    sequence=item["seq"]["S"],
+                    error=str(data.get("error", "")),
+                    reported_failed=int(data.get("reported_failed", 0)),
+                    at=float(data.get("at", 0.0)),
+                    attempts=int(item["attempts"]["N"]),
+                )
+            )
+        return [f for f in out if f.stream in ("", stream_arn)]
+
+    def save_walk(self, shard_id: str, data: Mapping[str, Any]) -> None:
+        """The progress checker's position in one shard (JSON)."""
+        self.client.put_item(
+            TableName=self.table,
+            Item={
+                **self._key(WALK_PREFIX + shard_id),
+                "data": {"S": json.dumps(dict(data), sort_keys=True, default=str)},
+                "updated": {"N": str(time.time())},
+            },
+        )
+
+    def walks(self) -> dict[str, dict[str, Any]]:
+        """Shard id -> the progress checker's saved position."""
+        return {
+            i["sk"]["S"][len(WALK_PREFIX) :]: json.loads(i["data"]["S"])
+            for i in self._query_prefix(WALK_PREFIX)
         }
 
     # --- report ------------------------------------------------------------------------------

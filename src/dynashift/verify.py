@@ -27,10 +27,11 @@ not-done `VerifyResult`; pass that result back as `cursor` to continue with its 
 `recheck` re-reads every suspect key with strongly consistent reads on both sides, around a
 wait for the replicator, so writes in flight during the first pass are not called divergent:
 per round, read the source (S1), wait until the replicator has applied everything written
-before that read, read the target (T) and the source again (S2). T equal to S1 or S2: in sync.
-Otherwise, S1 equal to S2 (the source held still the whole time): divergent. Otherwise the key
-changed during the round: it is read again in the next round, and after the last round it is
-"unsettled".
+before that read, read the target (T) and the source again (S2). T equal to S1 or S2, or to any
+image of the key the source stream carried between the two source reads (`images`, read from the
+stream: a key written faster than a round settles too): in sync. Otherwise, S1 equal to S2 (the
+source held still the whole time): divergent. Otherwise the key changed during the round: it is
+read again in the next round, and after the last round it is "unsettled".
 """
 
 from __future__ import annotations
@@ -648,6 +649,12 @@ def verify_table(
 #: (epoch seconds). Locally built from the stream follower's lag; in AWS from the replicator's
 #: checkpoints.
 CaughtUp = Callable[[float], bool]
+#: `images(start, end, keys, key_names)`: key id -> every image (None: a delete) the source
+#: stream carried for those keys in records created from `start` to `end` (epoch seconds).
+WindowImages = Callable[[float, float, Sequence[Item], Sequence[str]], Mapping[str, Any]]
+#: Called at the start of each round, before the first source read: the reader of the stream
+#: window that round will ask for (it notes where the stream stands now).
+StreamWindow = Callable[[], WindowImages]
 
 
 def _classify(
@@ -721,6 +728,7 @@ def recheck(
     suspects: Sequence[Suspect | Mapping[str, Any]],
     *,
     caught_up: CaughtUp | None = None,
+    images: StreamWindow | None = None,
     repair: bool = False,
     rounds: int = 3,
     timeout: float = 120.0,
@@ -756,17 +764,31 @@ def recheck(
     def settle(keys: dict[str, Item]) -> tuple[dict[str, tuple[Kind, Item | None]], set[str]]:
         """One round: (divergent id -> (kind, source item)), ids still changing."""
         key_list = list(keys.values())
+        window = images() if images is not None else None
+        start = clock()
         first = _read(sides.source, spec.source.name, key_list, names)
-        _wait_caught_up(caught_up, clock(), **wait)  # type: ignore[arg-type]
+        _wait_caught_up(caught_up, start, **wait)  # type: ignore[arg-type]
         target = _read(sides.target, spec.target.name, key_list, names)
         second = _read(sides.source, spec.source.name, key_list, names)
+        end = clock()
+        open_keys = {
+            kid
+            for kid in keys
+            if _classify(first.get(kid), target.get(kid), names, differ) is not None
+            and _classify(second.get(kid), target.get(kid), names, differ) is not None
+        }
+        carried: Mapping[str, Any] = {}
+        if window is not None and open_keys:
+            carried = window(start, end, [keys[k] for k in open_keys], names)
         divergent: dict[str, tuple[Kind, Item | None]] = {}
         moving: set[str] = set()
         for kid in keys:
             s1, t, s2 = first.get(kid), target.get(kid), second.get(kid)
             kind = _classify(s1, t, names, differ)
-            if kind is None or _classify(s2, t, names, differ) is None:
+            if kid not in open_keys or kind is None:
                 continue
+            if any(_classify(img, t, names, differ) is None for img in carried.get(kid, ())):
+                continue  # the target holds a state the source passed through in this round
             if _classify(s1, s2, names, differ) is None:
                 later = _classify(s2, t, names, differ)
                 divergent[kid] = (later or kind, s2)
@@ -955,6 +977,7 @@ def recheck_migration(
     *,
     state: StateStore | None = None,
     caught_up: CaughtUp | None = None,
+    images: StreamWindow | None = None,
     repair: bool = False,
     **kwargs: Any,
 ) -> RecheckResult:
@@ -964,7 +987,9 @@ def recheck_migration(
     """
     store = _store(spec, state)
     results = load_verify_results(store)
-    result = recheck(spec, all_suspects(results), caught_up=caught_up, repair=repair, **kwargs)
+    result = recheck(
+        spec, all_suspects(results), caught_up=caught_up, images=images, repair=repair, **kwargs
+    )
     save_recheck_result(store, result)
     return result
 

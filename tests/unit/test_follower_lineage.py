@@ -4,6 +4,7 @@ per table), expired iterators, throttling, paging, restart, failure retry and dr
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -304,3 +305,78 @@ def test_drain_applies_what_was_there_and_stops_while_writes_continue() -> None:
     assert set(ALL) <= set(rec.applied)
     assert follower.finished and result.applied == len(rec.applied)
     assert_lineage_order([s for s in rec.applied if s in set(ALL)])
+
+
+# --- drain: it must not stop before everything written before it is applied (issue 12) -------
+
+
+class ChangingStreams(FakeStreams):
+    """FakeStreams whose iterators may carry a count of empty pages already served, so a shard
+    can return `gaps[position]` empty pages (with a NextShardIterator) before its later records;
+    `split_on_read` closes shard A and adds its child B on the next GetRecords; `clock_ahead`
+    sends an HTTP Date that many seconds ahead of the local clock."""
+
+    def __init__(self, *args: Any, gaps: dict[int, int] | None = None, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.gaps = gaps or {}
+        self.split_on_read: list[int] = []
+        self.clock_ahead: float | None = None
+
+    def describe_stream(self, StreamArn: str, ExclusiveStartShardId: str | None = None) -> Any:
+        out = super().describe_stream(StreamArn, ExclusiveStartShardId)
+        if self.clock_ahead is not None:
+            from email.utils import formatdate
+
+            date = formatdate(time.time() + self.clock_ahead, usegmt=True)
+            out["ResponseMetadata"] = {"HTTPHeaders": {"date": date}}
+        return out
+
+    def get_records(self, ShardIterator: str, Limit: int) -> Any:
+        if self.split_on_read:
+            parent, records, _ = self.shards["A"]
+            self.shards["A"] = (parent, records, True)
+            self.shards["B"] = ("A", [botocore_record(s) for s in self.split_on_read], False)
+            self.order.append("B")
+            self.split_on_read = []
+        sid, pos, *served = json.loads(ShardIterator)
+        served_n = served[0] if served else 0
+        if served_n < self.gaps.get(pos, 0):
+            self.calls += 1
+            return {"Records": [], "NextShardIterator": json.dumps([sid, pos, served_n + 1])}
+        return super().get_records(json.dumps([sid, pos]), Limit)
+
+
+def test_drain_applies_the_child_of_a_shard_that_closes_while_it_runs() -> None:
+    stream = ChangingStreams({"A": (None, [1, 2, 3], False)}, page=3)
+    rec = Recorder()
+    follower = make(stream, rec, FakeState(), clock_skew=0.0)
+    follower.poll_once()  # at A's tip; A discovered just now (rediscovery every 10 s)
+    assert rec.applied == ["1", "2", "3"]
+    stream.split_on_read = [10, 11]  # A closes and B gets records (created long ago)
+    follower.drain(timeout=30)
+    assert rec.applied == ["1", "2", "3", "10", "11"]
+
+
+def test_drain_pages_past_empty_pages_before_later_records() -> None:
+    # After record 3 the shard answers two empty pages before records 4 and 5.
+    stream = ChangingStreams({"A": (None, [1, 2, 3, 4, 5], False)}, page=3, gaps={3: 2})
+    rec = Recorder()
+    follower = make(stream, rec, FakeState(), clock_skew=0.0)
+    follower.drain(timeout=30)
+    assert rec.applied == ["1", "2", "3", "4", "5"]
+
+
+def test_drain_measures_from_the_streams_clock_not_the_local_one() -> None:
+    # The stream's clock runs 120 s ahead of ours: records stamped 60 s ahead of the local clock
+    # were written BEFORE the drain began (by the stream's clock) and must all be applied.
+    stream = ChangingStreams({"A": (None, [1, 2, 3, 4], False)}, page=1)
+    for _, records, _ in stream.shards.values():
+        for r in records:
+            r["dynamodb"]["ApproximateCreationDateTime"] = datetime.fromtimestamp(
+                time.time() + 60, UTC
+            )
+    stream.clock_ahead = 120.0
+    rec = Recorder()
+    follower = make(stream, rec, FakeState())
+    follower.drain(timeout=30)
+    assert rec.applied == ["1", "2", "3", "4"]

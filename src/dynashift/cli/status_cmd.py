@@ -1,8 +1,10 @@
 """`dynashift status --execution ARN`: phase, per-segment progress and lag of a deployed run.
 
 Reads the execution (status, the step it is in) and the migration's state store (phase,
-segment checkpoints, verification, saved verdict); the lag is probed read-only from the source
-stream against the replicator's checkpoints. `--json` prints the same as JSON. Exit 0.
+segment checkpoints, verification, saved verdict); the lag is read from the progress the
+replicator records, with the workflow's own check (`replication_progress`) in read-only mode:
+it walks the stream from the saved positions within the same read budget and saves nothing.
+`--json` prints the same as JSON. Exit 0.
 """
 
 from __future__ import annotations
@@ -40,11 +42,18 @@ def _lag(ctx: Any) -> tuple[float | None, str]:
     arn = meta.get("stream_arn")
     if not arn:
         return None, "no stream recorded yet"
-    from dynashift.workflow.control import stream_backlog
+    from dynashift.replication_progress import ProgressChecker, ReadBudget
+    from dynashift.workflow.control import progress_lag
 
     streams = ctx.spec.source.clients().streams()
-    lag = stream_backlog(streams, arn, ctx.state.shard_checkpoints())
-    return lag.age_seconds, lag.detail
+    checker = ProgressChecker(
+        streams, ctx.state, str(arn), budget=ReadBudget(min_interval=0), persist=False
+    )
+    lag = progress_lag(checker)
+    detail = lag.detail
+    if lag.failed_records:
+        detail += f"; {lag.failed_records} failed record(s)"
+    return lag.age_seconds, detail
 
 
 def run(args: argparse.Namespace) -> int:

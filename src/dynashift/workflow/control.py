@@ -17,8 +17,16 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from dynashift.aws import error_code
-from dynashift.errors import BadInputError, RuntimeFailure, TransientError
+from dynashift.errors import BadInputError, RuntimeFailure, TransientError, WorkerDeadlineError
 from dynashift.models import MigrationSpec
+from dynashift.readiness import dlq_depth
+from dynashift.replication_progress import (
+    ProgressChecker,
+    ReadBudget,
+    drain_mark,
+    failed_records,
+)
+from dynashift.state import StateStore
 
 #: Event source mapping settings of the replicator (documented in docs/workflow.md).
 ESM_BATCH_SIZE = 100
@@ -79,10 +87,11 @@ def stream_backlog(
     *,
     now: Callable[[], float] = time.time,
 ) -> LagStatus:
-    """Read-only lag probe: is there a record after each shard's checkpoint written before
-    `since`? One GetRecords(Limit=1) per shard; shards without a checkpoint are read from
-    TRIM_HORIZON. Used where the replicator runs elsewhere (Lambda) and only its checkpoints
-    in the state store are visible.
+    """Read-only probe against per-shard checkpoints (the local follower's `shard#` records):
+    is there a record after each shard's checkpoint written before `since`? One
+    GetRecords(Limit=1) per shard. The workflow no longer uses it: lag and drain are read from
+    the replicator's progress records (`progress_lag`, `progress_drain`), which the Lambda
+    replicator writes too (it has no shard ids, hence no checkpoints).
     """
     cutoff = since.timestamp() if since else now()
     shards: list[dict[str, Any]] = []
@@ -130,6 +139,89 @@ def stream_backlog(
     )
 
 
+# --- lag and drain from the replicator's own progress records (AWS and local alike) -------------
+
+
+def progress_lag(
+    checker: ProgressChecker,
+    since: datetime | None = None,
+    *,
+    now: Callable[[], float] = time.time,
+) -> LagStatus:
+    """Whether every record created at or before `since` (default: the stream's clock now) has
+    been applied, from one check of the replicator's progress records."""
+    report = checker.check()
+    cutoff = since.timestamp() if since is not None else report.stream_now
+    behind = report.behind(cutoff)
+    # Under a writer that never pauses no shard is ever caught up "now"; the age of the oldest
+    # unapplied record seen is the lag the checklist compares with its threshold.
+    age = 0.0 if not behind else report.age_seconds(now())
+    return LagStatus(
+        caught_up=not behind,
+        records_behind=report.records_behind if behind else 0,
+        age_seconds=age,
+        failed_records=failed_records(checker.state, checker.stream_arn),
+        detail=report.describe_behind(cutoff),
+    )
+
+
+def progress_drain(
+    checker: ProgressChecker,
+    *,
+    timeout: float,
+    clock: Callable[[], float] = time.time,
+) -> LagStatus:
+    """One drain check. The first call of a migration's drain records when it began by the
+    stream's own clock (`drain_mark`, saved in the state store so every later call — another
+    Lambda invocation — measures from the same moment) and forgets the walks' tips, so a tip
+    counts only if it was read after the drain began.
+
+    Drained when every shard, rediscovered by this check, is closed and fully applied, has had
+    a record created after the mark applied (or its first unapplied record was created after
+    it), or was read to its tip (EMPTY_PAGES_AT_TIP empty pages) after the mark. Raises
+    WorkerDeadlineError naming the shards behind once `timeout` seconds have passed.
+    """
+    state = checker.state
+    meta = state.get_meta() or {}
+    mark = meta.get("drain_mark")
+    started = meta.get("drain_started")
+    if mark is None or started is None:
+        mark = drain_mark(checker.streams, checker.stream_arn) or clock()
+        started = clock()
+        for sid, data in state.walks().items():
+            if data.get("stream") == checker.stream_arn and not data.get("done"):
+                state.save_walk(sid, {**data, "empty_pages": 0, "checked_at": 0.0})
+        state.put_meta(drain_mark=mark, drain_started=started)
+    report = checker.check()
+    behind = report.behind(float(mark))
+    failed = failed_records(state, checker.stream_arn)
+    if not behind:
+        return LagStatus(
+            caught_up=True,
+            records_behind=0,
+            age_seconds=0.0,
+            failed_records=failed,
+            detail=f"drained: {len(report.shards)} shard(s) applied past the drain's start",
+        )
+    detail = report.describe_behind(float(mark))
+    if clock() - float(started) > timeout:
+        raise WorkerDeadlineError(f"drain did not finish within {timeout:g}s: {detail}")
+    return LagStatus(
+        caught_up=False,
+        records_behind=report.records_behind,
+        age_seconds=report.age_seconds(clock()),
+        failed_records=failed,
+        detail=detail,
+    )
+
+
+def reset_drain(state: StateStore) -> None:
+    """Forget a previous drain's start (a (re)started replicator drains from a new mark)."""
+    meta = state.get_meta() or {}
+    if meta.get("drain_mark") is not None or meta.get("drain_started") is not None:
+        state.put_meta(drain_mark=None, drain_started=None)
+
+
 class EventSourceMappingControl:
     """The replicator in AWS: an event source mapping from the source stream to the replicator
     Lambda (TRIM_HORIZON, partial batch responses, bisect on error, SQS on-failure destination).
@@ -145,6 +237,8 @@ class EventSourceMappingControl:
         checkpoints: Callable[[MigrationSpec], Mapping[str, str]],
         sqs_client: Any = None,
         dlq_url: str | None = None,
+        budget: ReadBudget | None = None,
+        drain_timeout: float = 900.0,
     ) -> None:
         self.lambda_client = lambda_client
         self.function_name = function_name
@@ -153,6 +247,8 @@ class EventSourceMappingControl:
         self.checkpoints = checkpoints
         self.sqs_client = sqs_client
         self.dlq_url = dlq_url
+        self.budget = budget or ReadBudget()
+        self.drain_timeout = drain_timeout
 
     def _mappings(self, stream_arn: str | None) -> list[dict[str, Any]]:
         kwargs: dict[str, Any] = {"FunctionName": self.function_name}
@@ -201,20 +297,31 @@ class EventSourceMappingControl:
         return {"mapping": mapping["UUID"], "created": True}
 
     def _failed_records(self) -> int | None:
+        """Messages on the replicator's DLQ, counted whole (None: no DLQ configured)."""
         if not (self.sqs_client and self.dlq_url):
             return None
-        attrs = self.sqs_client.get_queue_attributes(
-            QueueUrl=self.dlq_url, AttributeNames=["ApproximateNumberOfMessages"]
-        )["Attributes"]
-        return int(attrs.get("ApproximateNumberOfMessages", 0))
+        return dlq_depth(self.sqs_client, self.dlq_url)
+
+    def _checker(self, spec: MigrationSpec) -> ProgressChecker:
+        from dynashift.workflow.steps import state_store
+
+        return ProgressChecker(
+            self.streams_client(spec),
+            state_store(spec),
+            self._stream_arn(spec),
+            budget=self.budget,
+        )
 
     def lag(self, spec: MigrationSpec, since: datetime | None = None) -> LagStatus:
-        meta_arn = self._stream_arn(spec)
-        status = stream_backlog(self.streams_client(spec), meta_arn, self.checkpoints(spec), since)
+        """From the replicator's progress records (see dynashift.replication_progress)."""
+        status = progress_lag(self._checker(spec), since)
         return status.model_copy(update={"dlq_messages": self._failed_records()})
 
     def drain(self, spec: MigrationSpec, since: datetime | None = None) -> LagStatus:
-        return self.lag(spec, since)
+        """One drain check (the state machine waits `poll_seconds` between calls); `since` is
+        ignored: the drain's start is recorded by its first call (see `progress_drain`)."""
+        status = progress_drain(self._checker(spec), timeout=self.drain_timeout)
+        return status.model_copy(update={"dlq_messages": self._failed_records()})
 
     def stop(self, spec: MigrationSpec) -> dict[str, Any]:
         stopped = []

@@ -113,14 +113,8 @@ def local_stack(spec: MigrationSpec, **kwargs: Any) -> LocalStepFunctions:
     region = stack_region(spec)
     source_streams = spec.source.clients().streams
 
-    def checkpoint(stream_arn: str, shard_id: str, sequence: str) -> None:
-        # Stand-in until the replicator records its own progress (issue 12): the lag that
-        # EventSourceMappingControl reads is measured from these shard checkpoints.
-        state_store(spec).save_shard_checkpoint(shard_id, sequence)
-
     state_arn = f"arn:aws:dynamodb:{region}:{ACCOUNT_ID}:table/{spec.state.name}"
     kwargs.setdefault("streams_for", lambda arn: source_streams())
-    kwargs.setdefault("on_checkpoint", checkpoint)
     return LocalStepFunctions(
         stack_parameters(spec),
         resources={"StateTable": {"Ref": spec.state.name, "Arn": state_arn}},

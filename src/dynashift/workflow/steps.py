@@ -420,13 +420,43 @@ def source_stream(event: StreamEvent) -> dict[str, Any]:
     return data
 
 
+def _streams(spec: MigrationSpec) -> Any:
+    """The source's DynamoDB Streams client (one place, so a test can hand in a fake stream)."""
+    return spec.source.clients().streams()
+
+
+def replication_problem(state: StateStore) -> str | None:
+    """Why replication cannot make the target whole (recorded when the replicator was not
+    started), or None."""
+    problem = (state.get_meta() or {}).get("replication_problem")
+    return str(problem) if problem else None
+
+
+def _replay_retention(spec: MigrationSpec, state: StateStore, stream_arn: str) -> str | None:
+    """Before a replay's replicator starts: why the stream may not hold every change since the
+    first backfill scan page (`backfill_started`, recorded before the first page is read, so
+    the proof is conservative), or None when it provably does."""
+    from dynashift.replication_progress import retention_gap
+
+    started = (state.get_meta() or {}).get("backfill_started")
+    if started is None:
+        return (
+            "no record of when the backfill's first scan page was read, so the stream cannot be "
+            "proven to hold every change since: start a new migration"
+        )
+    return retention_gap(_streams(spec), stream_arn, float(started))
+
+
 def replication(event: ReplicationEvent, control: ReplicationControl) -> dict[str, Any]:
     """Start the replicator, measure its lag, drain it, or stop it."""
+    from dynashift.workflow.control import reset_drain
+
     spec = event.spec
     if event.action in ("start", "start_after_backfill"):
         if not event.stream_arn:
             raise BadInputError("stream_arn: required to start the replicator")
         state = state_store(spec)
+        reset_drain(state)
         if spec.strategy == "replay":
             # Replay writes the backfill unconditionally, so nothing may be replicated while it
             # runs: the replicator starts after it, from TRIM_HORIZON of the stream enabled
@@ -434,7 +464,21 @@ def replication(event: ReplicationEvent, control: ReplicationControl) -> dict[st
             if event.action == "start":
                 state.put_meta(stream_arn=event.stream_arn, replicator="deferred")
                 return {"started": False, "deferred": True}
-            return {"started": True, **control.start(spec, event.stream_arn)}
+            meta = state.get_meta() or {}
+            if meta.get("replication_problem"):
+                return {"started": False, "replication_problem": meta["replication_problem"]}
+            # A resumed run whose replicator already started has read the stream from its
+            # start: the proof was made then (the oldest records may have expired since).
+            if meta.get("replicator") != "started":
+                gap = _replay_retention(spec, state, event.stream_arn)
+                if gap is not None:
+                    # NOT READY; the replicator never starts, nothing more is written.
+                    log.error("replay cannot be completed: %s", gap)
+                    state.put_meta(replication_problem=gap, replicator="not started")
+                    return {"started": False, "replication_problem": gap}
+            started = control.start(spec, event.stream_arn)
+            state.put_meta(replicator="started")
+            return {"started": True, **started}
         if event.action == "start_after_backfill":
             return {"started": True, "deferred": False, "already_running": True}
         # Deletes become tombstones from the first applied record on (I5); a resumed migration
@@ -446,9 +490,13 @@ def replication(event: ReplicationEvent, control: ReplicationControl) -> dict[st
         return {"started": True, **control.start(spec, event.stream_arn)}
     if event.action == "stop":
         return {"stopped": True, **control.stop(spec)}
+    problem = replication_problem(state_store(spec))
+    if problem:
+        # No replicator runs: nothing to wait for; the checklist reports the problem.
+        return LagStatus(caught_up=False, give_up=True, detail=problem).model_dump(mode="json")
     measure = control.drain if event.action == "drain" else control.lag
     status: LagStatus = measure(spec, event.since)
-    if not status.caught_up and event.since is not None:
+    if not status.caught_up and event.since is not None and event.action == "lag":
         waited = time.time() - event.since.timestamp()
         if waited > event.settings.catchup_timeout_seconds:
             status = status.model_copy(update={"give_up": True})
@@ -595,15 +643,48 @@ def verify_output(result: Any) -> VerifyOutput:
 
 def recheck(event: StepEvent, control: ReplicationControl) -> dict[str, Any]:
     """Re-read every suspect key from both sides once the replicator has applied everything
-    written before the recheck started; only keys that still differ are divergent."""
+    written before the recheck started; only keys that still differ are divergent. A key the
+    target holds an image of that the stream carried during a round is in sync (it settles
+    under steady writes); those images are read from the stream with the progress walk's code.
+    """
+    from dynashift.replication_progress import saved_walks, window_images
     from dynashift.verify import recheck_migration
 
     spec = event.spec
+    state = state_store(spec)
+    problem = replication_problem(state)
+    stream_arn = (state.get_meta() or {}).get("stream_arn")
 
     def caught_up(since: float) -> bool:
+        if problem:
+            return True  # no replicator runs; readiness reports why
         return control.lag(spec, datetime.fromtimestamp(since, UTC)).caught_up
 
-    return recheck_output(recheck_migration(spec, state=state_store(spec), caught_up=caught_up))
+    def images() -> Any:
+        """At a round's start: note where the stream walk stands, read the window later."""
+        arn = str(stream_arn)
+        positions = saved_walks(state, arn) if stream_arn and not problem else {}
+
+        def read(start: float, end: float, keys: Any, names: Any) -> Any:
+            if problem or not stream_arn:
+                return {}
+            return window_images(
+                _streams(spec),
+                state,
+                arn,
+                start=start,
+                end=end,
+                keys=keys,
+                key_names=names,
+                positions=positions,
+            )
+
+        return read
+
+    poll = max(1.0, float(event.settings.poll_seconds))
+    return recheck_output(
+        recheck_migration(spec, state=state, caught_up=caught_up, images=images, poll=poll)
+    )
 
 
 def recheck_output(result: Any) -> dict[str, Any]:
@@ -619,18 +700,17 @@ def readiness(event: ReadinessEvent, control: ReplicationControl) -> ReadinessOu
     With `max_age_seconds` (after the approval) a READY checklist saved at most that long ago
     is kept; an older one (a late approval) is run again before the cutover.
     """
-    from dynashift.readiness import ReadinessReport, gather_readiness, save_report
+    from dynashift.readiness import gather_readiness, save_report
     from dynashift.verify import verification_summary
 
     spec = event.spec
     state = state_store(spec)
-    if event.max_age_seconds is not None:
-        saved = state.report()
-        if saved:
-            previous = ReadinessReport.model_validate(saved)
-            if previous.ready and time.time() - previous.generated_at <= event.max_age_seconds:
-                return readiness_output(previous, rechecked=False)
-    lag = control.lag(spec)
+    problem = replication_problem(state)
+    lag = (
+        LagStatus(caught_up=False, failed_records=0, detail=problem)
+        if problem
+        else control.lag(spec)
+    )
     summary = verification_summary(spec, state)
     report = gather_readiness(
         spec,
@@ -640,6 +720,8 @@ def readiness(event: ReadinessEvent, control: ReplicationControl) -> ReadinessOu
         state=state,
         replicator_failed_records=lag.failed_records,
         dlq_messages=lag.dlq_messages,
+        lag_detail="" if lag.caught_up else lag.detail,
+        replication_problem=problem,
     )
     save_report(state, report)
     return readiness_output(report)
