@@ -143,3 +143,27 @@ def test_definition_substitutions_come_from_the_template() -> None:
     subs = _real_stack().definition_substitutions("MigrationStateMachine")
     assert subs["ValidateFunctionArn"] == "arn-ValidateFunction"
     assert len(subs) >= 12
+
+
+def test_a_role_profile_replaces_the_callers_environment_credentials() -> None:
+    from dynashift.aws import Side
+    from dynashift.models import MigrationSpec, TableLocation
+    from dynashift.workflow.migrate import local_stack
+    from dynashift.workflow.sandbox import runtime_environment
+
+    caller = {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "s", "HOME": "/h"}
+    common: dict[str, Any] = {"function_name": "f", "memory": 128, "region": "r", "endpoints": {}}
+    plain = runtime_environment({}, caller_env=caller, **common)
+    assert plain["AWS_ACCESS_KEY_ID"] == "AKIDEXAMPLE" and "AWS_PROFILE" not in plain
+    as_role = runtime_environment({}, caller_env=caller, profile="target-acct", **common)
+    assert as_role["AWS_PROFILE"] == "target-acct"
+    assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "HOME"} & set(as_role)
+
+    # A run whose target is reached with --target-profile: the replicator's role is that profile.
+    spec = MigrationSpec(
+        migration_id="m",
+        source=TableLocation(name="src", side=Side(region="us-east-1")),
+        target=TableLocation(name="tgt", side=Side(region="us-east-1", profile="target-acct")),
+        state=TableLocation(name="state", side=Side(region="us-east-1", profile="target-acct")),
+    )
+    assert local_stack(spec).role_profiles == {"ReplicatorFunction": "target-acct"}

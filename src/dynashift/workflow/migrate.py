@@ -115,6 +115,11 @@ def local_stack(spec: MigrationSpec, **kwargs: Any) -> LocalStepFunctions:
 
     state_arn = f"arn:aws:dynamodb:{region}:{ACCOUNT_ID}:table/{spec.state.name}"
     kwargs.setdefault("streams_for", lambda arn: source_streams())
+    if spec.target.side.profile:
+        # The replicator writes the target (and the state table beside it) with the target's
+        # credentials: its execution role is the target profile, as the stack's would be a
+        # role of the target account's reach.
+        kwargs.setdefault("role_profiles", {"ReplicatorFunction": spec.target.side.profile})
     return LocalStepFunctions(
         stack_parameters(spec),
         resources={"StateTable": {"Ref": spec.state.name, "Arn": state_arn}},

@@ -226,6 +226,7 @@ class LocalStepFunctions:
         streams_for: Callable[[str], Any] | None = None,
         on_checkpoint: Callable[[str, str, str], None] | None = None,
         keep_batches: int = 0,
+        role_profiles: Mapping[str, str] | None = None,
     ) -> None:
         self.parameters = dict(parameters)
         self.extra_resources = {k: dict(v) for k, v in (resources or {}).items()}
@@ -237,6 +238,8 @@ class LocalStepFunctions:
         self.streams_for = streams_for
         self.on_checkpoint = on_checkpoint
         self.keep_batches = keep_batches
+        #: Functions whose execution role is a named profile (logical id -> profile).
+        self.role_profiles = dict(role_profiles or {})
         self.server: Any = None
         self.sfn: Any = None
         self.url = ""
@@ -389,6 +392,7 @@ class LocalStepFunctions:
                 memory=config.memory,
                 region=self.region,
                 endpoints=endpoints,
+                profile=self.role_profiles.get(logical_id),
             )
             spec = FunctionSpec(
                 name=name,

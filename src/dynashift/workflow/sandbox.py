@@ -119,10 +119,18 @@ def runtime_environment(
     region: str,
     endpoints: Mapping[str, str],
     caller_env: Mapping[str, str] | None = None,
+    profile: str | None = None,
 ) -> dict[str, str]:
     """A function's whole environment: the template's variables, what the Lambda runtime adds,
-    the caller's credentials as the role's, and the private server's service endpoints."""
-    caller = os.environ if caller_env is None else caller_env
+    the caller's credentials as the role's, and the private server's service endpoints.
+
+    `profile`: the function's role is that named profile (the replicator of a run whose target
+    is reached with `--target-profile`), not the caller's default credentials."""
+    caller = dict(os.environ if caller_env is None else caller_env)
+    if profile:
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+            caller.pop(name, None)  # environment credentials would win over the profile
+        caller["AWS_PROFILE"] = profile
     env = {
         "AWS_REGION": region,
         "AWS_DEFAULT_REGION": region,
