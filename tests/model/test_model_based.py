@@ -13,12 +13,13 @@ adapter that calls the engine):
 * the replicator applying the real stream in batches, and redelivering the last batch;
 * "Finish backfill" once every segment reported done.
 
-After every schedule the backfill is run to the end, every straggler finishes, "Finish backfill"
-runs (if the schedule did not), the stream is drained, and the target must equal the source item
-for item, with no tombstone in the target nor in the registry.
+After every schedule (`settle`) the stream is applied, stragglers and segments run to their end,
+"Finish backfill" runs (if the schedule did not), the stream is drained, and the target must
+equal the source item for item, with no tombstone in the target nor in the registry.
 
-Budget: `make test` runs the `ci` profile (at least 200 schedules over the variants below);
-`make model-soak` runs many more (DYNASHIFT_MODEL_EXAMPLES, default 5000 per variant).
+Budget: `make test` runs the `model-ci` profile (4 variants x 50 = 200 schedules of 20 steps);
+`make model-soak` runs many more (DYNASHIFT_MODEL_EXAMPLES, default 5000 per variant, shrunk).
+Known counterexamples are replayed step by step at the end of this file.
 """
 
 from __future__ import annotations
