@@ -39,7 +39,6 @@ from hypothesis.stateful import (
 )
 
 from dynashift.errors import RuntimeFailure
-from tests.model import engine
 from tests.model.engine import PK, VERSION, Env, Invocation, Killed, Migration
 
 KEYS = tuple(f"k{i}" for i in range(6))
@@ -394,9 +393,6 @@ def test_schedules_plain_with_stragglers(model_env: Env) -> None:
 
 def test_schedules_versioned_with_stragglers(model_env: Env) -> None:
     run(model_env, versioned=True, stragglers=True)
-
-
-__all__ = ["engine"]
 
 
 # --- regressions: schedules the search found, replayed step by step --------------------------
