@@ -198,8 +198,8 @@ class MigrationModel(RuleBasedStateMachine):
         return [s for s, inv in sorted(self.current.items()) if inv is None and s not in self.done]
 
     def _workers(self) -> list[Invocation | int]:
-        """What can make backfill progress: idle segments, then running invocations."""
-        return [*self._idle(), *self._live()]
+        """The state machine's own backfill work: idle segments, then running invocations."""
+        return [*self._idle(), *(inv for _s, inv in self._running())]
 
     def _count_hazards(self, inv: Invocation) -> None:
         """Before `inv` passes its gate: note when it reads, count what its write risks."""
@@ -215,20 +215,28 @@ class MigrationModel(RuleBasedStateMachine):
             self.hazards["late"] += 1
 
     def backfill(self, pick: int) -> None:
-        """One step of backfill on worker `pick % len(workers)` (idle segments, then running
-        invocations, stragglers last).
+        """One step of backfill.
 
-        A running invocation passes its next gate: it reads a page (Scan, Limit = page size)
-        and stops before writing it, or writes the page it read (the real conditional puts),
-        commits its checkpoint and stops before reading the next page (or returns).
-        An idle segment: the state machine invokes "Copy segment" with the cursor the last
-        invocation returned or, when `pick >= 4` (a restarted execution), with none: the
-        worker resumes from the state store's checkpoint. It stops before reading a page.
+        With `pick >= 6` a straggler, if any, passes its next gate. Otherwise worker
+        `pick % len(workers)` (idle segments, then running invocations) makes progress:
+        - a running invocation passes its next gate: it reads a page (Scan, Limit = page size)
+          and stops before writing it, or writes the page it read (the real conditional puts),
+          commits its checkpoint and stops before reading the next page (or returns);
+        - an idle segment: the state machine invokes "Copy segment" with the cursor the last
+          invocation returned or, when `pick >= 4` (a restarted execution), with none: the
+          worker resumes from the state store's checkpoint. It stops before reading a page.
+        When every segment reported done, the state machine goes on: "Finish backfill".
+        A straggler then only moves when nothing else is left to move.
         """
         workers = self._workers()
-        if not workers:
+        worker: Invocation | int
+        if self.straggling and (pick >= 6 or (not workers and self.finished)):
+            worker = self.straggling[pick % len(self.straggling)]
+        elif workers:
+            worker = workers[pick % len(workers)]
+        else:
+            self.finish()
             return
-        worker = workers[pick % len(workers)]
         if isinstance(worker, int):
             cursor = None if pick >= 4 else self.next_cursor[worker]
             self.current[worker] = self.m.invoke(worker, cursor)
