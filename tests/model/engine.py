@@ -335,8 +335,9 @@ class Migration:
         (the stream of a live table: what was written before is only in the table)."""
         env.clear(env.source)
         env.clear(env.target)
-        for item in initial:
-            env.source_put(item)
+        if initial:
+            requests = [{"PutRequest": {"Item": dict(item)}} for item in initial]
+            env.client.batch_write_item(RequestItems={env.source: requests})
         iterator = env.latest_iterator()
         migration_id = f"model-{uuid.uuid4().hex[:12]}"
         side = Side(region=REGION, endpoint_url=env.endpoint)

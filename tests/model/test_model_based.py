@@ -126,7 +126,7 @@ class MigrationModel(RuleBasedStateMachine):
             st.sampled_from(KEYS), st.integers(1, 4), min_size=3, max_size=len(KEYS)
         ),
         segments=st.integers(1, 2),
-        page_size=st.integers(1, 2),
+        page_size=st.integers(1, 3),
     )
     def setup(self, initial: dict[str, int], segments: int, page_size: int) -> None:
         items = [self._image(k, v) for k, v in sorted(initial.items())]
@@ -390,6 +390,7 @@ def test_schedules_plain(model_env: Env) -> None:
     run(model_env, versioned=False, stragglers=False)
 
 
+@pytest.mark.xfail(strict=True, reason="issue 13 item 1, fixed on wp/race1")
 def test_schedules_versioned(model_env: Env) -> None:
     """With a version attribute, no straggling invocation."""
     run(model_env, versioned=True, stragglers=False)
@@ -399,6 +400,7 @@ def test_schedules_plain_with_stragglers(model_env: Env) -> None:
     run(model_env, versioned=False, stragglers=True)
 
 
+@pytest.mark.xfail(strict=True, reason="issue 13 item 1, fixed on wp/race1")
 def test_schedules_versioned_with_stragglers(model_env: Env) -> None:
     run(model_env, versioned=True, stragglers=True)
 
