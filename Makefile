@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 SAM_VENV := .venv-sam
 PYTEST_ARGS ?=
 
-.PHONY: install lint typecheck asl test demo build validate bench clean
+.PHONY: install lint typecheck asl test demo build validate bench clean model-soak
 
 install: $(STAMP)
 
@@ -56,6 +56,10 @@ validate: $(SAM_VENV)/bin/sam
 
 build: validate
 	PYENV_VERSION=$${PYENV_VERSION:-3.11.7:3.12.1} $(SAM_VENV)/bin/sam build
+
+# Model-based search (tests/model): DYNASHIFT_MODEL_EXAMPLES schedules per variant, shrunk.
+model-soak: install
+	DYNASHIFT_MODEL_EXAMPLES=$${DYNASHIFT_MODEL_EXAMPLES:-5000} $(BIN)/pytest tests/model -q -p no:cacheprovider --timeout 0 --runxfail
 
 bench: install
 	$(BIN)/python -m bench
