@@ -279,8 +279,10 @@ def test_replay_whose_stream_lost_records_is_not_ready_and_writes_nothing(
     )
     try:
         assert steps.replication(again, control)["started"] is True
+        assert len(mappings()) == 1, "the resumed replay's replicator was not started"
     finally:
-        control.stop(resumed)
+        for mapping in mappings():
+            lam.delete_event_source_mapping(UUID=mapping["UUID"])
 
 
 def _replicator_function(endpoint: str) -> tuple[Any, str]:

@@ -19,13 +19,15 @@ module and nothing else. Everything here drives the real engine on the real moto
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from dynashift.aws import Side
-from dynashift.backfill import SegmentResult, run_segment
+from dynashift.backfill import SegmentResult, run_segment, start_backfill
+from dynashift.errors import NotReadyYet
 from dynashift.follower import to_lambda_record
 from dynashift.items import TOMBSTONE_ATTR
 from dynashift.models import MigrationSpec, TableLocation
@@ -43,6 +45,10 @@ VERSION = "v"
 GATE_TIMEOUT = 30.0
 #: A clock value far past any invocation's deadline.
 PAST_DEADLINE = 1e12
+
+
+#: Seconds after which every lease of a worker has lapsed (a worker budget and its grace).
+LEASES_LAPSED = 3600.0
 
 
 class Killed(BaseException):
@@ -350,6 +356,9 @@ class Migration:
             version_attribute=VERSION if versioned else None,
         )
         state = StateStore(env.client, env.state_table, migration_id)
+        # What the workflow's "Start replicator" does before the replicator's first write and
+        # the first scan page: phase BACKFILL (deletes become tombstones), write mode recorded.
+        start_backfill(state, env.client, env.target)
         replicator = Replicator.for_spec(spec, [PK], state, clients=_ClientFactory(env.client))
         return cls(
             env=env,
@@ -368,9 +377,24 @@ class Migration:
         self.invocations += 1
         return Invocation(self, segment, cursor, self.invocations).start()
 
-    def finish(self) -> None:
-        """ "Finish backfill": plain deletes from now on, registered tombstones removed."""
-        finish_backfill(self.env.client, self.env.target, self.state)
+    def finish(self, live: Sequence[Invocation] = ()) -> None:
+        """ "Finish backfill" as the state machine runs it: phase FINISHING, the running
+        invocations' leases waited out, then plain deletes and the registered tombstones
+        removed. Its wait gives up at once here (NotReadyYet, which the state machine retries);
+        meanwhile the invocations still running (`live`) go on — each stops at its next page,
+        having seen the phase — and a crashed invocation's lease lapses with time: the retry
+        runs at a clock past every lease."""
+        try:
+            finish_backfill(self.env.client, self.env.target, self.state, lease_wait_seconds=0)
+            return
+        except NotReadyYet:
+            pass
+        for inv in live:
+            inv.run_out()
+        later = time.time() + LEASES_LAPSED
+        finish_backfill(
+            self.env.client, self.env.target, self.state, lease_wait_seconds=0, clock=lambda: later
+        )
 
     # --- replication -------------------------------------------------------------------------
 
