@@ -67,8 +67,8 @@ def _seq(record: Mapping[str, Any]) -> str | None:
     return str(value) if value is not None else None
 
 
-def _created(record: Mapping[str, Any]) -> float | None:
-    value = (record.get("dynamodb") or {}).get("ApproximateCreationDateTime")
+def approximate_creation(value: Any) -> float | None:
+    """ApproximateCreationDateTime as epoch seconds (Lambda: a number; botocore: a datetime)."""
     if value is None:
         return None
     if isinstance(value, datetime):
@@ -77,6 +77,10 @@ def _created(record: Mapping[str, Any]) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
+
+
+def _created(record: Mapping[str, Any]) -> float | None:
+    return approximate_creation((record.get("dynamodb") or {}).get("ApproximateCreationDateTime"))
 
 
 def record_batch(

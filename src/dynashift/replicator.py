@@ -42,7 +42,6 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -53,7 +52,7 @@ from dynashift.conditions import replicated_put
 from dynashift.errors import DynashiftError, RuntimeFailure, StreamUnavailableError
 from dynashift.items import RESERVED_ATTRS, Item, from_event_json, key_id
 from dynashift.models import MigrationSpec, TableLocation
-from dynashift.replication_progress import record_batch
+from dynashift.replication_progress import approximate_creation, record_batch
 from dynashift.state import PHASE_PLAIN, TOMBSTONE_PHASES, StateStore, WriteMode
 from dynashift.tombstones import apply_delete, apply_marked_put
 
@@ -119,18 +118,6 @@ class _Op:
     sequence: str | None
     approx: float | None
     ttl: bool
-
-
-def approximate_creation(value: Any) -> float | None:
-    """ApproximateCreationDateTime as epoch seconds (Lambda: a number; botocore: a datetime)."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.timestamp()
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def is_ttl_delete(record: Mapping[str, Any]) -> bool:

@@ -30,22 +30,15 @@ from dynashift.models import MigrationSpec, TableLocation
 from dynashift.progress import Progress
 from dynashift.state import StateStore, state_table_name
 from dynashift.workflow.control import EventSourceMappingControl
+from dynashift.workflow.definition import BAD_INPUT
 from dynashift.workflow.runner import REGION, ExecutionOutcome, LocalStepFunctions
 from dynashift.workflow.steps import ValidateEvent, WorkflowInput, state_store, validate
 
 log = logging.getLogger("dynashift.workflow")
 
-#: Error names of the BadInputError family (a rejected input ends the run with exit 2).
-BAD_INPUT_ERRORS = frozenset(
-    {
-        "BadInputError",
-        "InvalidTableRefError",
-        "TableNotFoundError",
-        "IncompatibleSchemaError",
-        "UnsafeTargetError",
-        "StreamUnavailableError",
-    }
-)
+#: Error names of the BadInputError family (a rejected input ends the run with exit 2): the
+#: ones the definition routes to "Input rejected".
+BAD_INPUT_ERRORS = frozenset(BAD_INPUT)
 
 #: States whose first entry is announced as a phase (Wait / Choice / polls are not).
 QUIET_TYPES = ("Wait", "Choice", "Pass")
