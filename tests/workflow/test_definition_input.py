@@ -29,6 +29,7 @@ from dynashift.workflow.runner import ROOT
 from dynashift.workflow.steps import (
     ValidateEvent,
     WorkflowSettings,
+    check_replicator_settings,
     normalise_input,
     parse_event,
     state_store,
@@ -169,6 +170,26 @@ def test_validate_applies_defaults_and_the_stack_environment(stack_env: pytest.M
     assert workflow.settings.approval_timeout_seconds == 7 * 24 * 3600
     with pytest.raises(BadInputError, match=r"^spec.migration_id: Field required \(and 1 more\)$"):
         normalise_input(raw, None)
+
+
+def test_an_input_that_differs_from_the_replicators_stack_settings_is_refused(
+    stack_env: pytest.MonkeyPatch,
+) -> None:
+    stack_env.setenv("DYNASHIFT_MIGRATION_ID", "orders-v2")
+    raw: dict[str, Any] = {"spec": {"source": {"name": "orders"}, "target": {"name": "orders-v2"}}}
+    env = lambda_settings()
+    check_replicator_settings(normalise_input(raw, env).spec, env)  # as deployed: accepted
+    versioned = normalise_input({"spec": {**raw["spec"], "version_attribute": "v"}}, env).spec
+    with pytest.raises(BadInputError, match=r"^spec.version_attribute: 'v' is not this stack's"):
+        check_replicator_settings(versioned, env)
+    away = {"name": "orders-v2", "side": {"region": "eu-west-1"}}
+    elsewhere = normalise_input({"spec": {**raw["spec"], "target": away}}, env).spec
+    with pytest.raises(BadInputError, match=r"^spec.target.side.region: 'eu-west-1' is not"):
+        check_replicator_settings(elsewhere, env)
+    stack_env.setenv("DYNASHIFT_VERSION_ATTRIBUTE", "v")
+    check_replicator_settings(versioned, lambda_settings())  # the stack agrees: accepted
+    with pytest.raises(BadInputError, match=r"^spec.version_attribute: None is not this stack's"):
+        validate_execution_input({"input": raw}, lambda_settings())
 
 
 @pytest.mark.parametrize(

@@ -97,11 +97,14 @@ class _Tags(yaml.SafeLoader):
 _Tags.add_multi_constructor("!", lambda loader, suffix, node: {"tag": suffix})
 
 
-def _declared_variables(text: str, function: str) -> set[str]:
+def _declared_variables(text: str, function: str) -> tuple[set[str], set[str]]:
+    """(variables always set, variables set only when their `!If` condition holds)."""
     doc = yaml.load(text, Loader=_Tags)
-    names = set(doc["Globals"]["Function"]["Environment"]["Variables"])
+    variables = dict(doc["Globals"]["Function"]["Environment"]["Variables"])
     props = doc["Resources"][function]["Properties"]
-    return names | set((props.get("Environment") or {}).get("Variables") or {})
+    variables.update((props.get("Environment") or {}).get("Variables") or {})
+    conditional = {k for k, v in variables.items() if v == {"tag": "If"}}
+    return set(variables) - conditional, conditional
 
 
 def _block_start(text: str, logical_id: str) -> int:
@@ -146,8 +149,12 @@ def test_each_function_runs_isolated_with_exactly_its_template_configuration(
     assert first["error"] is None, first
     env = first["payload"]["env"]
     credentials = {k for k in CREDENTIAL_VARIABLES if os.environ.get(k)}
-    expected = _declared_variables(text, "ValidateFunction") | RUNTIME_VARIABLES | credentials
-    assert set(env) == expected | ENDPOINT_VARIABLES, set(env) ^ (expected | ENDPOINT_VARIABLES)
+    always, conditional = _declared_variables(text, "ValidateFunction")
+    expected = always | RUNTIME_VARIABLES | credentials | ENDPOINT_VARIABLES
+    # Every variable the template always sets, nothing the template does not declare (the
+    # conditional ones follow their conditions: tests/unit/test_template_resolver.py).
+    assert expected <= set(env), expected - set(env)
+    assert set(env) - expected <= conditional, set(env) - expected - conditional
     assert env["DYNASHIFT_STATE_TABLE"] == wf.spec.state.name
     assert env["DYNASHIFT_MIGRATION_ID"] == wf.spec.migration_id
     assert env["DYNASHIFT_TARGET_TABLE"] == "probe-tgt"

@@ -308,6 +308,7 @@ def validate_execution_input(payload: Mapping[str, Any], env: LambdaSettings) ->
     and return `{"input": <the normalised WorkflowInput>, "validation": ...}`; the state
     machine makes the normalised input the state every later step reads."""
     workflow = normalise_input(payload.get("input"), env)
+    check_replicator_settings(workflow.spec, env)
     stack = {
         "spec.state.name": env.state_table,
         "spec.migration_id": env.migration_id,
@@ -326,6 +327,28 @@ def validate_execution_input(payload: Mapping[str, Any], env: LambdaSettings) ->
         "input": workflow.model_dump(mode="json"),
         "validation": result.model_dump(mode="json"),
     }
+
+
+def check_replicator_settings(spec: MigrationSpec, env: LambdaSettings) -> None:
+    """The replicator reads its target and options from the stack (its environment), not from
+    the execution input: an input that differs would have the backfill and the replicator work
+    with different settings (another region, another role, no version attribute). BadInputError
+    names the first field that differs from the stack's value."""
+    target = spec.target.side
+    pairs: tuple[tuple[str, object, object], ...] = (
+        ("spec.target.side.region", target.region or env.region, env.target_region or env.region),
+        ("spec.target.side.role_arn", target.role_arn, env.target_role_arn),
+        ("spec.target.side.external_id", target.external_id, env.target_external_id),
+        ("spec.target.side.endpoint_url", target.endpoint_url, env.target_endpoint_url),
+        ("spec.version_attribute", spec.version_attribute, env.version_attribute),
+        ("spec.skip_ttl_deletes", spec.skip_ttl_deletes, env.skip_ttl_deletes),
+    )
+    for field, value, deployed in pairs:
+        if value != deployed:
+            raise BadInputError(
+                f"{field}: {value!r} is not this stack's {deployed!r} (the replicator is "
+                "deployed with the stack's value)"
+            )
 
 
 def validate(
