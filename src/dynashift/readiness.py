@@ -494,33 +494,24 @@ def publish_report(sns_client: Any, topic_arn: str, report: ReadinessReport) -> 
 # --- cutover approval (task token) -----------------------------------------------------------
 
 
-def _approval_key(state: StateStore) -> dict[str, Any]:
-    return state.record_key(APPROVAL_SK)
-
-
 def save_approval_token(state: StateStore, token: str, now: float | None = None) -> None:
     """Stored by the approval step (waitForTaskToken) so `dynashift approve` can answer it."""
-    state.client.put_item(
-        TableName=state.table,
-        Item={
-            **_approval_key(state),
-            "token": {"S": token},
-            "saved": {"N": str(time.time() if now is None else now)},
-        },
+    state.put_record(
+        APPROVAL_SK,
+        token={"S": token},
+        saved={"N": str(time.time() if now is None else now)},
     )
 
 
 def load_approval_token(state: StateStore) -> str | None:
-    item = state.client.get_item(
-        TableName=state.table, Key=_approval_key(state), ConsistentRead=True
-    ).get("Item")
+    item = state.get_record(APPROVAL_SK)
     if not item or "token" not in item:
         return None
     return str(item["token"]["S"])
 
 
 def clear_approval_token(state: StateStore) -> None:
-    state.client.delete_item(TableName=state.table, Key=_approval_key(state))
+    state.delete_record(APPROVAL_SK)
 
 
 def send_approval(
@@ -670,16 +661,4 @@ def migration_status(
 
 
 def _query(state: StateStore, prefix: str) -> list[dict[str, Any]]:
-    kwargs: dict[str, Any] = {
-        "TableName": state.table,
-        "KeyConditionExpression": "migration_id = :m AND begins_with(sk, :p)",
-        "ExpressionAttributeValues": {":m": {"S": state.migration_id}, ":p": {"S": prefix}},
-        "ConsistentRead": True,
-    }
-    out: list[dict[str, Any]] = []
-    while True:
-        page = state.client.query(**kwargs)
-        out.extend(page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            return out
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return state.records(prefix)

@@ -273,6 +273,30 @@ class StateStore:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    # --- records other modules define (verification, recheck, approval) -----------------------
+    # The state store is still the only code that reads or writes the state table: those modules
+    # give the record's kind and content, these methods the key (`record_key`) and the calls.
+
+    def put_record(self, kind: str, ident: str = "", **attributes: Any) -> None:
+        """Write the record `kind + ident` with these wire-format attributes (one PutItem)."""
+        item = {**self.record_key(kind, ident), **attributes}
+        self.client.put_item(TableName=self.table, Item=item)
+
+    def get_record(self, kind: str, ident: str = "") -> dict[str, Any] | None:
+        """The record `kind + ident` (strongly consistent), or None."""
+        key = self.record_key(kind, ident)
+        item: dict[str, Any] | None = self.client.get_item(
+            TableName=self.table, Key=key, ConsistentRead=True
+        ).get("Item")
+        return item
+
+    def records(self, kind: str) -> list[dict[str, Any]]:
+        """Every record whose sort key starts with `kind` (strongly consistent)."""
+        return list(self._query_prefix(kind))
+
+    def delete_record(self, kind: str, ident: str = "") -> None:
+        self.client.delete_item(TableName=self.table, Key=self.record_key(kind, ident))
+
     def _query_between(self, low: str, high: str) -> Iterator[dict[str, Any]]:
         kwargs: dict[str, Any] = {
             "TableName": self.table,

@@ -890,46 +890,23 @@ def summarize(
     )
 
 
-def _verify_key(state: StateStore, segment: int) -> dict[str, Any]:
-    return state.record_key(VERIFY_PREFIX, f"{segment:06d}")
-
-
 def save_verify_result(state: StateStore, result: VerifyResult) -> None:
     """Checkpoint a segment's verification in the state store (`verify#<segment>`)."""
-    state.client.put_item(
-        TableName=state.table,
-        Item={
-            **_verify_key(state, result.segment),
-            "data": {"S": json.dumps(result.model_dump(mode="json"), sort_keys=True)},
-            "done": {"BOOL": result.done},
-            "updated": {"N": str(time.time())},
-        },
+    state.put_record(
+        VERIFY_PREFIX,
+        f"{result.segment:06d}",
+        data={"S": json.dumps(result.model_dump(mode="json"), sort_keys=True)},
+        done={"BOOL": result.done},
+        updated={"N": str(time.time())},
     )
 
 
 def load_verify_results(state: StateStore) -> list[VerifyResult]:
-    kwargs: dict[str, Any] = {
-        "TableName": state.table,
-        "KeyConditionExpression": "migration_id = :m AND begins_with(sk, :p)",
-        "ExpressionAttributeValues": {
-            ":m": {"S": state.migration_id},
-            ":p": {"S": VERIFY_PREFIX},
-        },
-        "ConsistentRead": True,
-    }
-    out: list[VerifyResult] = []
-    while True:
-        page = state.client.query(**kwargs)
-        out.extend(VerifyResult.model_validate_json(i["data"]["S"]) for i in page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            return out
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return [VerifyResult.model_validate_json(i["data"]["S"]) for i in state.records(VERIFY_PREFIX)]
 
 
 def load_verify_result(state: StateStore, segment: int) -> VerifyResult | None:
-    item = state.client.get_item(
-        TableName=state.table, Key=_verify_key(state, segment), ConsistentRead=True
-    ).get("Item")
+    item = state.get_record(VERIFY_PREFIX, f"{segment:06d}")
     return VerifyResult.model_validate_json(item["data"]["S"]) if item else None
 
 
@@ -941,25 +918,16 @@ def default_state(spec: MigrationSpec) -> StateStore | None:
     return StateStore(client, spec.state.name, spec.migration_id)
 
 
-def _recheck_key(state: StateStore) -> dict[str, Any]:
-    return state.record_key(RECHECK_SK)
-
-
 def save_recheck_result(state: StateStore, result: RecheckResult) -> None:
-    state.client.put_item(
-        TableName=state.table,
-        Item={
-            **_recheck_key(state),
-            "data": {"S": json.dumps(result.model_dump(mode="json"), sort_keys=True)},
-            "updated": {"N": str(time.time())},
-        },
+    state.put_record(
+        RECHECK_SK,
+        data={"S": json.dumps(result.model_dump(mode="json"), sort_keys=True)},
+        updated={"N": str(time.time())},
     )
 
 
 def load_recheck_result(state: StateStore) -> RecheckResult | None:
-    item = state.client.get_item(
-        TableName=state.table, Key=_recheck_key(state), ConsistentRead=True
-    ).get("Item")
+    item = state.get_record(RECHECK_SK)
     return RecheckResult.model_validate_json(item["data"]["S"]) if item else None
 
 
