@@ -10,7 +10,10 @@ Two functions carry the rules that a hand-written definition kept getting wrong:
   resumes from a checkpoint in the state store and its writes are conditional or idempotent.
 - `segment_loop` builds the Map of one segment phase (backfill or verify) for either Map mode,
   INLINE or DISTRIBUTED, with state names that are unique in the whole machine (AWS rejects a
-  definition that repeats a name, nested Maps included: DUPLICATE_STATE_NAME).
+  definition that repeats a name, nested Maps included: DUPLICATE_STATE_NAME). The backfill
+  Map's iteration goes on, for the concurrent strategy, into the verification of its own
+  segment (`overlap`), so verification overlaps the copy of the other segments; the replay
+  strategy verifies in the separate Map after its replicator started.
 
 Every `${...}` placeholder is filled by the template's DefinitionSubstitutions (in AWS) or by the
 local runner (`dynashift.workflow.runner`).
@@ -76,6 +79,8 @@ RETRY_UNKNOWN = frozenset(
         "Copy segment (distributed)",
         "Verify segment",
         "Verify segment (distributed)",
+        "Verify copied segment",
+        "Verify copied segment (distributed)",
         "Finish backfill (remove tombstones)",
         "Check replication lag",
         "Recheck differences",
@@ -202,70 +207,137 @@ PHASES: dict[Phase, dict[str, str]] = {
         "verb": "Verify",
     },
 }
+#: The verification loop inside a backfill iteration (the concurrent strategy verifies a
+#: segment as soon as its own copy is done, while other segments still copy): names of its
+#: own, so none repeats the separate "Verify segments" Map's.
+OVERLAP: dict[str, str] = {
+    "choice": "Verify segment now?",
+    "task": "Verify copied segment",
+    "loop": "Copied segment verified?",
+    "done": "Segment copied and verified",
+}
+#: The strategy whose segments are verified inside the backfill iteration. Its replicator runs
+#: from before the first scan page (I2), so a segment whose copy is done changes in the target
+#: only through the replicator, as after the whole backfill; any other strategy (replay: the
+#: replicator starts after the whole backfill) is verified by the separate Map afterwards.
+OVERLAP_STRATEGY = "concurrent"
+
+
+def _suffix(mode: MapMode) -> str:
+    return " (distributed)" if mode == "DISTRIBUTED" else ""
 
 
 def loop_state_names(phase: Phase, mode: MapMode) -> dict[str, str]:
     """The names of a segment loop's states; the distributed variant's carry a suffix, so no
     name is used twice in the machine."""
-    suffix = " (distributed)" if mode == "DISTRIBUTED" else ""
     names = PHASES[phase]
-    return {key: names[key] + suffix for key in ("map", "task", "choice", "done")}
+    return {key: names[key] + _suffix(mode) for key in ("map", "task", "choice", "done")}
 
 
-def segment_loop(phase: Phase, mode: MapMode, next_state: str) -> dict[str, Any]:
+def overlap_state_names(mode: MapMode) -> dict[str, str]:
+    """The names of the verification states inside a backfill iteration (see OVERLAP)."""
+    return {key: name + _suffix(mode) for key, name in OVERLAP.items()}
+
+
+def worker_loop(
+    task: str,
+    choice: str,
+    function: str,
+    progress: str,
+    done_next: str,
+) -> dict[str, Any]:
+    """One segment worker looped with its cursor: the Task returns `{cursor, done}` into
+    `$.<progress>`, and the Choice sends the iteration back to the Task until `done`, then to
+    `done_next`. The state machine owns the loop, so one invocation always fits Lambda's 15
+    minutes."""
+    worker = lambda_task(
+        task,
+        function,
+        _spec_settings(**{"segment.$": "$.segment", "cursor.$": f"$.{progress}.cursor"}),
+        result_selector={"cursor.$": "$.Payload.cursor", "done.$": "$.Payload.done"},
+        result_path=f"$.{progress}",
+        next_state=choice,
+        comment="One worker invocation: runs until done or its budget, returns a cursor.",
+        catch="none",
+    )
+    return {
+        task: worker,
+        choice: {
+            "Type": "Choice",
+            "Choices": [
+                {"Variable": f"$.{progress}.done", "BooleanEquals": True, "Next": done_next}
+            ],
+            "Default": task,
+        },
+    }
+
+
+def _segment_end() -> dict[str, Any]:
+    return {"Type": "Pass", "Parameters": {"segment.$": "$.segment"}, "End": True}
+
+
+def segment_loop(
+    phase: Phase, mode: MapMode, next_state: str, *, overlap: bool = False
+) -> dict[str, Any]:
     """The Map over `$.plan.segments` whose iterations loop one worker with its cursor.
 
     Each worker invocation runs until the segment is done or its budget is spent and returns
-    `{cursor, done}`; the Choice sends the iteration back to the worker until `done`, so the
-    state machine owns the loop and one invocation always fits Lambda's 15 minutes. Results
-    are discarded (`ResultPath: null`): counters and suspects live in the state store.
+    `{cursor, done}` (`worker_loop`). Results are discarded (`ResultPath: null`): counters and
+    suspects live in the state store.
+
+    With `overlap` (backfill only), an iteration whose copy is done goes on, for the
+    OVERLAP_STRATEGY, into the verification loop of the same segment (its own cursor,
+    `$.verify_progress`), while other iterations still copy: the two phases then cost about
+    the longer one instead of their sum. The suspects it finds are rechecked after the
+    catch-up like any others; what the segment's items do later reaches the target through the
+    replicator, as after a whole backfill.
     """
+    if overlap and phase != "backfill":
+        raise ValueError("only the backfill iteration can go on into verification")
     names = loop_state_names(phase, mode)
     info = PHASES[phase]
     processor: dict[str, Any] = {"Mode": mode}
     if mode == "DISTRIBUTED":
         processor["ExecutionType"] = "STANDARD"
-    worker = lambda_task(
-        names["task"],
-        info["function"],
-        _spec_settings(**{"segment.$": "$.segment", "cursor.$": "$.progress.cursor"}),
-        result_selector={"cursor.$": "$.Payload.cursor", "done.$": "$.Payload.done"},
-        result_path="$.progress",
-        next_state=names["choice"],
-        comment="One worker invocation: runs until done or its budget, returns a cursor.",
-        catch="none",
-    )
+    start = {"cursor": None, "done": False}
+    selector: dict[str, Any] = {"segment.$": "$$.Map.Item.Value", "progress": start}
+    after = names["done"]
+    if overlap:
+        selector["verify_progress"] = dict(start)
+        after = overlap_state_names(mode)["choice"]
+    states = worker_loop(names["task"], names["choice"], info["function"], "progress", after)
+    if overlap:
+        more = overlap_state_names(mode)
+        states[more["choice"]] = {
+            "Type": "Choice",
+            "Comment": "Concurrent strategy: verify this segment now, while others still copy "
+            "(its replicator already runs); other strategies verify after the whole backfill.",
+            "Choices": [
+                {
+                    "Variable": "$.spec.strategy",
+                    "StringEquals": OVERLAP_STRATEGY,
+                    "Next": more["task"],
+                }
+            ],
+            "Default": names["done"],
+        }
+        verify = PHASES["verify"]["function"]
+        states.update(
+            worker_loop(more["task"], more["loop"], verify, "verify_progress", more["done"])
+        )
+        states[more["done"]] = _segment_end()
+    states[names["done"]] = _segment_end()
+    verb = info["verb"] + (" (and, concurrent strategy, verify)" if overlap else "")
     state: dict[str, Any] = {
         "Type": "Map",
-        "Comment": f"{info['verb']} every segment; each iteration loops its worker with the "
-        "cursor.",
+        "Comment": f"{verb} every segment; each iteration loops its worker with the cursor.",
         "ItemsPath": "$.plan.segments",
-        "ItemSelector": _spec_settings(
-            **{"segment.$": "$$.Map.Item.Value", "progress": {"cursor": None, "done": False}}
-        ),
+        "ItemSelector": _spec_settings(**selector),
         "MaxConcurrencyPath": "$.settings.max_concurrency",
         "ItemProcessor": {
             "ProcessorConfig": processor,
             "StartAt": names["task"],
-            "States": {
-                names["task"]: worker,
-                names["choice"]: {
-                    "Type": "Choice",
-                    "Choices": [
-                        {
-                            "Variable": "$.progress.done",
-                            "BooleanEquals": True,
-                            "Next": names["done"],
-                        }
-                    ],
-                    "Default": names["task"],
-                },
-                names["done"]: {
-                    "Type": "Pass",
-                    "Parameters": {"segment.$": "$.segment"},
-                    "End": True,
-                },
-            },
+            "States": states,
         },
         "ResultPath": None,
         "Catch": route_failures(),
@@ -412,8 +484,10 @@ def build() -> dict[str, Any]:
         ],
         "Default": "Backfill segments",
     }
-    states["Backfill segments"] = segment_loop("backfill", "INLINE", finish)
-    states["Backfill segments (distributed)"] = segment_loop("backfill", "DISTRIBUTED", finish)
+    states["Backfill segments"] = segment_loop("backfill", "INLINE", finish, overlap=True)
+    states["Backfill segments (distributed)"] = segment_loop(
+        "backfill", "DISTRIBUTED", finish, overlap=True
+    )
     states[finish] = lambda_task(
         finish,
         "FinishBackfill",
@@ -428,16 +502,26 @@ def build() -> dict[str, Any]:
         comment="Switches the replicator to plain deletes, then removes registered tombstones "
         "until done or the worker budget is spent (a loop like the segments').",
     )
+    clock = "Start catch-up clock"
     states["Tombstones removed?"] = {
         "Type": "Choice",
         "Choices": [
             {
                 "Variable": "$.finish.done",
                 "BooleanEquals": True,
-                "Next": "Start replicator (replay strategy)",
+                "Next": "Segments verified already?",
             }
         ],
         "Default": finish,
+    }
+    states["Segments verified already?"] = {
+        "Type": "Choice",
+        "Comment": "The concurrent strategy verified each segment inside the backfill Map, as "
+        "soon as its copy was done: straight to the catch-up. Other strategies verify now.",
+        "Choices": [
+            {"Variable": "$.spec.strategy", "StringEquals": OVERLAP_STRATEGY, "Next": clock}
+        ],
+        "Default": "Start replicator (replay strategy)",
     }
     states["Start replicator (replay strategy)"] = lambda_task(
         "Start replicator (replay strategy)",
@@ -446,8 +530,8 @@ def build() -> dict[str, Any]:
         result_path="$.replicator_after_backfill",
         next_state="Verify in parallel?",
         comment="Replay strategy only: the replicator starts after the unconditional backfill, "
-        "from TRIM_HORIZON of the stream enabled before the first scan page (I2). A no-op for "
-        "the concurrent strategy, whose replicator already runs.",
+        "from TRIM_HORIZON of the stream enabled before the first scan page (I2). (The "
+        "concurrent strategy does not come here: its replicator already runs.)",
     )
     states["Verify in parallel?"] = {
         "Type": "Choice",
@@ -460,7 +544,6 @@ def build() -> dict[str, Any]:
         ],
         "Default": "Verify segments",
     }
-    clock = "Start catch-up clock"
     states["Verify segments"] = segment_loop("verify", "INLINE", clock)
     states["Verify segments (distributed)"] = segment_loop("verify", "DISTRIBUTED", clock)
     states[clock] = {

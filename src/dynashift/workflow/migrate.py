@@ -157,7 +157,12 @@ class _Watcher:
             self.runner.on_state(name)
         if any(kind.startswith(t) for t in QUIET_TYPES) or name in self.announced:
             return
-        if name.removesuffix(" (distributed)") in ("Copy segment", "Verify segment"):
+        worker = name.removesuffix(" (distributed)")
+        if worker in ("Copy segment", "Verify segment", "Verify copied segment"):
+            if worker == "Verify copied segment" and "verify" not in self.bars:
+                # Concurrent strategy: segments are verified inside the backfill Map, while
+                # others still copy: a second bar beside the backfill's.
+                self._open("verify", self.runner.source_items)
             return
         self.announced.add(name)
         self._close_bars()

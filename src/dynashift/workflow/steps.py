@@ -44,6 +44,10 @@ EVENTS_PER_LOOP_TURN = 7
 #: History events of one inline Map iteration besides its turns (iteration started/succeeded,
 #: the final Pass entered/exited).
 EVENTS_PER_ITERATION = 4
+#: History events of the backfill iteration's Choice on the strategy ("Verify segment now?":
+#: entered, exited): the concurrent strategy verifies the segment in the same iteration, right
+#: after its copy, so its verification turns add no iteration of their own.
+EVENTS_PER_STRATEGY_CHOICE = 2
 #: Above this many estimated history events of the two segment loops, the Map states run as
 #: Distributed Maps (each segment's loop in a child execution with its own history). Half the
 #: quota: the rest is left to retries and the poll loops (target, stream, lag, drain).
@@ -547,6 +551,7 @@ def plan_segments(event: StepEvent) -> PlanResult:
         spec.segments,
         spec.worker_budget_seconds,
         threshold=event.settings.distributed_threshold,
+        strategy=spec.strategy,
     )
     return PlanResult(
         segments=list(range(spec.segments)),
@@ -564,6 +569,7 @@ def estimate_loops(
     budget_seconds: float,
     *,
     threshold: int = DISTRIBUTED_THRESHOLD,
+    strategy: str = "concurrent",
 ) -> LoopEstimate:
     """Worker invocations and inline history events of the backfill and verification loops.
 
@@ -571,7 +577,13 @@ def estimate_loops(
     above; a worker turn is `budget_seconds` long. The Maps run distributed when the inline
     history estimate exceeds `threshold` (the segment count alone says nothing: 32 segments of
     a 1-billion-item table loop thousands of times).
+
+    The concurrent strategy verifies each segment inside its backfill iteration (the
+    definition's `segment_loop(..., overlap=True)`): both loops' turns are events of that one
+    iteration. Any other strategy verifies in a second Map, whose iterations add theirs.
     """
+    from dynashift.workflow.definition import OVERLAP_STRATEGY
+
     segments = max(1, segments)
     per_items = max(item_count, 0) / segments
     per_bytes = max(size_bytes, 0) / segments
@@ -582,7 +594,9 @@ def estimate_loops(
 
     backfill = turns(BACKFILL_ITEMS_PER_SECOND, BACKFILL_BYTES_PER_SECOND) * segments
     verify = turns(VERIFY_ITEMS_PER_SECOND, VERIFY_BYTES_PER_SECOND) * segments
-    events = (backfill + verify) * EVENTS_PER_LOOP_TURN + 2 * segments * EVENTS_PER_ITERATION
+    iterations = 1 if strategy == OVERLAP_STRATEGY else 2
+    per_segment = iterations * EVENTS_PER_ITERATION + EVENTS_PER_STRATEGY_CHOICE
+    events = (backfill + verify) * EVENTS_PER_LOOP_TURN + segments * per_segment
     return LoopEstimate(
         segments=segments,
         backfill_invocations=backfill,
