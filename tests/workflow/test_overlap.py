@@ -6,17 +6,23 @@ segment whose iteration (copy, then verification) ends frees the slot a queued s
 in, so that segment's copy can only finish after the first one's verification started — which
 the old definition (verification in its own Map after "Finish backfill") could never show.
 The run goes on under a concurrent writer: rechecked, READY and identical to the source.
+
+A segment verified early meets the target in phase BACKFILL: it may hold tombstones (I5) and
+marked replicated puts that "Finish backfill" removes or strips only after the whole Map. The
+second test pins down that neither changes what a verification concluded, in both lookup modes.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from dynashift.state import SEGMENT_PREFIX
-from dynashift.verify import load_verify_results
+from dynashift.items import REPLICATED_ATTR, is_tombstone
+from dynashift.state import PHASE_BACKFILL, SEGMENT_PREFIX, StateStore
+from dynashift.tombstones import apply_delete, apply_marked_put, finish_backfill
+from dynashift.verify import load_verify_results, verify_table
 from dynashift.workflow.migrate import MigrationRunner
 from dynashift.workflow.steps import state_store
-from tests.reference import assert_identical
+from tests.reference import assert_identical, scan_all
 from tests.support.tables import create_table, fill, varied_items
 from tests.support.writer import ConcurrentWriter
 from tests.workflow.helpers import workflow_input
@@ -77,4 +83,59 @@ def test_segments_are_verified_while_others_still_copy(
     assert "Drain replication" in entered, f"no cutover: {run.summary}"
     assert run.exit_code == 0, run.summary
     assert run.summary == "READY"
+    assert_identical(ddb, source, ddb, target, ("pk",))
+
+
+def _key(i: int) -> dict[str, Any]:
+    return {"pk": {"S": f"k{i:05d}"}}
+
+
+def test_finish_backfill_changes_nothing_an_early_verification_concluded(
+    ddb: Any, endpoint: str, table_name: Any
+) -> None:
+    source, target = table_name("ov-tsrc"), table_name("ov-ttgt")
+    for name in (source, target):
+        create_table(ddb, name)
+    rows = varied_items(30, seed=3)
+    fill(ddb, source, rows)
+    fill(ddb, target, rows)  # the backfill's copy
+    spec = workflow_input(endpoint, source, target, segments=2).spec
+    StateStore.ensure_table(ddb, spec.state.name)
+    state = StateStore(ddb, spec.state.name, spec.migration_id)
+    # A non-empty target with a version attribute: replicated puts carry the marker.
+    assert state.init_phase(PHASE_BACKFILL, overwrite_older=True)
+    marker = state.write_mode().marker
+    assert marker
+    # What the replicator did during the backfill: a delete (a tombstone that stays one), a
+    # delete then a re-create (the tombstone overwritten by a marked put: "recreated"), and
+    # an update (a marked put).
+    ddb.delete_item(TableName=source, Key=_key(1))
+    assert apply_delete(ddb, target, _key(1), state) == "tombstone"
+    recreated = {**_key(2), "s": {"S": "re-created"}}
+    ddb.put_item(TableName=source, Item=recreated)
+    assert apply_delete(ddb, target, _key(2), state) == "tombstone"
+    updated = {**_key(3), "n": {"N": "7"}}
+    ddb.put_item(TableName=source, Item=updated)
+    for image in (recreated, updated):
+        key = {"pk": image["pk"]}
+        assert apply_marked_put(
+            ddb, target, key, image, state=state, marker=marker, condition_kwargs={}
+        )
+    held = scan_all(ddb, target)
+    assert any(REPLICATED_ATTR in item for item in held) and any(map(is_tombstone, held))
+
+    def verdicts() -> dict[str, tuple[int, ...]]:
+        out = {}
+        for mode in ("batch", "merge"):
+            results = verify_table(spec, mode=mode, checkpoint=False)
+            fields = ("scanned_source", "scanned_target", "same", "missing", "differing", "extra")
+            counts = [sum(getattr(r, field) for r in results) for field in fields]
+            out[mode] = (*counts, sum(len(r.suspects) for r in results))
+        return out
+
+    early = verdicts()  # still in phase BACKFILL, tombstone and markers in the target
+    assert early["batch"] == early["merge"] == (29, 29, 29, 0, 0, 0, 0), early
+    cleanup = finish_backfill(ddb, target, state)
+    assert (cleanup.removed, cleanup.recreated, cleanup.unmarked) == (1, 2, 2), cleanup
+    assert verdicts() == early
     assert_identical(ddb, source, ddb, target, ("pk",))
