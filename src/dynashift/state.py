@@ -151,6 +151,9 @@ class SegmentState:
     counters: dict[str, int] = field(default_factory=dict)
     #: The invocation generation that writes this checkpoint (0: unfenced, tests and tools).
     generation: int = 0
+    #: When the checkpoint was committed (epoch seconds; None before it is): for a done
+    #: segment, when its copy ended.
+    updated: float | None = None
 
 
 @dataclass(frozen=True)
@@ -426,6 +429,7 @@ class StateStore:
             done=bool(item.get("done", {}).get("BOOL", False)),
             counters=counters,
             generation=int(item.get("generation", {}).get("N", "0")),
+            updated=float(item["updated"]["N"]) if "updated" in item else None,
         )
 
     def segment(self, segment: int) -> SegmentState:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from dynashift.items import REPLICATED_ATTR, is_tombstone
 from dynashift.state import PHASE_BACKFILL, SEGMENT_PREFIX, StateStore
 from dynashift.tombstones import apply_delete, apply_marked_put, finish_backfill
@@ -75,6 +77,12 @@ def test_segments_are_verified_while_others_still_copy(
     assert all(verified[s].started_at >= copied[s] for s in range(SEGMENTS))
     first_verify = min(r.started_at for r in verified.values())
     assert first_verify < max(copied.values()), (first_verify, copied)
+    # The report's timeline shows the overlap as it happened: the backfill ends with the last
+    # copy (not with "Finish backfill", which now follows the verifications).
+    phases = {p["name"]: p for p in (state.report() or {}).get("phases", [])}
+    backfill, verification = phases["backfill"], phases["verification"]
+    assert backfill["ended"] == pytest.approx(max(copied.values()))
+    assert verification["started"] < backfill["ended"] <= verification["ended"], phases
     # Only the verification inside the backfill Map ran, once per segment.
     assert "Verify copied segment" in entered and "Verify segments" not in entered
     assert run.invocations["verify_segment"] == SEGMENTS

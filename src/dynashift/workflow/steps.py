@@ -774,29 +774,37 @@ def readiness_output(report: Any, *, rechecked: bool = True) -> ReadinessOutput:
 
 
 def phase_timings(spec: MigrationSpec, state: StateStore) -> list[Any]:
-    """Backfill and verification timings (for the report's timeline and items/s)."""
+    """Backfill and verification timings (for the report's timeline and items/s).
+
+    The backfill ends when the last segment's copy ended (its done checkpoint), not when
+    "Finish backfill" did: with the concurrent strategy, that runs after the segments'
+    verification, which overlaps the copy of the others. The two phases may overlap.
+    """
     from dynashift.readiness import PhaseTiming
     from dynashift.verify import load_verify_results
 
     meta = state.get_meta() or {}
     phases = []
-    copied = sum(s.counters.get("scanned", 0) for s in state.segments())
+    segments = [s for s in state.segments() if s.segment < spec.segments]
+    copied = sum(s.counters.get("scanned", 0) for s in segments)
+    ends = [s.updated for s in segments if s.done and s.updated is not None]
+    copy_ended = max(ends) if len(ends) == spec.segments else None
     phases.append(
         PhaseTiming(
             name="backfill",
             started=meta.get("backfill_started"),
-            ended=meta.get("backfill_finished"),
+            ended=copy_ended if copy_ended is not None else meta.get("backfill_finished"),
             items=copied,
         )
     )
     results = [r for r in load_verify_results(state) if r.segment < spec.segments]
     if results:
-        ends = [r.finished_at for r in results if r.finished_at]
+        finished = [r.finished_at for r in results if r.finished_at]
         phases.append(
             PhaseTiming(
                 name="verification",
                 started=min(r.started_at for r in results),
-                ended=max(ends) if len(ends) == len(results) else None,
+                ended=max(finished) if len(finished) == len(results) else None,
                 items=sum(r.scanned_source for r in results),
             )
         )
