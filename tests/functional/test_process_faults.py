@@ -192,9 +192,13 @@ def test_a_replicator_batch_that_fails_once_is_retried(
     )
 
     def on_state(state: str) -> None:
-        if state == "Verify segments":
+        # After "Finish backfill" (whose tombstone deletes must not be the failed write).
+        if state == "Segments verified already?":
             armed.set()
         if state == "Check replication lag":  # see tests/workflow/test_chaos.py STOP_AT
+            # The segments were verified inside the backfill Map: let the replicator meet
+            # the fault with the writes still coming before they stop.
+            wait_until(lambda: bool(failed), timeout=10)
             writer.stop()
 
     with FaultProxy(endpoint) as proxy, writer:
