@@ -147,3 +147,14 @@ def test_finish_backfill_changes_nothing_an_early_verification_concluded(
     assert (cleanup.removed, cleanup.recreated, cleanup.unmarked) == (1, 2, 2), cleanup
     assert verdicts() == early
     assert_identical(ddb, source, ddb, target, ("pk",))
+
+
+def test_the_history_estimate_counts_the_verification_inside_the_backfill_iteration() -> None:
+    from dynashift.workflow.steps import EVENTS_PER_ITERATION, estimate_loops
+
+    args = (10**6, 10**9, 4, 600.0)
+    concurrent = estimate_loops(*args, strategy="concurrent")
+    replay = estimate_loops(*args, strategy="replay")
+    assert concurrent.invocations == replay.invocations == 8
+    # Replay verifies in a second Map: one more iteration per segment in the history.
+    assert replay.history_events - concurrent.history_events == 4 * EVENTS_PER_ITERATION
