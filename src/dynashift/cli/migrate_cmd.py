@@ -13,7 +13,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -26,7 +26,10 @@ from dynashift.cli.migration_options import (
 )
 from dynashift.errors import BadInputError
 from dynashift.models import MigrationSpec
-from dynashift.plan import MAX_IN_FLIGHT
+from dynashift.plan import MAX_IN_FLIGHT, ConcurrencyPlan
+
+if TYPE_CHECKING:
+    from dynashift.workflow.steps import WorkflowInput
 
 #: Local defaults: short waits and worker budgets so progress and resumes are fine-grained.
 LOCAL_POLL_SECONDS = 1
@@ -209,15 +212,13 @@ def _approver() -> bool:
     )
 
 
-def run_migrate(args: argparse.Namespace) -> int:
-    from dynashift.workflow.migrate import plan_local_run, run_local_migration, write_outputs
+def build_workflow_input(args: argparse.Namespace) -> tuple[WorkflowInput, ConcurrencyPlan]:
+    """The execution input the flags describe, with the run's planned concurrency (explicit
+    --segments / --concurrency / --in-flight win). Read-only: BadInputError before anything is
+    created."""
+    from dynashift.workflow.migrate import plan_local_run
     from dynashift.workflow.steps import WorkflowInput, WorkflowSettings
 
-    if args.html:
-        import importlib.util
-
-        if importlib.util.find_spec("dynashift.report_html") is None:
-            raise BadInputError(f"--html {args.html}: HTML reports are not available in this build")
     spec = _spec(args)
     options = target_options_from_args(args)
     planned = plan_local_run(
@@ -236,7 +237,19 @@ def run_migrate(args: argparse.Namespace) -> int:
         cutover=not args.follow,
         verify_mode=args.verify_mode,
     )
-    workflow_input = WorkflowInput(spec=spec, target_options=options, settings=settings)
+    return WorkflowInput(spec=spec, target_options=options, settings=settings), planned
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    from dynashift.workflow.migrate import run_local_migration, write_outputs
+
+    if args.html:
+        import importlib.util
+
+        if importlib.util.find_spec("dynashift.report_html") is None:
+            raise BadInputError(f"--html {args.html}: HTML reports are not available in this build")
+    workflow_input, planned = build_workflow_input(args)
+    spec = workflow_input.spec
     _confirm(args, spec)
     print(planned.line(), file=sys.stderr, flush=True)
     stop = threading.Event()

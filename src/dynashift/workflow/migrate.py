@@ -486,7 +486,7 @@ def plan_local_run(
     """Workers, segments and in-flight writes of a local run (`plan.concurrency_plan` with this
     machine's CPUs and the target's endpoint): the explicit values win, a resumed migration
     keeps its recorded segment count. Read-only; raises what validation raises for a missing
-    source or an unusable target (nothing is created)."""
+    source, an unusable target or a replay the table is too big for (nothing is created)."""
     from dynashift.plan import concurrency_plan, target_capacity
     from dynashift.target import check_target
 
@@ -497,9 +497,20 @@ def plan_local_run(
     source = describe_table(spec.source.clients().dynamodb(), spec.source.name, "source table")
     check = check_target(spec.source, spec.target, target_options, state)
     wcu, warm = target_capacity(check)
+    items, size = int(source.get("ItemCount", 0) or 0), int(source.get("TableSizeBytes", 0) or 0)
+    if spec.strategy == "replay":
+        # The one replay rule (the first backfill invocation applies it too): refused before
+        # the target is created or the stream enabled.
+        from dynashift.backfill import replay_refusal
+
+        reason = replay_refusal(
+            items, size, max_write_rate=spec.max_write_rate, target_wcu=wcu or 0
+        )
+        if reason:
+            raise BadInputError(reason)
     return concurrency_plan(
-        int(source.get("ItemCount", 0) or 0),
-        int(source.get("TableSizeBytes", 0) or 0),
+        items,
+        size,
         runner="local",
         provisioned_wcu=wcu,
         warm_wcu=warm,
