@@ -184,6 +184,9 @@ MAX_IN_FLIGHT = 64
 #: Segment workers running at once at most: Lambda's default concurrency quota per account
 #: (WorkflowSettings.max_concurrency has the same bound).
 MAX_WORKERS = 1000
+#: Concurrent iterations of an inline Map state (Step Functions); more workers need the Maps
+#: distributed ("Plan segments" chooses them then).
+INLINE_MAP_CONCURRENCY = 40
 #: Segments per worker: a worker that finishes a segment takes the next one, so a segment is
 #: verified while others still copy and one slow segment does not hold the tail alone.
 SEGMENTS_PER_WORKER = 2

@@ -133,3 +133,28 @@ def test_validate_plans_what_the_input_leaves_out(ddb: Any, endpoint: str, table
     resumed = validate_execution_input({"input": raw}, env)["input"]
     assert resumed["spec"]["segments"] == 6
     assert resumed["settings"]["max_concurrency"] == 6  # never more workers than segments
+
+
+def test_more_workers_than_an_inline_map_runs_make_the_maps_distributed(
+    ddb: Any, endpoint: str, table_name: Any
+) -> None:
+    from dynashift.aws import Side
+    from dynashift.models import MigrationSpec, TableLocation
+    from dynashift.workflow.steps import StepEvent, WorkflowSettings, plan_segments
+
+    side = Side(region="us-east-1", endpoint_url=endpoint)
+    source = _source(ddb, table_name("st-src"))
+    state = TableLocation(name=table_name("st-state"), side=side)
+    StateStore.ensure_table(ddb, state.name)
+    spec = MigrationSpec(
+        migration_id="m-wide",
+        source=TableLocation(name=source, side=side),
+        target=TableLocation(name=table_name("st-dst"), side=side),
+        state=state,
+        segments=128,
+    )
+    # 60 items: the history estimate alone keeps the Maps inline; 64 workers (a 40,000 WCU
+    # target's plan) need more than the inline Map's 40 concurrent iterations
+    inline = plan_segments(StepEvent(spec=spec, settings=WorkflowSettings(max_concurrency=40)))
+    wide = plan_segments(StepEvent(spec=spec, settings=WorkflowSettings(max_concurrency=64)))
+    assert inline.distributed is False and wide.distributed is True

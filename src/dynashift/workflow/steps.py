@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from dynashift.backfill import DEFAULT_IN_FLIGHT, SegmentResult, run_segment, start_backfill
 from dynashift.errors import BadInputError, DynashiftError
 from dynashift.models import MigrationSpec
-from dynashift.plan import MAX_IN_FLIGHT, WORKER_ITEMS_PER_SECOND
+from dynashift.plan import INLINE_MAP_CONCURRENCY, MAX_IN_FLIGHT, WORKER_ITEMS_PER_SECOND
 from dynashift.ratelimit import RateLimiter
 from dynashift.state import StateStore
 from dynashift.tables import describe_table
@@ -602,10 +602,12 @@ def plan_segments(event: StepEvent) -> PlanResult:
         spec.worker_budget_seconds,
         threshold=event.settings.distributed_threshold,
     )
+    # An inline Map runs at most 40 iterations at once: more planned workers need it distributed.
+    wide = min(event.settings.max_concurrency, spec.segments) > INLINE_MAP_CONCURRENCY
     return PlanResult(
         segments=list(range(spec.segments)),
         count=spec.segments,
-        distributed=estimate.distributed,
+        distributed=estimate.distributed or wide,
         invocations=estimate.invocations,
         history_events=estimate.history_events,
     )
