@@ -102,7 +102,10 @@ def test_replay_too_slow_for_the_stream_window_is_refused_before_anything(
     assert not ddb.describe_table(TableName=source)["Table"].get("LatestStreamArn")
 
 
-def test_validate_plans_what_the_input_leaves_out(ddb: Any, endpoint: str, table_name: Any) -> None:
+def test_validate_plans_what_the_input_leaves_out(
+    ddb: Any, endpoint: str, table_name: Any, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
     source = _source(ddb, table_name("st-src"))
     state_table = table_name("st-state")
     env = _env(endpoint, state_table=state_table, migration_id="m-plan")
@@ -114,25 +117,27 @@ def test_validate_plans_what_the_input_leaves_out(ddb: Any, endpoint: str, table
         }
     }
     planned = validate_execution_input({"input": raw}, env)["input"]
-    # a new on-demand target in AWS: 4,000 items/s -> 8 workers, 16 segments, 10 in flight
-    assert planned["spec"]["segments"] == 16
-    assert planned["settings"]["max_concurrency"] == 8
-    assert planned["settings"]["max_in_flight"] == 10
-    # given values win; the others are planned with them: 2 workers -> max(2 x 2, 4) = 4
-    # segments, 2,000 items/s each -> ceil(2,000 x 0.010 x 2) = 40 in flight
-    given = {**raw, "settings": {"max_concurrency": 2}}
-    planned = validate_execution_input({"input": given}, env)["input"]
+    # a target on this machine's loopback (moto under the local runner), 2 CPUs: 2 workers,
+    # max(2 x 2, 4) = 4 segments, the emulator's 16 requests in flight shared: 8 each
+    assert planned["spec"]["segments"] == 4
     assert planned["settings"]["max_concurrency"] == 2
-    assert planned["spec"]["segments"] == 4 and planned["settings"]["max_in_flight"] == 40
-    # a resumed migration keeps its recorded segment count
+    assert planned["settings"]["max_in_flight"] == 8
+    # given values win; the others are planned with them: 3 workers -> max(2 x 3, 4) = 6
+    # segments, ceil(16 / 3) = 6 in flight
+    given = {**raw, "settings": {"max_concurrency": 3}}
+    planned = validate_execution_input({"input": given}, env)["input"]
+    assert planned["settings"]["max_concurrency"] == 3
+    assert planned["spec"]["segments"] == 6 and planned["settings"]["max_in_flight"] == 6
+    # a resumed migration keeps its recorded segment count, and never gets more workers
     StateStore.ensure_table(ddb, state_table)
     spec = validate_execution_input({"input": raw}, env)["input"]["spec"]
     from dynashift.models import MigrationSpec
 
-    state_store(MigrationSpec.model_validate(spec)).put_meta(segments=6)
+    state_store(MigrationSpec.model_validate(spec)).put_meta(segments=1)
     resumed = validate_execution_input({"input": raw}, env)["input"]
-    assert resumed["spec"]["segments"] == 6
-    assert resumed["settings"]["max_concurrency"] == 6  # never more workers than segments
+    assert resumed["spec"]["segments"] == 1
+    assert resumed["settings"]["max_concurrency"] == 1
+    assert resumed["settings"]["max_in_flight"] == 16
 
 
 def test_more_workers_than_an_inline_map_runs_make_the_maps_distributed(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -338,9 +339,10 @@ def validate_execution_input(payload: Mapping[str, Any], env: LambdaSettings) ->
 def plan_concurrency(workflow: WorkflowInput, raw: Any) -> WorkflowInput:
     """Fill what the execution input leaves out — spec.segments, settings.max_concurrency,
     settings.max_in_flight — with `plan.concurrency_plan` for the deployed runner (what
-    `dynashift plan` shows as "deployed"); given values win, and a resumed migration keeps its
-    recorded segment count. When the tables cannot be read the input is kept as it is: the
-    validation that follows names what is wrong."""
+    `dynashift plan` shows as "deployed"; for a target on this machine's loopback, an emulator
+    under the local runner, the local rule with this machine's CPUs); given values win, and a
+    resumed migration keeps its recorded segment count. When the tables cannot be read the
+    input is kept as it is: the validation that follows names what is wrong."""
     spec_raw = raw.get("spec") if isinstance(raw, Mapping) else None
     settings_raw = raw.get("settings") if isinstance(raw, Mapping) else None
     spec_raw = spec_raw if isinstance(spec_raw, Mapping) else {}
@@ -349,7 +351,7 @@ def plan_concurrency(workflow: WorkflowInput, raw: Any) -> WorkflowInput:
     settings, spec = workflow.settings, workflow.spec
     if all(given) and settings.max_in_flight is not None:
         return workflow
-    from dynashift.plan import concurrency_plan, target_capacity
+    from dynashift.plan import concurrency_plan, is_local_endpoint, target_capacity
     from dynashift.target import check_target
 
     try:
@@ -361,10 +363,13 @@ def plan_concurrency(workflow: WorkflowInput, raw: Any) -> WorkflowInput:
         return workflow
     wcu, warm = target_capacity(check)
     segments = spec.segments if given[0] else None
+    local = is_local_endpoint(spec.target.side.endpoint_url)
     plan = concurrency_plan(
         items,
         size,
-        runner="aws",
+        runner="local" if local else "aws",
+        cpus=os.cpu_count() if local else None,
+        endpoint_url=spec.target.side.endpoint_url,
         provisioned_wcu=wcu,
         warm_wcu=warm,
         max_write_rate=spec.max_write_rate,
