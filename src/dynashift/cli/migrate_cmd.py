@@ -53,7 +53,7 @@ def register(subparsers: Any) -> None:
         default="concurrent",
         help="backfill strategy (default concurrent: the replicator runs during the backfill and "
         "every item is a conditional PutItem, safe at any size and into a non-empty target; "
-        "replay: BatchWriteItem, then the replicator replays the stream, several times cheaper "
+        "replay: BatchWriteItem, then the replicator replays the stream, several times faster "
         "but only allowed when the backfill is estimated well inside the 24 h stream window - "
         "an estimate, so it is opt-in: `dynashift plan` says when it is the better choice)",
     )
