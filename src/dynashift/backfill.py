@@ -74,6 +74,7 @@ from dynashift.plan import (
     backfill_fits_retention,
     default_write_rate,
     human_duration,
+    plan_segments,  # noqa: F401  (re-exported; the rule lives in plan.py)
 )
 from dynashift.progress import NullProgress, Progress
 from dynashift.ratelimit import RateLimiter, provisioned_wcu
@@ -144,27 +145,6 @@ class Counters:
 
 
 # --- planning --------------------------------------------------------------------------------
-
-
-def plan_segments(
-    item_count: int,
-    table_size_bytes: int,
-    *,
-    bytes_per_segment: int = 256 * 1024**2,
-    items_per_segment: int = 500_000,
-    minimum: int = 1,
-    maximum: int = 1000,
-) -> int:
-    """The segment count for a table: one segment per ~256 MiB or ~500k items, 1..1000.
-
-    A segment of that size is scanned and written in a handful of worker invocations at
-    DynamoDB's per-partition limits, and stays far below Step Functions' history limits.
-    """
-    wanted = max(
-        math.ceil(max(table_size_bytes, 0) / bytes_per_segment),
-        math.ceil(max(item_count, 0) / items_per_segment),
-    )
-    return max(minimum, min(maximum, wanted))
 
 
 def replay_refusal(

@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from dynashift.items import is_tombstone, item_size
-from dynashift.models import TableLocation
+from dynashift.models import Strategy, TableLocation
 from dynashift.ratelimit import DEFAULT_CAPACITY_SHARE
 from dynashift.stream import StreamStatus, check_stream
 from dynashift.tables import scan_pages
@@ -163,6 +165,284 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} TB"
 
 
+# --- concurrency: workers, segments, in-flight writes ----------------------------------------
+
+#: The default per-table write quota of DynamoDB (units/s; on-demand and provisioned).
+TABLE_WCU_QUOTA = 40_000
+#: The most segments a parallel Scan accepts (TotalSegments).
+SCAN_SEGMENT_LIMIT = 1_000_000
+#: Conditional puts one segment worker sustains (a conservative figure: about half of one
+#: partition's 1,000 WCU; docs/limits.md). The workflow's loop estimates use it too.
+WORKER_ITEMS_PER_SECOND = 500.0
+#: Latency of one conditional PutItem from a worker in the target's region (Lambda), and from a
+#: machine outside it (the local runner against AWS or a remote endpoint).
+PUT_LATENCY_SECONDS = 0.010
+REMOTE_PUT_LATENCY_SECONDS = 0.050
+#: In-flight requests per worker = rate x latency x this headroom (latency varies).
+IN_FLIGHT_HEADROOM = 2.0
+MAX_IN_FLIGHT = 64
+#: Segment workers running at once at most: Lambda's default concurrency quota per account
+#: (WorkflowSettings.max_concurrency has the same bound).
+MAX_WORKERS = 1000
+#: Concurrent iterations of an inline Map state (Step Functions); more workers need the Maps
+#: distributed ("Plan segments" chooses them then).
+INLINE_MAP_CONCURRENCY = 40
+#: Segments per worker: a worker that finishes a segment takes the next one, so a segment is
+#: verified while others still copy and one slow segment does not hold the tail alone.
+SEGMENTS_PER_WORKER = 2
+MIN_SEGMENTS = 4
+#: Requests in flight that saturate a single-process local emulator (moto): conditional puts
+#: from 16 threads reach its ceiling (issue 14's measurement); more only queue.
+EMULATOR_REQUESTS_IN_FLIGHT = 16
+#: Local worker processes per CPU against a remote endpoint (they mostly wait on the network).
+REMOTE_WORKERS_PER_CPU = 2
+#: Fixed cost of one segment (a worker invocation, its state transitions, DescribeTable, lease,
+#: the first Scan page) in the throughput model.
+SEGMENT_OVERHEAD_SECONDS = 0.5
+
+Runner = Literal["aws", "local"]
+
+
+def plan_segments(
+    item_count: int,
+    table_size_bytes: int,
+    *,
+    bytes_per_segment: int = 256 * 1024**2,
+    items_per_segment: int = 500_000,
+    minimum: int = 1,
+    maximum: int = 1000,
+) -> int:
+    """The segment count a table's size needs: one per ~256 MiB or ~500k items, 1..1000.
+
+    A segment of that size is scanned and written in a handful of worker invocations at
+    DynamoDB's per-partition limits, and stays far below Step Functions' history limits.
+    """
+    wanted = max(
+        math.ceil(max(table_size_bytes, 0) / bytes_per_segment),
+        math.ceil(max(item_count, 0) / items_per_segment),
+    )
+    return max(minimum, min(maximum, wanted))
+
+
+def target_write_rate(
+    avg_item_bytes: float,
+    *,
+    provisioned_wcu: int | None = None,
+    warm_wcu: int | None = None,
+    max_write_rate: float | None = None,
+    index_units: int = 0,
+    share: float = DEFAULT_CAPACITY_SHARE,
+) -> tuple[float, str]:
+    """(items/s the target takes, why): `--max-write-rate`, else a share of a provisioned
+    target's WCU, else an on-demand target's warm throughput (at least the initial 4,000 WCU
+    of a new on-demand table), within the 40,000 WCU table quota."""
+    per_item = write_units_per_item(avg_item_bytes) + index_units
+    if max_write_rate:
+        return max_write_rate, f"--max-write-rate {max_write_rate:,g} items/s"
+    if provisioned_wcu:
+        units = min(provisioned_wcu, TABLE_WCU_QUOTA)
+        rate = max(units * share / per_item, 0.001)
+        return rate, f"{share:.0%} of the target's {provisioned_wcu:,} WCU"
+    if warm_wcu and warm_wcu > ON_DEMAND_INITIAL_WCU:
+        units, why = min(warm_wcu, TABLE_WCU_QUOTA), f"its warm throughput, {warm_wcu:,} WCU"
+    else:
+        units, why = ON_DEMAND_INITIAL_WCU, f"on-demand initial {ON_DEMAND_INITIAL_WCU:,} WCU"
+    return units / per_item, why
+
+
+def is_local_endpoint(endpoint_url: str | None) -> bool:
+    """True for an endpoint on this machine (an emulator such as moto)."""
+    if not endpoint_url:
+        return False
+    host = (urlsplit(endpoint_url).hostname or "").lower()
+    return host in ("localhost", "127.0.0.1", "::1") or host.startswith("127.")
+
+
+class ConcurrencyPlan(BaseModel):
+    """Segment workers, segments and in-flight writes per worker of one migration, and why.
+
+    `workers` is the Map's MaxConcurrency (WorkflowSettings.max_concurrency), `segments` the
+    parallel scan's TotalSegments (MigrationSpec.segments), `in_flight` the conditional puts
+    one worker keeps in flight (WorkflowSettings.max_in_flight)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    runner: Runner
+    workers: int = Field(ge=1)
+    segments: int = Field(ge=1)
+    in_flight: int = Field(ge=1)
+    #: Items/s the target takes (the planning rate) and where it comes from.
+    write_rate: float
+    write_rate_from: str
+    #: Seconds of one conditional put assumed for `in_flight`.
+    put_latency_seconds: float
+    reason: str
+
+    def line(self) -> str:
+        return (
+            f"workers {self.workers}, segments {self.segments}, in-flight {self.in_flight} "
+            f"per worker: because {self.reason}"
+        )
+
+
+def concurrency_plan(
+    item_count: int,
+    size_bytes: int,
+    *,
+    runner: Runner = "aws",
+    provisioned_wcu: int | None = None,
+    warm_wcu: int | None = None,
+    max_write_rate: float | None = None,
+    index_units: int = 0,
+    cpus: int | None = None,
+    endpoint_url: str | None = None,
+    segments: int | None = None,
+    workers: int | None = None,
+    in_flight: int | None = None,
+) -> ConcurrencyPlan:
+    """The one rule for a migration's concurrency (`migrate`, `plan`, the Validate state and
+    bench/capacity_model.py all call it). Explicit values (`segments`, `workers`, `in_flight`:
+    the flags or the execution input) win; the others are derived:
+
+    - the target's rate R (items/s, `target_write_rate`);
+    - workers = ceil(R / WORKER_ITEMS_PER_SECOND), 1..MAX_WORKERS. The local runner runs each
+      worker as a process on this machine: against a local emulator at most max(2, cpus)
+      (the emulator is one process saturated by EMULATOR_REQUESTS_IN_FLIGHT requests), against
+      a remote endpoint at most REMOTE_WORKERS_PER_CPU x cpus;
+    - segments = max(the size's need (`plan_segments`), SEGMENTS_PER_WORKER x workers,
+      MIN_SEGMENTS); workers never exceed segments;
+    - in-flight = ceil(R / workers x put latency x IN_FLIGHT_HEADROOM), 1..MAX_IN_FLIGHT; against
+      a local emulator EMULATOR_REQUESTS_IN_FLIGHT shared by the workers.
+    """
+    avg = size_bytes / item_count if item_count > 0 else 0.0
+    rate, rate_from = target_write_rate(
+        avg,
+        provisioned_wcu=provisioned_wcu,
+        warm_wcu=warm_wcu,
+        max_write_rate=max_write_rate,
+        index_units=index_units,
+    )
+    emulator = runner == "local" and is_local_endpoint(endpoint_url)
+    machine = max(1, cpus or 1)
+    why: list[str] = []
+
+    by_rate = max(1, min(MAX_WORKERS, math.ceil(rate / WORKER_ITEMS_PER_SECOND)))
+    if workers is not None:
+        n_workers = workers
+        why.append(f"--concurrency {workers}")
+    elif emulator:
+        n_workers = min(by_rate, max(2, machine))
+        why.append(
+            f"a local emulator ({endpoint_url}) is saturated by ~{EMULATOR_REQUESTS_IN_FLIGHT} "
+            f"requests in flight; {machine} CPUs run the worker processes"
+        )
+    else:
+        n_workers = by_rate
+        if runner == "local":
+            n_workers = min(n_workers, REMOTE_WORKERS_PER_CPU * machine)
+        why.append(
+            f"the target takes ~{rate:,.0f} items/s ({rate_from}), one worker writes "
+            f"~{WORKER_ITEMS_PER_SECOND:,.0f}"
+            + (f", {machine} CPUs run them here" if n_workers < by_rate else "")
+        )
+
+    needed = plan_segments(item_count, size_bytes)
+    if segments is not None:
+        n_segments = segments
+        why.append(f"--segments {segments}")
+    else:
+        n_segments = max(needed, SEGMENTS_PER_WORKER * n_workers, MIN_SEGMENTS)
+        why.append(
+            f"{SEGMENTS_PER_WORKER} segments per worker"
+            if n_segments == SEGMENTS_PER_WORKER * n_workers > max(needed, MIN_SEGMENTS)
+            else "one segment per 256 MiB / 500k items"
+            if n_segments == needed > MIN_SEGMENTS
+            else f"at least {MIN_SEGMENTS} segments"
+        )
+    n_workers = max(1, min(n_workers, n_segments))
+
+    latency = REMOTE_PUT_LATENCY_SECONDS if runner == "local" else PUT_LATENCY_SECONDS
+    if in_flight is not None:
+        n_in_flight = in_flight
+        why.append(f"--in-flight {in_flight}")
+    elif emulator:
+        n_in_flight = max(1, math.ceil(EMULATOR_REQUESTS_IN_FLIGHT / n_workers))
+    else:
+        per_worker = rate / n_workers
+        n_in_flight = max(
+            1, min(MAX_IN_FLIGHT, math.ceil(per_worker * latency * IN_FLIGHT_HEADROOM))
+        )
+        why.append(f"{per_worker:,.0f} items/s per worker at {latency * 1000:g} ms a put")
+    return ConcurrencyPlan(
+        runner=runner,
+        workers=n_workers,
+        segments=n_segments,
+        in_flight=n_in_flight,
+        write_rate=rate,
+        write_rate_from=rate_from,
+        put_latency_seconds=latency,
+        reason="; ".join(why),
+    )
+
+
+def expected_backfill_seconds(plan: ConcurrencyPlan, item_count: int) -> float:
+    """The throughput model (bench/capacity_model.py): `plan.workers` workers at once, each
+    writing min(WORKER_ITEMS_PER_SECOND, in_flight / latency) items/s, together at most the
+    target's rate; each segment costs SEGMENT_OVERHEAD_SECONDS, paid in waves of `workers`."""
+    per_worker = min(WORKER_ITEMS_PER_SECOND, plan.in_flight / plan.put_latency_seconds)
+    rate = min(plan.write_rate, plan.workers * per_worker)
+    waves = math.ceil(plan.segments / plan.workers)
+    return max(item_count, 0) / rate + waves * SEGMENT_OVERHEAD_SECONDS
+
+
+def recommend_strategy(
+    item_count: int,
+    size_bytes: int,
+    *,
+    target_empty: bool,
+    max_write_rate: float | None = None,
+    target_wcu: int = 0,
+) -> tuple[Strategy, str]:
+    """The backfill strategy `plan` recommends, and why (one line).
+
+    replay (BatchWriteItem, the replicator started after the backfill) when the target starts
+    empty and the backfill is estimated well inside the 24-hour stream window — the rule that
+    refuses replay (`backfill.replay_refusal`) allows it; concurrent (a conditional put per item,
+    the replicator running during the backfill) otherwise."""
+    from dynashift.backfill import replay_refusal
+
+    avg = size_bytes / item_count if item_count > 0 else 0.0
+    rate = max_write_rate or default_write_rate(avg, provisioned_wcu=target_wcu or None)
+    seconds = backfill_duration_seconds(item_count, rate)
+    if not target_empty:
+        return "concurrent", (
+            "the target already holds items: conditional puts never overwrite newer ones"
+        )
+    refusal = replay_refusal(
+        item_count, size_bytes, max_write_rate=max_write_rate, target_wcu=target_wcu
+    )
+    if refusal:
+        return "concurrent", (
+            f"the backfill (~{human_duration(seconds)}) is not well inside the 24 h stream "
+            "window, so replay would be refused"
+        )
+    return "replay", (
+        f"the backfill (~{human_duration(seconds)}) is well inside the 24 h stream window and "
+        "the target starts empty: batch writes, then the replicator replays the stream"
+    )
+
+
+def target_capacity(check: TargetCheck) -> tuple[int | None, int | None]:
+    """(provisioned WCU, warm write units/s) of the target: an existing target's, else what it
+    will be created with (a new on-demand table reports no warm throughput yet)."""
+    if check.target is not None:
+        capacity = check.target.capacity
+        warm = (check.target.table.get("WarmThroughput") or {}).get("WriteUnitsPerSecond")
+        return (capacity[1] if capacity else None), (int(warm) if warm else None)
+    capacity = check.spec.capacity
+    return (capacity[1] if capacity else None), None
+
+
 # --- the plan --------------------------------------------------------------------------------
 
 
@@ -207,6 +487,13 @@ class Plan(BaseModel):
     stream_retention_seconds: int = STREAM_RETENTION_SECONDS
     retention_margin: float = RETENTION_MARGIN
     fits_stream_retention: bool
+    #: The strategy `plan` recommends (`migrate --strategy`) and why.
+    strategy: Strategy
+    strategy_reason: str
+    #: Workers, segments and in-flight writes of `migrate` on this machine, and of the
+    #: deployed state machine (the Validate state plans with the same function).
+    concurrency: ConcurrencyPlan
+    concurrency_deployed: ConcurrencyPlan
     warnings: list[str] = Field(default_factory=list)
 
     def to_json(self) -> str:
@@ -274,6 +561,16 @@ class Plan(BaseModel):
             f"must finish within {self.retention_margin:.0%} of it: "
             + ("fits" if self.fits_stream_retention else "DOES NOT FIT")
         )
+        out.append("")
+        out.append(
+            f"Strategy: {self.strategy} recommended (migrate --strategy {self.strategy}; "
+            "the default is concurrent)"
+        )
+        out.append(f"  because {self.strategy_reason}")
+        out.append("")
+        out.append("Concurrency (explicit --segments / --concurrency / --in-flight win)")
+        out.append(f"  migrate here:  {self.concurrency.line()}")
+        out.append(f"  deployed:      {self.concurrency_deployed.line()}")
         if self.warnings:
             out.append("")
             out.append("Warnings")
@@ -314,12 +611,13 @@ def make_plan(
     write_rate: float | None = None,
     prices: Prices | None = None,
     sample_limit: int = DEFAULT_SAMPLE_ITEMS,
+    cpus: int | None = None,
 ) -> Plan:
     """Read-only: the checks `migrate` validates with, the facts, the estimates.
 
     Raises what validation raises (missing table, incompatible keys, same table, non-empty
     target without allow, KEYS_ONLY stream without replace): a plan of a migration that would
-    be refused is not printed.
+    be refused is not printed. `cpus` (default: this machine's) sizes the local runner's plan.
     """
     prices = prices or Prices()
     check: TargetCheck = check_target(source, target, options)
@@ -416,6 +714,30 @@ def make_plan(
     if check.action == "exists" and not target_changes:
         target_changes.append("none")
 
+    wcu, warm = target_capacity(check)
+    strategy, strategy_reason = recommend_strategy(
+        item_count,
+        size_bytes,
+        target_empty=check.action == "create" or not check.nonempty,
+        max_write_rate=write_rate,
+        target_wcu=wcu or 0,
+    )
+    sizing: dict[str, Any] = {
+        "provisioned_wcu": wcu,
+        "warm_wcu": warm,
+        "max_write_rate": write_rate,
+        "index_units": index_units,
+    }
+    local = concurrency_plan(
+        item_count,
+        size_bytes,
+        runner="local",
+        cpus=cpus or os.cpu_count(),
+        endpoint_url=target.side.endpoint_url,
+        **sizing,
+    )
+    deployed = concurrency_plan(item_count, size_bytes, runner="aws", **sizing)
+
     return Plan(
         source=source.display() if source.side.region else src.display(),
         target=target.display(),
@@ -440,6 +762,10 @@ def make_plan(
         write_rate_from=rate_from,
         backfill_seconds=seconds,
         fits_stream_retention=fits,
+        strategy=strategy,
+        strategy_reason=strategy_reason,
+        concurrency=local,
+        concurrency_deployed=deployed,
         warnings=warnings,
     )
 

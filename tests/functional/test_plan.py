@@ -110,6 +110,14 @@ def test_plan_of_10000_items_estimates_and_changes_nothing(
     assert plan["prices"]["write_per_million"] == 0.625
     # 10,000 items at 50 items/s
     assert plan["backfill_seconds"] == 200 and plan["fits_stream_retention"] is True
+    # 200 s is well inside the 24 h stream window and the target is new: replay
+    assert plan["strategy"] == "replay" and "target starts empty" in plan["strategy_reason"]
+    # 50 items/s: one worker, at least 4 segments; deployed ceil(50 x 0.010 x 2) = 1 in flight,
+    # here (the moto server is a local emulator) the one worker keeps all 16 in flight
+    deployed, local = plan["concurrency_deployed"], plan["concurrency"]
+    assert (deployed["workers"], deployed["segments"], deployed["in_flight"]) == (1, 4, 1)
+    assert (local["workers"], local["segments"], local["in_flight"]) == (1, 4, 16)
+    assert deployed["write_rate"] == local["write_rate"] == 50
     # nothing changed: no writes were sent, the source is as it was, no target exists
     assert "DescribeTable" in calls and "Scan" in calls  # the hook sees the CLI's calls
     assert set(calls) <= READ_ONLY, set(calls) - READ_ONLY
@@ -146,6 +154,10 @@ def test_plan_text_and_overridden_prices(
     assert "5 s at 2,000 items/s" in out and "fits" in out
     assert "add replicas in eu-west-1" in out
     assert "nothing has been changed" in out
+    assert "Strategy: replay recommended" in out
+    # 2,000 items/s: 4 workers of 500, 8 segments, ceil(500 x 0.010 x 2) = 10 in flight
+    assert "deployed:      workers 4, segments 8, in-flight 10 per worker: because" in out
+    assert "migrate here:  workers " in out
 
 
 def test_plan_of_rich_existing_and_slow_backfill_warns(
@@ -172,6 +184,7 @@ def test_plan_of_rich_existing_and_slow_backfill_warns(
     assert "TTL: expires" in out and "point-in-time recovery: on" in out
     assert "billing: PROVISIONED, 7 RCU / 3 WCU" in out
     assert "DOES NOT FIT" in out and "not comfortably inside the 24 h" in out
+    assert "Strategy: concurrent recommended" in out and "replay would be refused" in out
 
 
 def test_plan_warns_for_nonempty_target_and_replaced_stream(
@@ -200,6 +213,7 @@ def test_plan_warns_for_nonempty_target_and_replaced_stream(
     assert "not empty (allowed)" in out
     assert "disable the KEYS_ONLY stream and enable NEW_AND_OLD_IMAGES" in out
     assert "other consumers" in out
+    assert "Strategy: concurrent recommended" in out and "target already holds items" in out
     assert (snapshot(ddb, src), snapshot(ddb, dst)) == before
 
 

@@ -13,7 +13,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -26,6 +26,10 @@ from dynashift.cli.migration_options import (
 )
 from dynashift.errors import BadInputError
 from dynashift.models import MigrationSpec
+from dynashift.plan import MAX_IN_FLIGHT, ConcurrencyPlan
+
+if TYPE_CHECKING:
+    from dynashift.workflow.steps import WorkflowInput
 
 #: Local defaults: short waits and worker budgets so progress and resumes are fine-grained.
 LOCAL_POLL_SECONDS = 1
@@ -44,11 +48,21 @@ def register(subparsers: Any) -> None:
     add_target_options(parser)
     group = parser.add_argument_group("migration")
     group.add_argument(
+        "--strategy",
+        choices=("concurrent", "replay"),
+        default="concurrent",
+        help="backfill strategy (default concurrent: the replicator runs during the backfill and "
+        "every item is a conditional PutItem, safe at any size and into a non-empty target; "
+        "replay: BatchWriteItem, then the replicator replays the stream, several times faster "
+        "but only allowed when the backfill is estimated well inside the 24 h stream window - "
+        "an estimate, so it is opt-in: `dynashift plan` says when it is the better choice)",
+    )
+    group.add_argument(
         "--segments",
         type=bounded_int(1, 10_000),
         metavar="N",
-        help="parallel scan segments (default: planned from the table size, at least 4; a "
-        "resumed migration keeps its count)",
+        help="parallel scan segments (default: planned from the table size and the workers, at "
+        "least 4; a resumed migration keeps its count)",
     )
     group.add_argument(
         "--version-attribute",
@@ -98,9 +112,15 @@ def register(subparsers: Any) -> None:
     run.add_argument(
         "--concurrency",
         type=bounded_int(1, 64),
-        default=4,
         metavar="N",
-        help="segment workers running at once (default 4)",
+        help="segment workers running at once (default: planned from the target's capacity "
+        "and this machine's CPUs; `dynashift plan` shows it)",
+    )
+    run.add_argument(
+        "--in-flight",
+        type=bounded_int(1, MAX_IN_FLIGHT),
+        metavar="N",
+        help="conditional puts each worker keeps in flight (default: planned with the workers)",
     )
     run.add_argument(
         "--worker-budget",
@@ -140,6 +160,7 @@ def _spec(args: argparse.Namespace) -> MigrationSpec:
             target=target,
             state=state_location(migration_id, target),
             segments=args.segments or 1,
+            strategy=args.strategy,
             version_attribute=args.version_attribute,
             ignore=tuple(args.ignore),
             max_write_rate=args.max_write_rate,
@@ -191,28 +212,46 @@ def _approver() -> bool:
     )
 
 
-def run_migrate(args: argparse.Namespace) -> int:
-    from dynashift.workflow.migrate import plan_segment_count, run_local_migration, write_outputs
+def build_workflow_input(args: argparse.Namespace) -> tuple[WorkflowInput, ConcurrencyPlan]:
+    """The execution input the flags describe, with the run's planned concurrency (explicit
+    --segments / --concurrency / --in-flight win). Read-only: BadInputError before anything is
+    created."""
+    from dynashift.workflow.migrate import plan_local_run
     from dynashift.workflow.steps import WorkflowInput, WorkflowSettings
+
+    spec = _spec(args)
+    options = target_options_from_args(args)
+    planned = plan_local_run(
+        spec,
+        options,
+        segments=args.segments,
+        workers=args.concurrency,
+        in_flight=args.in_flight,
+    )
+    spec = spec.model_copy(update={"segments": planned.segments})
+    settings = WorkflowSettings(
+        poll_seconds=args.poll_seconds,
+        max_concurrency=planned.workers,
+        max_in_flight=planned.in_flight,
+        approval=args.approval,
+        cutover=not args.follow,
+        verify_mode=args.verify_mode,
+    )
+    return WorkflowInput(spec=spec, target_options=options, settings=settings), planned
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    from dynashift.workflow.migrate import run_local_migration, write_outputs
 
     if args.html:
         import importlib.util
 
         if importlib.util.find_spec("dynashift.report_html") is None:
             raise BadInputError(f"--html {args.html}: HTML reports are not available in this build")
-    spec = _spec(args)
-    spec = spec.model_copy(update={"segments": plan_segment_count(spec, args.segments)})
-    settings = WorkflowSettings(
-        poll_seconds=args.poll_seconds,
-        max_concurrency=args.concurrency,
-        approval=args.approval,
-        cutover=not args.follow,
-        verify_mode=args.verify_mode,
-    )
-    workflow_input = WorkflowInput(
-        spec=spec, target_options=target_options_from_args(args), settings=settings
-    )
+    workflow_input, planned = build_workflow_input(args)
+    spec = workflow_input.spec
     _confirm(args, spec)
+    print(planned.line(), file=sys.stderr, flush=True)
     stop = threading.Event()
     with _signals(stop):
         run = run_local_migration(

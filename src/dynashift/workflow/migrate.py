@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import re
 import sys
 import threading
@@ -27,8 +28,11 @@ from typing import Any, TextIO
 
 from dynashift.errors import BadInputError, DynashiftError, RuntimeFailure
 from dynashift.models import MigrationSpec, TableLocation
+from dynashift.plan import ConcurrencyPlan
 from dynashift.progress import Progress
 from dynashift.state import StateStore, state_table_name
+from dynashift.tables import describe_table
+from dynashift.target import TargetOptions
 from dynashift.workflow.control import EventSourceMappingControl
 from dynashift.workflow.definition import BAD_INPUT
 from dynashift.workflow.runner import REGION, ExecutionOutcome, LocalStepFunctions
@@ -93,8 +97,17 @@ def stack_region(spec: MigrationSpec) -> str:
 def execution_input(workflow_input: WorkflowInput) -> dict[str, Any]:
     """The input an execution is started with: what an operator types in the console — the
     values the flags gave, without the defaults, which the Validate state applies (and returns
-    as the input every later state reads), exactly as for an execution started in AWS."""
-    return workflow_input.model_dump(mode="json", exclude_defaults=True)
+    as the input every later state reads), exactly as for an execution started in AWS. The
+    run's concurrency (segments, workers, in-flight writes) is always given — the local run
+    planned it — so Validate does not plan it again for the deployed runner."""
+    data = workflow_input.model_dump(mode="json", exclude_defaults=True)
+    settings = workflow_input.settings
+    data.setdefault("spec", {})["segments"] = workflow_input.spec.segments
+    planned = data.setdefault("settings", {})
+    planned["max_concurrency"] = settings.max_concurrency
+    if settings.max_in_flight is not None:
+        planned["max_in_flight"] = settings.max_in_flight
+    return data
 
 
 def local_stack(spec: MigrationSpec, **kwargs: Any) -> LocalStepFunctions:
@@ -324,7 +337,8 @@ class MigrationRunner:
         self.prepare()
         self.say(
             f"migrating {self.spec.source.display()} -> {self.spec.target.display()} "
-            f"(migration {self.spec.migration_id}, {self.spec.segments} segments)"
+            f"(migration {self.spec.migration_id}, {self.spec.segments} segments, "
+            f"strategy {self.spec.strategy})"
         )
         watcher = _Watcher(self)
         with self.stack() as sfn:
@@ -458,23 +472,60 @@ def failure_of(outcome: ExecutionOutcome) -> tuple[str, str | None]:
     return error, str(parsed)
 
 
-def plan_segment_count(spec: MigrationSpec, requested: int | None, minimum: int = 4) -> int:
-    """The segment count of a run: the one recorded by an earlier run of this migration (a
-    resume must keep it; a different `requested` count is refused by validation), else the
-    requested one, else planned from the source's size (at least `minimum`)."""
+def _existing_state_store(spec: MigrationSpec) -> StateStore | None:
     client = spec.state.clients().dynamodb()
-    if StateStore.table_exists(client, spec.state.name):
-        recorded = (state_store(spec).get_meta() or {}).get("segments")
-        if recorded is not None and requested is None:
-            return int(recorded)
-    if requested is not None:
-        return requested
-    from dynashift.backfill import plan_segments
-    from dynashift.tables import describe_table
+    if not StateStore.table_exists(client, spec.state.name):
+        return None
+    return state_store(spec)
 
-    desc = describe_table(spec.source.clients().dynamodb(), spec.source.name, "source table")
-    planned = plan_segments(int(desc.get("ItemCount", 0)), int(desc.get("TableSizeBytes", 0)))
-    return max(minimum, planned)
+
+def plan_local_run(
+    spec: MigrationSpec,
+    target_options: TargetOptions,
+    *,
+    segments: int | None = None,
+    workers: int | None = None,
+    in_flight: int | None = None,
+    cpus: int | None = None,
+) -> ConcurrencyPlan:
+    """Workers, segments and in-flight writes of a local run (`plan.concurrency_plan` with this
+    machine's CPUs and the target's endpoint): the explicit values win, a resumed migration
+    keeps its recorded segment count. Read-only; raises what validation raises for a missing
+    source, an unusable target or a replay the table is too big for (nothing is created)."""
+    from dynashift.plan import concurrency_plan, target_capacity
+    from dynashift.target import check_target
+
+    state = _existing_state_store(spec)
+    recorded = (state.get_meta() or {}).get("segments") if state is not None else None
+    if segments is None and recorded is not None:
+        segments = int(recorded)
+    source = describe_table(spec.source.clients().dynamodb(), spec.source.name, "source table")
+    check = check_target(spec.source, spec.target, target_options, state)
+    wcu, warm = target_capacity(check)
+    items, size = int(source.get("ItemCount", 0) or 0), int(source.get("TableSizeBytes", 0) or 0)
+    if spec.strategy == "replay":
+        # The one replay rule (the first backfill invocation applies it too): refused before
+        # the target is created or the stream enabled.
+        from dynashift.backfill import replay_refusal
+
+        reason = replay_refusal(
+            items, size, max_write_rate=spec.max_write_rate, target_wcu=wcu or 0
+        )
+        if reason:
+            raise BadInputError(reason)
+    return concurrency_plan(
+        items,
+        size,
+        runner="local",
+        provisioned_wcu=wcu,
+        warm_wcu=warm,
+        max_write_rate=spec.max_write_rate,
+        cpus=cpus or os.cpu_count(),
+        endpoint_url=spec.target.side.endpoint_url,
+        segments=segments,
+        workers=workers,
+        in_flight=in_flight,
+    )
 
 
 def write_outputs(

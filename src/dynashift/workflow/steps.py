@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -21,9 +22,10 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from dynashift.backfill import SegmentResult, run_segment, start_backfill
+from dynashift.backfill import DEFAULT_IN_FLIGHT, SegmentResult, run_segment, start_backfill
 from dynashift.errors import BadInputError, DynashiftError
 from dynashift.models import MigrationSpec
+from dynashift.plan import INLINE_MAP_CONCURRENCY, MAX_IN_FLIGHT, WORKER_ITEMS_PER_SECOND
 from dynashift.ratelimit import RateLimiter
 from dynashift.state import StateStore
 from dynashift.tables import describe_table
@@ -55,7 +57,7 @@ DISTRIBUTED_THRESHOLD = HISTORY_EVENTS_QUOTA // 2
 #: Conservative worker throughput used to estimate invocations (docs/limits.md): a backfill
 #: worker writes with conditional puts at about half one partition's 1,000 WCU; a verification
 #: worker reads two tables.
-BACKFILL_ITEMS_PER_SECOND = 500.0
+BACKFILL_ITEMS_PER_SECOND = WORKER_ITEMS_PER_SECOND
 BACKFILL_BYTES_PER_SECOND = 512 * 1024.0
 VERIFY_ITEMS_PER_SECOND = 1_000.0
 VERIFY_BYTES_PER_SECOND = 1024 * 1024.0
@@ -74,8 +76,11 @@ class WorkflowSettings(BaseModel):
 
     #: Seconds between polls of the target, the stream and the replication lag.
     poll_seconds: int = Field(default=5, ge=0, le=3600)
-    #: Map MaxConcurrency: segment workers running at once.
+    #: Map MaxConcurrency: segment workers running at once (Validate plans it when the input
+    #: leaves it out: `plan.concurrency_plan`).
     max_concurrency: int = Field(default=10, ge=1, le=1000)
+    #: Conditional puts one backfill worker keeps in flight (None: planned by Validate).
+    max_in_flight: int | None = Field(default=None, ge=1, le=MAX_IN_FLIGHT)
     #: Wait for an operator's approval (task token) after READY, then cut over.
     approval: bool = False
     #: After READY, drain the stream and stop the replicator (without approval).
@@ -311,8 +316,10 @@ def validate_execution_input(payload: Mapping[str, Any], env: LambdaSettings) ->
     """The Validate state: normalise the raw execution input (`payload["input"]`), check it,
     and return `{"input": <the normalised WorkflowInput>, "validation": ...}`; the state
     machine makes the normalised input the state every later step reads."""
-    workflow = normalise_input(payload.get("input"), env)
+    raw = payload.get("input")
+    workflow = normalise_input(raw, env)
     check_replicator_settings(workflow.spec, env)
+    workflow = plan_concurrency(workflow, raw)
     stack = {
         "spec.state.name": env.state_table,
         "spec.migration_id": env.migration_id,
@@ -331,6 +338,58 @@ def validate_execution_input(payload: Mapping[str, Any], env: LambdaSettings) ->
         "input": workflow.model_dump(mode="json"),
         "validation": result.model_dump(mode="json"),
     }
+
+
+def plan_concurrency(workflow: WorkflowInput, raw: Any) -> WorkflowInput:
+    """Fill what the execution input leaves out — spec.segments, settings.max_concurrency,
+    settings.max_in_flight — with `plan.concurrency_plan` for the deployed runner (what
+    `dynashift plan` shows as "deployed"; for a target on this machine's loopback, an emulator
+    under the local runner, the local rule with this machine's CPUs); given values win, and a
+    resumed migration keeps its recorded segment count. When the tables cannot be read the
+    input is kept as it is: the validation that follows names what is wrong."""
+    spec_raw = raw.get("spec") if isinstance(raw, Mapping) else None
+    settings_raw = raw.get("settings") if isinstance(raw, Mapping) else None
+    spec_raw = spec_raw if isinstance(spec_raw, Mapping) else {}
+    settings_raw = settings_raw if isinstance(settings_raw, Mapping) else {}
+    given = ("segments" in spec_raw, "max_concurrency" in settings_raw)
+    settings, spec = workflow.settings, workflow.spec
+    if all(given) and settings.max_in_flight is not None:
+        return workflow
+    from dynashift.plan import concurrency_plan, is_local_endpoint, target_capacity
+    from dynashift.target import check_target
+
+    try:
+        state = _existing_state(spec)
+        recorded = (state.get_meta() or {}).get("segments") if state is not None else None
+        items, size = describe_source_size(spec)
+        check = check_target(spec.source, spec.target, workflow.target_options, state)
+    except DynashiftError:
+        return workflow
+    wcu, warm = target_capacity(check)
+    segments = spec.segments if given[0] else None
+    local = is_local_endpoint(spec.target.side.endpoint_url)
+    plan = concurrency_plan(
+        items,
+        size,
+        runner="local" if local else "aws",
+        cpus=os.cpu_count() if local else None,
+        endpoint_url=spec.target.side.endpoint_url,
+        provisioned_wcu=wcu,
+        warm_wcu=warm,
+        max_write_rate=spec.max_write_rate,
+        segments=int(recorded) if segments is None and recorded is not None else segments,
+        workers=settings.max_concurrency if given[1] else None,
+        in_flight=settings.max_in_flight,
+    )
+    log.info("concurrency: %s", plan.line())
+    return workflow.model_copy(
+        update={
+            "spec": spec.model_copy(update={"segments": plan.segments}),
+            "settings": settings.model_copy(
+                update={"max_concurrency": plan.workers, "max_in_flight": plan.in_flight}
+            ),
+        }
+    )
 
 
 def check_replicator_settings(spec: MigrationSpec, env: LambdaSettings) -> None:
@@ -553,10 +612,12 @@ def plan_segments(event: StepEvent) -> PlanResult:
         threshold=event.settings.distributed_threshold,
         strategy=spec.strategy,
     )
+    # An inline Map runs at most 40 iterations at once: more planned workers need it distributed.
+    wide = min(event.settings.max_concurrency, spec.segments) > INLINE_MAP_CONCURRENCY
     return PlanResult(
         segments=list(range(spec.segments)),
         count=spec.segments,
-        distributed=estimate.distributed,
+        distributed=estimate.distributed or wide,
         invocations=estimate.invocations,
         history_events=estimate.history_events,
     )
@@ -625,6 +686,7 @@ def backfill_segment(event: SegmentEvent, *, limiter: RateLimiter | None = None)
         budget_seconds=spec.worker_budget_seconds,
         cursor=event.cursor,
         limiter=limiter or _limiter(spec, event.settings),
+        max_in_flight=event.settings.max_in_flight or DEFAULT_IN_FLIGHT,
     )
 
 
