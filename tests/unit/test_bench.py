@@ -26,6 +26,13 @@ def test_every_bench_module_is_registered_importable_and_takes_argv() -> None:
         assert list(inspect.signature(main).parameters) == ["argv"], bench.name
 
 
+def test_runner_options_exist_in_each_bench() -> None:
+    for bench in runner.BENCHES:
+        source = (BENCH_DIR / f"{bench.name}.py").read_text()
+        for option in {a for a in (*bench.quick, *bench.full) if a.startswith("--")}:
+            assert f'"{option}"' in source, (bench.name, option)
+
+
 def test_runner_quick_by_default_full_on_request_and_only() -> None:
     quick = runner.selected(runner.parse_args([]))
     full = runner.selected(runner.parse_args(["--full"]))
