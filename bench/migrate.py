@@ -24,7 +24,8 @@ size). Printed: per size and strategy, the median migrate seconds, the median ce
 scan, at the threads used) and the median of the per-round ratios migrate / ceiling (with their
 range); then where migrate's wall time went: the report's phases (backfill, verification) and
 each announced state's share, from the moment its "> State" line reached the bench. Absolute
-times on moto depend on the machine and its load; the ratios are the figures.
+times on moto depend on the machine and its load (printed after each round); the ratios are
+the figures. Exit 1 when a migrate run fails or ends with other counts than the items written.
 """
 
 from __future__ import annotations
@@ -459,7 +460,7 @@ def measure_size(
                 f"    ceiling {ceiling.total:.1f} s ({ceiling.writes:.1f} writes at "
                 f"{ceiling.threads} threads + {ceiling.scan:.1f} scan) | migrate "
                 f"{run.seconds:.1f} s (exit {run.exit_code}) | "
-                f"ratio {run.seconds / ceiling.total:.2f}",
+                f"ratio {run.seconds / ceiling.total:.2f} | load average {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
             if run.problem:
