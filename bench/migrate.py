@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.migrate [--sizes 5000 20000] [--rounds 3]
                                       [--strategies concurrent replay] [--put-threads 8 16 32]
-                                      [--scan-segments 4]
+                                      [--scan-segments 4] [--cli PATH/TO/dynashift]
 
 Starts ONE moto server in its own process (client and server each get a core). For each size
 and round it measures, back to back so that load drift cancels out:
@@ -127,6 +127,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--timeout", type=float, default=3600.0, help="seconds one migrate may take"
+    )
+    parser.add_argument(
+        "--cli",
+        default=default_cli(),
+        help="the dynashift executable measured (default: the one of this venv); another "
+        "worktree's to compare branches",
     )
     args = parser.parse_args(argv)
     for name in ("sizes", "put_threads"):
@@ -332,13 +338,18 @@ def measure_ceiling(
     return Ceiling(writes=seconds, scan=scan_seconds, threads=n)
 
 
+def default_cli() -> str:
+    """The `dynashift` next to this Python (the project's venv), else the one on PATH."""
+    exe = Path(sys.executable).with_name("dynashift")
+    return str(exe) if exe.exists() else "dynashift"
+
+
 def migrate_command(
-    source: str, target: str, url: str, report: Path, strategy: str | None
+    source: str, target: str, url: str, report: Path, strategy: str | None, *, cli: str = ""
 ) -> list[str]:
     """`dynashift migrate` as a new user runs it against a local endpoint (no tuning flags)."""
-    exe = Path(sys.executable).with_name("dynashift")
     cmd = [
-        str(exe) if exe.exists() else "dynashift",
+        cli or default_cli(),
         "migrate",
         "--source",
         f"{REGION}:{source}",
@@ -452,7 +463,8 @@ def measure_size(
             )
             threads[strategy] = [ceiling.threads]
             report = Path(tempfile.mkdtemp()) / "report.json"
-            cmd = migrate_command(source, target, url, report, strategy if offered else None)
+            flag = strategy if offered else None
+            cmd = migrate_command(source, target, url, report, flag, cli=args.cli)
             run = run_migrate(cmd, size, args.timeout)
             _drop(ddb, tag)
             row.rounds.append(Round(migrate=run, ceiling=ceiling))
@@ -474,12 +486,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     os.environ["AWS_DEFAULT_REGION"] = REGION
 
-    help_cmd = [*migrate_command("s", "t", "http://x", Path("r"), None)[:2], "--help"]
+    help_cmd = [args.cli, "migrate", "--help"]
     help_text = subprocess.run(
         help_cmd, check=False, cwd=ROOT, capture_output=True, text=True
     ).stdout
     offered = supported_strategies(help_text)
-    print(f"migrate strategies offered by the CLI: {sorted(offered) or 'no --strategy option'}")
+    print(f"{args.cli}: migrate strategies offered: {sorted(offered) or 'no --strategy option'}")
     rows: list[Row] = []
     server = MotoServer().start()
     try:

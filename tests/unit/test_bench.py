@@ -134,6 +134,8 @@ def test_migrate_command_is_the_plain_cli_with_the_strategy_only_when_asked() ->
     replay = migrate.migrate_command("s", "t", "http://127.0.0.1:1", report, "replay")
     assert replay[1:4] == ["migrate", "--strategy", "replay"]
     assert replay[4:] == plain[2:]
+    other = migrate.migrate_command("s", "t", "u", report, None, cli="/w/.venv/bin/dynashift")
+    assert other[:2] == ["/w/.venv/bin/dynashift", "migrate"]
 
 
 def test_state_durations_and_report_phases() -> None:
