@@ -89,14 +89,14 @@ def raw_apply(ddb: Any, table: str, records: list[dict[str, Any]]) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=5000)
     parser.add_argument("--writes", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--phase", choices=[PHASE_PLAIN, PHASE_BACKFILL], default=PHASE_PLAIN)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     server = MotoServer().start()

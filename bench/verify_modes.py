@@ -92,7 +92,7 @@ def summarize(results: list[VerifyResult]) -> dict[str, Any]:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--items", type=int, default=5000)
     parser.add_argument("--segments", type=int, default=4)
@@ -100,7 +100,7 @@ def main() -> None:
     parser.add_argument(
         "--small-buffer", type=int, default=200, help="merge buffer of the third row (items)"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     server = MotoServer().start()
     try:
