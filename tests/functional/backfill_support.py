@@ -191,35 +191,53 @@ class StreamApplier:
         self.target = target
         self.state = state
         self.applied = 0
+        self.last_sequence: int | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
 
-    def poll(self) -> int:
-        """Apply every record available now. Returns how many were applied."""
-        with self._lock:
+    def poll(self, timeout: float = 60.0) -> int:
+        """Apply every record available now. Returns how many were applied.
+
+        Fails (never spins) when the stream hands back a sequence number it already gave, which
+        a moto without `tests.support.moto_server.serial_stream_records` does for ever after
+        two concurrent writes, or when the end is not reached within `timeout` seconds.
+        """
+        if not self._lock.acquire(timeout=timeout):
+            raise RuntimeError(f"stream applier: another poll held the lock for {timeout}s")
+        try:
+            deadline = time.monotonic() + timeout
             n = 0
-            for _ in range(10_000):
+            while time.monotonic() < deadline:
                 resp = self.streams.get_records(ShardIterator=self.iterator, Limit=1000)
                 self.iterator = resp["NextShardIterator"]
                 records = resp.get("Records", [])
                 for record in records:
                     data = record["dynamodb"]
+                    sequence = int(data["SequenceNumber"])
+                    if self.last_sequence is not None and sequence <= self.last_sequence:
+                        raise RuntimeError(
+                            f"stream applier: sequence number {sequence} after "
+                            f"{self.last_sequence} (the stream repeats a record)"
+                        )
+                    self.last_sequence = sequence
                     if record["eventName"] == "REMOVE":
                         apply_delete(self.ddb, self.target, data["Keys"], self.state)
                     else:
                         self.ddb.put_item(TableName=self.target, Item=data["NewImage"])
                 n += len(records)
                 if not records:
-                    break
-            self.applied += n
-            return n
+                    self.applied += n
+                    return n
+            raise RuntimeError(f"stream applier: end of the stream not reached in {timeout}s")
+        finally:
+            self._lock.release()
 
     def _run(self) -> None:
         try:
             while not self._stop.wait(0.05):
-                self.poll()
+                self.poll(timeout=300.0)  # behind a busy writer the end may take a while
         except BaseException as exc:
             self.error = exc
 
