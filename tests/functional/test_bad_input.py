@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from dynashift.cli.main import main
-from tests.moto_server import MotoServer, free_port
-from tests.reference import scan_all
+from tests.support.moto_server import MotoServer, free_port
+from tests.support.reference import scan_all
 from tests.support.tables import client, create_table, fill, list_tables, varied_items
 
 ARN = "arn:aws:states:us-east-1:000000000000:execution:dynashift:run-1"

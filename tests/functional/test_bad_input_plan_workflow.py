@@ -17,10 +17,10 @@ from dynashift.cli.main import main
 from dynashift.errors import BadInputError
 from dynashift.workflow.migrate import MigrationRunner, failure_of, local_stack
 from dynashift.workflow.steps import WorkflowInput
-from tests.moto_server import free_port
-from tests.reference import scan_all
+from tests.support.moto_server import free_port
+from tests.support.reference import scan_all
 from tests.support.tables import create_table, fill, list_tables, varied_items
-from tests.workflow.helpers import workflow_input
+from tests.support.workflow import workflow_input
 
 
 @pytest.fixture(scope="module")
