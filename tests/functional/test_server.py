@@ -70,3 +70,20 @@ def test_the_stream_applier_fails_instead_of_spinning_on_a_repeated_record(
     with pytest.raises(RuntimeError, match="repeats a record"):
         applier.poll(timeout=30)
     assert [i["pk"]["S"] for i in scan_all(ddb, dst)] == ["a"]  # applied once
+
+
+def test_nothing_written_sees_an_item_a_table_and_a_stream_change(ddb, table_name):
+    from tests.support.reference import nothing_written
+    from tests.support.tables import create_table, enable_stream
+
+    name = create_table(ddb, table_name("nw"))
+    with nothing_written(ddb, [name]):
+        ddb.get_item(TableName=name, Key={"pk": {"S": "a"}})
+    changes = [
+        lambda: ddb.put_item(TableName=name, Item={"pk": {"S": "a"}}),
+        lambda: create_table(ddb, table_name("nw-new")),
+        lambda: enable_stream(ddb, name),
+    ]
+    for change, message in zip(changes, ["items", "created or deleted", "stream"], strict=True):
+        with pytest.raises(AssertionError, match=message), nothing_written(ddb, [name]):
+            change()

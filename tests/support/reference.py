@@ -6,10 +6,14 @@ own TypeDeserializer and compared with ==, so a bug in dynashift.items cannot hi
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
+
+from tests.support.tables import list_tables
 
 _deser = TypeDeserializer()
 TOMBSTONE = "__dynashift_tombstone"
@@ -68,3 +72,28 @@ def snapshot(client: Any, *tables: str) -> dict[str, list[str]]:
         t: sorted(json.dumps(i, sort_keys=True, default=repr) for i in scan_all(client, t))
         for t in tables
     }
+
+
+@contextlib.contextmanager
+def nothing_written(client: Any, tables: Iterable[str] | None = None) -> Iterator[None]:
+    """Assert that the block creates or deletes no table and changes no item and no stream
+    setting of `tables` (default: of every table on the server)."""
+
+    def state() -> tuple[set[str], dict[str, list[str]], dict[str, Any]]:
+        names = list_tables(client)
+        watched = sorted(names if tables is None else set(tables))
+        return (
+            names,
+            snapshot(client, *watched),
+            {
+                t: client.describe_table(TableName=t)["Table"].get("StreamSpecification")
+                for t in watched
+            },
+        )
+
+    before = state()
+    yield
+    after = state()
+    assert after[0] == before[0], f"tables created or deleted: {sorted(after[0] ^ before[0])}"
+    assert after[1] == before[1], "a table's items changed"
+    assert after[2] == before[2], "a stream setting changed"
