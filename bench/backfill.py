@@ -38,7 +38,7 @@ from dynashift.backfill import backfill_all, total_counters
 from dynashift.copy import CopyOptions, copy_table
 from dynashift.models import MigrationSpec, TableLocation
 from dynashift.state import StateStore, state_table_name
-from tests.moto_server import MotoServer
+from tests.support.moto_server import MotoServer
 
 REGION = "us-east-1"
 

@@ -35,8 +35,8 @@ from dynashift.models import TableLocation
 from dynashift.replicator import Replicator
 from dynashift.state import PHASE_BACKFILL, PHASE_PLAIN, StateStore
 from dynashift.tombstones import finish_backfill
-from tests.moto_server import MotoServer
-from tests.reference import diff_tables
+from tests.support.moto_server import MotoServer
+from tests.support.reference import diff_tables
 from tests.support.writer import ConcurrentWriter, default_item
 
 REGION = "us-east-1"

@@ -31,8 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from tests.moto_server import MotoServer
-from tests.reference import diff_tables
+from tests.support.moto_server import MotoServer
+from tests.support.reference import diff_tables
 from tests.support.tables import client, create_table, fill, varied_items
 from tests.support.writer import ConcurrentWriter
 

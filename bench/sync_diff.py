@@ -29,7 +29,7 @@ import boto3
 from dynashift.aws import Side
 from dynashift.models import TableLocation
 from dynashift.sync import SyncEngine, SyncOptions
-from tests.moto_server import MotoServer
+from tests.support.moto_server import MotoServer
 
 REGION = "us-east-1"
 

@@ -34,7 +34,7 @@ from dynashift.aws import Side
 from dynashift.items import item_size
 from dynashift.models import MigrationSpec, TableLocation
 from dynashift.verify import DEFAULT_MERGE_BUFFER, VerifyResult, verify_table
-from tests.moto_server import MotoServer
+from tests.support.moto_server import MotoServer
 
 REGION = "us-east-1"
 

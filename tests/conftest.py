@@ -10,9 +10,9 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.moto_server import MotoServer
-
-REGION = "us-east-1"
+from tests.support.lambda_context import LambdaContext
+from tests.support.moto_server import MotoServer
+from tests.support.tables import REGION
 
 # Fake credentials: functional tests never reach AWS.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -54,3 +54,9 @@ def table_name() -> Any:
         return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
     return make
+
+
+@pytest.fixture
+def lambda_context() -> LambdaContext:
+    """What Lambda passes a handler as its context (tests/support/lambda_context.py)."""
+    return LambdaContext()

@@ -1,245 +1,44 @@
-"""Helpers for the backfill / copy functional tests: tables, specs, fault injection, a stream
-stand-in that applies source changes to the target (the replicator's job, see I5)."""
+"""Moved to `tests.support.backfill` and `tests.support.tables` (this name stays for older
+imports)."""
 
-from __future__ import annotations
+from tests.support.backfill import (
+    StreamApplier,
+    error_response,
+    fail_every,
+    leave_unprocessed,
+    make_spec,
+    make_state,
+    no_sleep,
+    on_put_of,
+)
+from tests.support.tables import (
+    HASH_ONLY,
+    HASH_RANGE,
+    REGION,
+    client,
+    create_table,
+    enable_stream,
+    fill,
+    simple_items,
+    wait_until,
+)
 
-import itertools
-import threading
-import time
-from collections.abc import Callable, Iterable
-from typing import Any
-
-import boto3
-from botocore.awsrequest import AWSResponse
-from botocore.config import Config
-
-from dynashift.aws import Side
-from dynashift.models import MigrationSpec, TableLocation
-from dynashift.state import StateStore, state_table_name
-from dynashift.tombstones import apply_delete
-from tests.support import tables as support_tables
-
-REGION = "us-east-1"
-HASH_ONLY = [{"AttributeName": "pk", "KeyType": "HASH"}]
-HASH_RANGE = [
-    {"AttributeName": "pk", "KeyType": "HASH"},
-    {"AttributeName": "sk", "KeyType": "RANGE"},
+__all__ = [
+    "HASH_ONLY",
+    "HASH_RANGE",
+    "REGION",
+    "StreamApplier",
+    "client",
+    "create_table",
+    "enable_stream",
+    "error_response",
+    "fail_every",
+    "fill",
+    "leave_unprocessed",
+    "make_spec",
+    "make_state",
+    "no_sleep",
+    "on_put_of",
+    "simple_items",
+    "wait_until",
 ]
-
-
-def client(endpoint: str, service: str = "dynamodb") -> Any:
-    """A fresh client (faults are registered on it, so never the shared fixture)."""
-    config = Config(max_pool_connections=32)
-    return boto3.client(service, region_name=REGION, endpoint_url=endpoint, config=config)
-
-
-def create_table(
-    ddb: Any,
-    name: str,
-    key_schema: list[dict[str, str]] | None = None,
-    types: dict[str, str] | None = None,
-    stream: bool = False,
-    **extra: Any,
-) -> None:
-    support_tables.create_table(
-        ddb, name, key_schema=key_schema or HASH_ONLY, types=types, stream=stream, **extra
-    )
-
-
-def enable_stream(ddb: Any, table: str) -> str:
-    """Turn on NEW_AND_OLD_IMAGES (after the initial fill, like a live table) -> stream ARN."""
-    resp = ddb.update_table(
-        TableName=table,
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )
-    return str(resp["TableDescription"]["LatestStreamArn"])
-
-
-def fill(ddb: Any, table: str, items: Iterable[dict[str, Any]]) -> int:
-    batch: list[dict[str, Any]] = []
-    n = 0
-    for item in items:
-        batch.append({"PutRequest": {"Item": item}})
-        n += 1
-        if len(batch) == 25:
-            ddb.batch_write_item(RequestItems={table: batch})
-            batch = []
-    if batch:
-        ddb.batch_write_item(RequestItems={table: batch})
-    return n
-
-
-def simple_items(n: int, start: int = 0) -> list[dict[str, Any]]:
-    return [
-        {"pk": {"S": f"k{i:05d}"}, "v": {"N": str(i)}, "s": {"S": f"item {i}"}}
-        for i in range(start, start + n)
-    ]
-
-
-def make_spec(
-    endpoint: str, source: str, target: str, migration_id: str, **fields: Any
-) -> MigrationSpec:
-    side = Side(region=REGION, endpoint_url=endpoint)
-    return MigrationSpec(
-        migration_id=migration_id,
-        source=TableLocation(name=source, side=side),
-        target=TableLocation(name=target, side=side),
-        state=TableLocation(name=state_table_name(migration_id), side=side),
-        **fields,
-    )
-
-
-def make_state(ddb: Any, spec: MigrationSpec) -> StateStore:
-    StateStore.ensure_table(ddb, spec.state.name)
-    return StateStore(ddb, spec.state.name, spec.migration_id)
-
-
-def no_sleep(_seconds: float) -> None:
-    return None
-
-
-# --- fault injection at the botocore layer ---------------------------------------------------
-
-
-def error_response(code: str, status: int = 400) -> tuple[AWSResponse, dict[str, Any]]:
-    http = AWSResponse("http://injected", status, {}, None)
-    parsed = {
-        "Error": {"Code": code, "Message": "injected by the test"},
-        "ResponseMetadata": {"HTTPStatusCode": status},
-    }
-    return http, parsed
-
-
-def fail_every(ddb: Any, operation: str, every: int, code: str) -> list[int]:
-    """Make every `every`-th call of `operation` fail with `code` (before it reaches moto)."""
-    counter = itertools.count()
-    lock = threading.Lock()
-    injected: list[int] = []
-
-    def hook(**_kwargs: Any) -> Any:
-        with lock:
-            n = next(counter)
-            if n % every == 0:
-                injected.append(n)
-                return error_response(code)
-        return None
-
-    ddb.meta.events.register(f"before-call.dynamodb.{operation}", hook)
-    return injected
-
-
-def leave_unprocessed(ddb: Any, every: int = 2, count: int = 5) -> list[int]:
-    """Every `every`-th BatchWriteItem: drop the last `count` requests before sending and report
-    them back as UnprocessedItems (as DynamoDB does under throttling)."""
-    counter = itertools.count()
-    dropped: list[int] = []
-
-    def before(params: dict[str, Any], context: dict[str, Any], **_kwargs: Any) -> None:
-        if next(counter) % every:
-            return
-        (table, requests), *_ = params["RequestItems"].items()
-        if len(requests) < 2:
-            return
-        keep = requests[:-count] or requests[:1]
-        drop = requests[len(keep) :]
-        params["RequestItems"][table] = keep
-        context["dropped"] = (table, drop)
-
-    def after(parsed: dict[str, Any], context: dict[str, Any], **_kwargs: Any) -> None:
-        if "dropped" in context and "Error" not in parsed:
-            table, drop = context.pop("dropped")
-            parsed.setdefault("UnprocessedItems", {})[table] = drop
-            dropped.append(len(drop))
-
-    ddb.meta.events.register("provide-client-params.dynamodb.BatchWriteItem", before)
-    ddb.meta.events.register("after-call.dynamodb.BatchWriteItem", after)
-    return dropped
-
-
-def on_put_of(ddb: Any, key_value: str, action: Callable[[], None]) -> list[int]:
-    """Run `action` once, just before the first PutItem of the item with pk `key_value`."""
-    fired: list[int] = []
-    lock = threading.Lock()
-
-    def hook(params: dict[str, Any], **_kwargs: Any) -> None:
-        pk = params.get("Item", {}).get("pk", {}).get("S")
-        with lock:
-            if pk != key_value or fired:
-                return
-            fired.append(1)
-        action()
-
-    ddb.meta.events.register("provide-client-params.dynamodb.PutItem", hook)
-    return fired
-
-
-# --- a stand-in for the replicator -----------------------------------------------------------
-
-
-class StreamApplier:
-    """Reads the source's (single-shard, moto) stream from TRIM_HORIZON and applies each record
-    to the target: INSERT/MODIFY as a plain put, REMOVE through `tombstones.apply_delete`."""
-
-    def __init__(self, endpoint: str, source: str, target: str, state: StateStore | None) -> None:
-        self.ddb = client(endpoint)
-        self.streams = client(endpoint, "dynamodbstreams")
-        arn = self.ddb.describe_table(TableName=source)["Table"]["LatestStreamArn"]
-        shard = self.streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]
-        self.iterator = self.streams.get_shard_iterator(
-            StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        self.target = target
-        self.state = state
-        self.applied = 0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.error: BaseException | None = None
-
-    def poll(self) -> int:
-        """Apply every record available now. Returns how many were applied."""
-        with self._lock:
-            n = 0
-            for _ in range(10_000):
-                resp = self.streams.get_records(ShardIterator=self.iterator, Limit=1000)
-                self.iterator = resp["NextShardIterator"]
-                records = resp.get("Records", [])
-                for record in records:
-                    data = record["dynamodb"]
-                    if record["eventName"] == "REMOVE":
-                        apply_delete(self.ddb, self.target, data["Keys"], self.state)
-                    else:
-                        self.ddb.put_item(TableName=self.target, Item=data["NewImage"])
-                n += len(records)
-                if not records:
-                    break
-            self.applied += n
-            return n
-
-    def _run(self) -> None:
-        try:
-            while not self._stop.wait(0.05):
-                self.poll()
-        except BaseException as exc:
-            self.error = exc
-
-    def start(self) -> StreamApplier:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(30)
-        if self.error is not None:
-            raise RuntimeError("stream applier failed") from self.error
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()

@@ -11,13 +11,11 @@ token it finds in the state table: the execution succeeds on approve and fails o
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
 import time
 import uuid
-import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +28,9 @@ from dynashift.approval import ApprovalDecision, approval_message, parse_decisio
 from dynashift.errors import BadInputError
 from dynashift.readiness import CheckItem, ReadinessReport, save_report
 from dynashift.state import StateStore
-from tests.support.iam_scenario import LambdaContext, handler_module
+from tests.support.functions import create_function
+from tests.support.iam_scenario import handler_module
+from tests.support.lambda_context import LambdaContext
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -220,7 +220,7 @@ def _until(predicate: Any, timeout: float = 20.0) -> Any:
 def test_approve_and_reject_from_the_console_answer_the_waiting_execution(
     endpoint: str, ddb: Any, table_name: Any
 ) -> None:
-    from tests.workflow.helpers import workflow_input
+    from tests.support.workflow import workflow_input
 
     wf = workflow_input(endpoint, table_name("appr-src"), table_name("appr-tgt"))
     spec = wf.spec
@@ -259,19 +259,9 @@ def test_approve_and_reject_from_the_console_answer_the_waiting_execution(
         }
         with _env(**env):
             sfn = boto3.client("stepfunctions", region_name=REGION)
-            lam = boto3.client("lambda", region_name=REGION, endpoint_url=sfn_url)
             iam = boto3.client("iam", region_name=REGION, endpoint_url=sfn_url)
             role = iam.create_role(RoleName="approval-test", AssumeRolePolicyDocument="{}")
-            buf = io.BytesIO()
-            with zipfile.ZipFile(buf, "w") as zf:
-                zf.writestr("app.py", "def handler(e, c):\n    return e\n")
-            fn = lam.create_function(
-                FunctionName="approval",
-                Runtime="python3.12",
-                Role=role["Role"]["Arn"],
-                Handler="app.handler",
-                Code={"ZipFile": buf.getvalue()},
-            )["FunctionArn"]
+            fn = create_function(sfn_url, "approval")
             machine = sfn.create_state_machine(
                 name="approval-test", definition=_definition(fn), roleArn=role["Role"]["Arn"]
             )["stateMachineArn"]

@@ -23,22 +23,17 @@ from dynashift.ratelimit import RateLimiter
 from dynashift.retry import Backoff
 from dynashift.state import PHASE_BACKFILL, PHASE_PLAIN
 from dynashift.tombstones import finish_backfill, tombstone_item
-from tests.functional.backfill_support import (
-    HASH_RANGE,
+from tests.support.backfill import (
     StreamApplier,
-    client,
-    create_table,
-    enable_stream,
     fail_every,
-    fill,
     leave_unprocessed,
     make_spec,
     make_state,
     no_sleep,
     on_put_of,
-    simple_items,
 )
-from tests.reference import assert_identical, scan_all
+from tests.support.reference import assert_identical, scan_all
+from tests.support.tables import HASH_RANGE, client, create_table, enable_stream, fill, simple_items
 
 
 def mid() -> str:

@@ -5,7 +5,6 @@ endpoint), ONE line on stderr naming the problem, no traceback, and nothing crea
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import subprocess
 import sys
@@ -15,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from dynashift.cli.main import main
-from tests.moto_server import MotoServer, free_port
-from tests.reference import scan_all
-from tests.support.tables import client, create_table, fill, list_tables, varied_items
+from tests.support.cli import run_cli
+from tests.support.moto_server import MotoServer, free_port
+from tests.support.reference import nothing_written
+from tests.support.tables import client, create_table, fill, varied_items
 
 ARN = "arn:aws:states:us-east-1:000000000000:execution:dynashift:run-1"
 
@@ -55,40 +54,6 @@ def _make_world(ep: str) -> dict[str, str]:
     fill(ddb, names["src"], varied_items(20, seed=1))
     fill(ddb, names["full"], varied_items(3, seed=2, prefix="other"))
     return {**names, "ep": ep, "dead": f"http://127.0.0.1:{free_port()}", "arn": ARN}
-
-
-def _snapshot(ddb: Any) -> dict[str, Any]:
-    tables = sorted(list_tables(ddb))
-    contents = {}
-    for name in tables:
-        items = scan_all(ddb, name)
-        contents[name] = sorted(json.dumps(i, sort_keys=True, default=repr) for i in items)
-    stream = {
-        name: ddb.describe_table(TableName=name)["Table"].get("StreamSpecification")
-        for name in tables
-    }
-    return {"tables": tables, "contents": contents, "streams": stream}
-
-
-@contextlib.contextmanager
-def unchanged(endpoint: str) -> Iterator[None]:
-    ddb = client(endpoint)
-    before = _snapshot(ddb)
-    yield
-    after = _snapshot(ddb)
-    assert after["tables"] == before["tables"], "a table was created or deleted"
-    assert after["contents"] == before["contents"], "a table's items changed"
-    assert after["streams"] == before["streams"], "a stream setting changed"
-
-
-def run_cli(argv: list[str], capsys: Any) -> tuple[int, list[str]]:
-    capsys.readouterr()
-    try:
-        code = main(argv)
-    except SystemExit as exc:  # argparse
-        code = exc.code if isinstance(exc.code, int) else 2
-    err = capsys.readouterr().err
-    return code, [line for line in err.splitlines() if line.strip()]
 
 
 # (id, argv template, expected exit code, regex the one line must match)
@@ -236,7 +201,7 @@ def _params() -> list[Any]:
 def test_bad_input_is_refused(
     world: dict[str, str], capsys: Any, argv: str, code: int, expect: str
 ) -> None:
-    with unchanged(world["ep"]):
+    with nothing_written(client(world["ep"])):
         got, lines = run_cli(_argv(argv, world), capsys)
     assert got == code, f"exit {got}, stderr {lines}"
     assert len(lines) == 1, f"expected one line on stderr, got {lines}"
@@ -258,7 +223,7 @@ SUBPROCESS_CASES = [
 def test_bad_input_in_a_real_process(world: dict[str, str], cid: str, code: int) -> None:
     argv = next(c[1] for c in CASES if c[0] == cid)
     exe = Path(sys.executable).with_name("dynashift")
-    with unchanged(world["ep"]):
+    with nothing_written(client(world["ep"])):
         proc = subprocess.run(
             [str(exe), *_argv(argv, world)],
             check=False,

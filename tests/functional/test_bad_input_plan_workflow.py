@@ -5,22 +5,20 @@ answer) and exactly one line on stderr, no traceback."""
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from dynashift.cli.main import main
 from dynashift.errors import BadInputError
 from dynashift.workflow.migrate import MigrationRunner, failure_of, local_stack
 from dynashift.workflow.steps import WorkflowInput
-from tests.moto_server import free_port
-from tests.reference import scan_all
-from tests.support.tables import create_table, fill, list_tables, varied_items
-from tests.workflow.helpers import workflow_input
+from tests.support.cli import run_cli
+from tests.support.moto_server import free_port
+from tests.support.reference import nothing_written
+from tests.support.tables import create_table, fill, varied_items
+from tests.support.workflow import workflow_input
 
 
 @pytest.fixture(scope="module")
@@ -41,36 +39,9 @@ def world(ddb: Any, endpoint: str) -> dict[str, str]:
     return {**names, "ep": endpoint, "dead": f"http://127.0.0.1:{free_port()}"}
 
 
-@contextlib.contextmanager
-def unchanged(ddb: Any, world: dict[str, str]) -> Iterator[None]:
+def unchanged(ddb: Any, world: dict[str, str]) -> Any:
     """No table created or deleted, no item or stream setting of the world's tables changed."""
-
-    def snap() -> Any:
-        tables = {world[k] for k in ("src", "empty", "full", "numkey")}
-        return (
-            list_tables(ddb),
-            {t: sorted(map(repr, scan_all(ddb, t))) for t in sorted(tables)},
-            {
-                t: ddb.describe_table(TableName=t)["Table"].get("StreamSpecification")
-                for t in sorted(tables)
-            },
-        )
-
-    before = snap()
-    yield
-    after = snap()
-    assert after[0] == before[0], f"tables created/deleted: {after[0] ^ before[0]}"
-    assert after[1:] == before[1:], "a table's items or stream settings changed"
-
-
-def run_cli(argv: list[str], capsys: Any) -> tuple[int, list[str]]:
-    capsys.readouterr()
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 2
-    err = capsys.readouterr().err
-    return code, [line for line in err.splitlines() if line.strip()]
+    return nothing_written(ddb, [world[k] for k in ("src", "empty", "full", "numkey")])
 
 
 P = "plan --endpoint-url {ep} --source {src} "

@@ -1,6 +1,6 @@
 """Backfill / copy through the fault-injecting proxy: throttling, partial UnprocessedItems,
 connection resets and slow responses on real sockets. Each run ends with the target identical
-to the source (tests/reference.py) with no manual step."""
+to the source (tests/support/reference.py) with no manual step."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from dynashift.models import MigrationSpec, TableLocation
 from dynashift.ratelimit import RateLimiter
 from dynashift.retry import Backoff
 from dynashift.state import StateStore, state_table_name
-from tests.reference import assert_identical
 from tests.support.fault_proxy import FaultProxy, FaultRule
+from tests.support.reference import assert_identical
 from tests.support.tables import REGION, client, create_table, fill, varied_items
 
 ITEMS = 150

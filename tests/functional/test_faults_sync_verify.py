@@ -1,7 +1,7 @@
 """`dynashift sync` and verification through the fault-injecting proxy (real sockets):
 throttling, partial UnprocessedKeys / UnprocessedItems, connection resets and slow responses.
 The counts must be exact (a fault must never turn into a missing or extra item) and a repair
-must leave the slave identical to the master (tests/reference.py)."""
+must leave the slave identical to the master (tests/support/reference.py)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from dynashift.aws import Side
 from dynashift.cli.main import main
 from dynashift.models import MigrationSpec, TableLocation
 from dynashift.verify import verify_table
-from tests.reference import assert_identical
 from tests.support.fault_proxy import FaultProxy, FaultRule
+from tests.support.reference import assert_identical
 from tests.support.tables import REGION, client, create_table, fill, varied_items
 
 N = 150

@@ -1,5 +1,6 @@
 """The stream follower on a real moto stream: concurrent writers, checkpoint + restart, drain,
-lag, and the Lambda handler as the target. Target == source is checked with tests/reference."""
+lag, and the Lambda handler as the target. Target == source is checked with
+tests/support/reference."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from dynashift.replicator import Replicator
 from dynashift.state import PHASE_BACKFILL, PHASE_PLAIN, StateStore
 from dynashift.tombstones import finish_backfill
 from functions.replicator import app
-from tests.reference import assert_identical, scan_all
+from tests.support.reference import assert_identical, scan_all
 from tests.support.writer import ConcurrentWriter
 
 KEYS_B_N = (

@@ -1,6 +1,6 @@
 """Process-level faults: a segment worker killed mid-page, the whole `migrate` process killed and
 restarted, a replicator batch that fails once. Each ends with the target identical to the source
-(the independent comparison in tests/reference.py) with no manual step in between."""
+(the independent comparison in tests/support/reference.py) with no manual step in between."""
 
 from __future__ import annotations
 
@@ -18,11 +18,11 @@ from dynashift.backfill import backfill_all, total_counters
 from dynashift.models import MigrationSpec, TableLocation
 from dynashift.state import StateStore, state_table_name
 from dynashift.workflow.migrate import MigrationRunner, migration_id_for
-from tests.reference import assert_identical, scan_all
 from tests.support.fault_proxy import FaultProxy
+from tests.support.reference import assert_identical, scan_all
 from tests.support.tables import REGION, create_table, fill, varied_items, wait_until
+from tests.support.workflow import workflow_input
 from tests.support.writer import ConcurrentWriter
-from tests.workflow.helpers import workflow_input
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -21,19 +21,10 @@ from dynashift.replicator import Replicator
 from dynashift.state import PHASE_BACKFILL, PHASE_PLAIN, LeaseHeldError, StateStore
 from dynashift.tombstones import finish_backfill
 from dynashift.workflow.control import EventSourceMappingControl
-from tests.functional.backfill_support import (
-    REGION,
-    client,
-    create_table,
-    enable_stream,
-    fill,
-    make_spec,
-    make_state,
-    on_put_of,
-    simple_items,
-)
-from tests.reference import assert_identical, scan_all
+from tests.support.backfill import make_spec, make_state, on_put_of
 from tests.support.limits import enforce_key_limits
+from tests.support.reference import assert_identical, scan_all
+from tests.support.tables import REGION, client, create_table, enable_stream, fill, simple_items
 
 
 def mid() -> str:
@@ -317,13 +308,15 @@ def test_a_second_event_source_mapping_of_the_stream_is_refused(
 ) -> None:
     """In AWS the single applier is the one event source mapping: starting the replicator
     when two map the stream to the replicator function fails, naming them."""
-    from tests.workflow.helpers import workflow_input
-    from tests.workflow.test_control import _function, _stream
+    from tests.support.functions import create_function
+    from tests.support.workflow import workflow_input
 
     source = table_name("esm2-src")
-    arn = _stream(ddb, source)
+    create_table(ddb, source)
+    arn = enable_stream(ddb, source)
     fn = table_name("esm2-fn")
-    lam = _function(endpoint, fn)
+    create_function(endpoint, fn)
+    lam = client(endpoint, "lambda")
     for _ in range(2):
         lam.create_event_source_mapping(
             EventSourceArn=arn, FunctionName=fn, StartingPosition="TRIM_HORIZON"

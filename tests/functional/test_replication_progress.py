@@ -2,7 +2,7 @@
 caught-up, drain, recheck and the replay retention proof read from it.
 
 The state store is the real one on the moto server. Streams are either moto's (one shard that
-never closes) or the fake of tests/unit/test_follower_lineage.py (shards that close, children,
+never closes) or the fake of tests/support/fake_streams.py (shards that close, children,
 overlapping sibling ranges, empty pages, trimmed parents) — a fake of AWS, never of our engine.
 """
 
@@ -35,11 +35,11 @@ from dynashift.retry import Backoff
 from dynashift.state import PHASE_PLAIN, StateStore
 from dynashift.verify import Suspect, recheck
 from dynashift.workflow.control import progress_drain, progress_lag
-from tests.functional.backfill_support import client
-from tests.reference import scan_all
-from tests.support.tables import create_table
-from tests.unit.test_follower_lineage import ARN, ChangingStreams
-from tests.workflow.helpers import workflow_input
+from tests.support.fake_streams import ARN, ChangingStreams
+from tests.support.functions import create_function
+from tests.support.reference import scan_all
+from tests.support.tables import client, create_table
+from tests.support.workflow import workflow_input
 
 BASE = 1_700_000_000  # botocore_record(seq) was created at BASE + seq
 
@@ -287,28 +287,9 @@ def test_replay_whose_stream_lost_records_is_not_ready_and_writes_nothing(
 
 def _replicator_function(endpoint: str) -> tuple[Any, str]:
     """A function on the moto server for event source mappings to name (never invoked here)."""
-    import io
-    import zipfile
-
-    import boto3
-
-    kwargs: dict[str, Any] = {"region_name": "us-east-1", "endpoint_url": endpoint}
-    role = boto3.client("iam", **kwargs).create_role(
-        RoleName=f"replicator-{uuid.uuid4().hex[:8]}", AssumeRolePolicyDocument="{}"
-    )["Role"]["Arn"]
-    code = io.BytesIO()
-    with zipfile.ZipFile(code, "w") as zf:
-        zf.writestr("app.py", "def handler(event, context):\n    return {}\n")
-    lam = boto3.client("lambda", **kwargs)
     name = f"replicator-{uuid.uuid4().hex[:8]}"
-    lam.create_function(
-        FunctionName=name,
-        Runtime="python3.12",
-        Role=role,
-        Handler="app.handler",
-        Code={"ZipFile": code.getvalue()},
-    )
-    return lam, name
+    create_function(endpoint, name)
+    return client(endpoint, "lambda"), name
 
 
 # --- on moto: the replicator records, the control reads ----------------------------------

@@ -17,7 +17,7 @@ from dynashift.models import TableLocation
 from dynashift.replicator import Replicator
 from dynashift.state import PHASE_BACKFILL, PHASE_PLAIN, StateStore
 from dynashift.tombstones import finish_backfill
-from tests.reference import scan_all
+from tests.support.reference import scan_all
 
 _seq = itertools.count(1_000_000)
 

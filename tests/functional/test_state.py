@@ -18,8 +18,8 @@ from dynashift.state import (
     StateStore,
     record_sort_key,
 )
-from tests.functional.backfill_support import client
 from tests.support.limits import enforce_key_limits
+from tests.support.tables import client
 
 
 @pytest.fixture(scope="module")

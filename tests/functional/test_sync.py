@@ -17,35 +17,14 @@ from dynashift.errors import RuntimeFailure
 from dynashift.items import TOMBSTONE_ATTR
 from dynashift.models import TableLocation
 from dynashift.sync import SyncEngine, SyncOptions
-from tests.reference import assert_identical, scan_all, table_contents
+from tests.support.reference import assert_identical, scan_all, snapshot, table_contents
+from tests.support.tables import SK_NUMBER, create_table, fill
 
 KEYS = ("pk", "sk")
 IGNORED = "updated_at"
 
 
 # --- fixtures and helpers (also imported by test_sync_bad_input.py) --------------------------
-
-
-def create_table(ddb: Any, name: str, *, sort_type: str | None = "N") -> str:
-    schema = [{"AttributeName": "pk", "KeyType": "HASH"}]
-    attrs = [{"AttributeName": "pk", "AttributeType": "S"}]
-    if sort_type:
-        schema.append({"AttributeName": "sk", "KeyType": "RANGE"})
-        attrs.append({"AttributeName": "sk", "AttributeType": sort_type})
-    ddb.create_table(
-        TableName=name,
-        KeySchema=schema,
-        AttributeDefinitions=attrs,
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return name
-
-
-def put_all(ddb: Any, name: str, items: list[dict[str, Any]]) -> None:
-    for start in range(0, len(items), 25):
-        chunk = [{"PutRequest": {"Item": i}} for i in items[start : start + 25]]
-        resp = ddb.batch_write_item(RequestItems={name: chunk})
-        assert not resp.get("UnprocessedItems")
 
 
 def varied_item(i: int, rng: random.Random) -> dict[str, Any]:
@@ -80,13 +59,6 @@ def varied_item(i: int, rng: random.Random) -> dict[str, Any]:
     return item
 
 
-def snapshot(ddb: Any, *names: str) -> dict[str, list[Any]]:
-    return {
-        n: sorted(json.dumps(i, sort_keys=True, default=repr) for i in scan_all(ddb, n))
-        for n in names
-    }
-
-
 def sync_cli(endpoint: str, *args: str) -> int:
     return main(["sync", "--endpoint-url", endpoint, *args])
 
@@ -104,10 +76,10 @@ def drifted(ddb: Any) -> dict[str, Any]:
 
 def make_drifted(ddb: Any, suffix: str) -> dict[str, Any]:
     """A master of 1,000 varied items and two slaves seeded with known differences."""
-    master, s1, s2 = (create_table(ddb, f"{p}-{suffix}") for p in ("m", "s1", "s2"))
+    master, s1, s2 = (create_table(ddb, f"{p}-{suffix}", **SK_NUMBER) for p in ("m", "s1", "s2"))
     rng = random.Random(7)
     items = [varied_item(i, rng) for i in range(1000)]
-    put_all(ddb, master, items)
+    fill(ddb, master, items)
 
     def slave_copy(spec: dict[str, Any]) -> list[dict[str, Any]]:
         out = []
@@ -156,8 +128,8 @@ def make_drifted(ddb: Any, suffix: str) -> dict[str, Any]:
         "reordered": range(810, 813),
         "extra": range(3),
     }
-    put_all(ddb, s1, slave_copy(spec1))
-    put_all(ddb, s2, slave_copy(spec2))
+    fill(ddb, s1, slave_copy(spec1))
+    fill(ddb, s2, slave_copy(spec2))
     return {"master": master, "s1": s1, "s2": s2}
 
 
@@ -262,15 +234,18 @@ def test_dry_run_reports_exact_counts_then_repair_converges(
 @pytest.fixture
 def small(ddb, table_name):
     """master of 60 items; slave with 5 missing, 4 differing, 3 extra."""
-    m, s = create_table(ddb, table_name("m")), create_table(ddb, table_name("s"))
+    m, s = (
+        create_table(ddb, table_name("m"), **SK_NUMBER),
+        create_table(ddb, table_name("s"), **SK_NUMBER),
+    )
     rng = random.Random(3)
     items = [varied_item(i, rng) for i in range(60)]
-    put_all(ddb, m, items)
+    fill(ddb, m, items)
     slave = [copy.deepcopy(i) for i in items[5:]]
     for it in slave[:4]:
         it["name"] = {"S": "changed"}
     slave += [{"pk": {"S": "x"}, "sk": {"N": str(j)}} for j in range(3)]
-    put_all(ddb, s, slave)
+    fill(ddb, s, slave)
     return m, s
 
 
@@ -312,10 +287,13 @@ def test_scan_for_extra_reports_and_delete_extra_alone_deletes(small, ddb, endpo
 
 
 def test_tombstones_are_absent_never_extra(ddb, endpoint, table_name, tmp_path):
-    m, s = create_table(ddb, table_name("m")), create_table(ddb, table_name("s"))
-    put_all(ddb, m, [{"pk": {"S": "a"}, "sk": {"N": "1"}, "v": {"S": "1"}}])
+    m, s = (
+        create_table(ddb, table_name("m"), **SK_NUMBER),
+        create_table(ddb, table_name("s"), **SK_NUMBER),
+    )
+    fill(ddb, m, [{"pk": {"S": "a"}, "sk": {"N": "1"}, "v": {"S": "1"}}])
     tomb = {TOMBSTONE_ATTR: {"N": "1"}}
-    put_all(
+    fill(
         ddb,
         s,
         [
@@ -436,16 +414,16 @@ def test_scan_limit_and_batch_read_limit_shape_the_requests(small, endpoint):
 
 def test_unprocessed_keys_are_retried_until_done(ddb, endpoint, table_name):
     """Every BatchGetItem answer withholds half its items as UnprocessedKeys."""
-    m, a, b = (create_table(ddb, table_name(p)) for p in ("m", "a", "b"))
+    m, a, b = (create_table(ddb, table_name(p), **SK_NUMBER) for p in ("m", "a", "b"))
     rng = random.Random(5)
     items = [varied_item(i, rng) for i in range(200)]
-    put_all(ddb, m, items)
+    fill(ddb, m, items)
     drift = [copy.deepcopy(i) for i in items[10:]]
     for it in drift[:6]:
         it["name"] = {"S": "changed"}
     drift += [{"pk": {"S": "x"}, "sk": {"N": str(j)}} for j in range(4)]
-    put_all(ddb, a, drift)
-    put_all(ddb, b, items)
+    fill(ddb, a, drift)
+    fill(ddb, b, items)
     withheld = {"n": 0}
 
     def partial(parsed, **_):
@@ -492,10 +470,13 @@ def failing_scan_after(pages: int):
 
 @pytest.mark.parametrize("parallel", [1, 3])
 def test_resume_from_the_logged_starting_key(ddb, endpoint, table_name, parallel, caplog):
-    m, s = create_table(ddb, table_name("m")), create_table(ddb, table_name("s"))
+    m, s = (
+        create_table(ddb, table_name("m"), **SK_NUMBER),
+        create_table(ddb, table_name("s"), **SK_NUMBER),
+    )
     rng = random.Random(11)
     items = [varied_item(i, rng) for i in range(120)]
-    put_all(ddb, m, items)
+    fill(ddb, m, items)
     options = SyncOptions(write_missing=True, scan_limit=10, parallel=parallel, log_every=1e-9)
     engine = engine_with_hooks(
         endpoint, m, [s], options, [("before-call.dynamodb.Scan", failing_scan_after(5))]
@@ -517,10 +498,10 @@ def test_resume_from_the_logged_starting_key(ddb, endpoint, table_name, parallel
 
 def test_seed_style_plain_starting_key_skips_what_was_before_it(ddb, endpoint, table_name):
     m, s = (
-        create_table(ddb, table_name("m"), sort_type=None),
-        create_table(ddb, table_name("s"), sort_type=None),
+        create_table(ddb, table_name("m")),
+        create_table(ddb, table_name("s")),
     )
-    put_all(ddb, m, [{"pk": {"S": f"k{i:03d}"}, "n": {"N": str(i)}} for i in range(40)])
+    fill(ddb, m, [{"pk": {"S": f"k{i:03d}"}, "n": {"N": str(i)}} for i in range(40)])
     order = [i["pk"]["S"] for i in ddb.scan(TableName=m, Limit=40)["Items"]]
     start = order[9]
     code = sync_cli(
@@ -560,10 +541,13 @@ def test_profiles_for_master_and_slaves_and_scan_limit(
 def test_replication_attributes_consistent_read_and_slave_endpoint(
     ddb, endpoint, table_name, tmp_path
 ):
-    m, s = create_table(ddb, table_name("m")), create_table(ddb, table_name("s"))
+    m, s = (
+        create_table(ddb, table_name("m"), **SK_NUMBER),
+        create_table(ddb, table_name("s"), **SK_NUMBER),
+    )
     base = {"pk": {"S": "a"}, "sk": {"N": "1"}, "v": {"S": "x"}}
-    put_all(ddb, m, [{**base, "aws:rep:updatetime": {"N": "1"}}])
-    put_all(ddb, s, [{**base, "aws:rep:updatetime": {"N": "2"}}])
+    fill(ddb, m, [{**base, "aws:rep:updatetime": {"N": "1"}}])
+    fill(ddb, s, [{**base, "aws:rep:updatetime": {"N": "2"}}])
     args = ["-m", m, "-s", s, "--consistent-read", "--slave-endpoint-url", endpoint]
     assert sync_cli(endpoint, *args) == 0
     r = tmp_path / "r.json"
@@ -577,9 +561,12 @@ def test_cli_runtime_failure_exits_3_with_resume_in_report(
 ):
     from dynashift.models import factory_for
 
-    m, s = create_table(ddb, table_name("m")), create_table(ddb, table_name("s"))
+    m, s = (
+        create_table(ddb, table_name("m"), **SK_NUMBER),
+        create_table(ddb, table_name("s"), **SK_NUMBER),
+    )
     rng = random.Random(13)
-    put_all(ddb, m, [varied_item(i, rng) for i in range(50)])
+    fill(ddb, m, [varied_item(i, rng) for i in range(50)])
     # The CLI's client for `us-east-1:<m>` on this endpoint is the process-wide one of this side.
     client = factory_for(Side(region="us-east-1", endpoint_url=endpoint), 1).dynamodb()
     fail = failing_scan_after(2)
@@ -610,15 +597,18 @@ def test_numbers_differing_in_the_38th_digit_are_found_and_repaired(
     ddb, endpoint, table_name, tmp_path
 ):
     """DynamoDB keeps 38 significant digits; the comparison must too (issue 13, item 5)."""
-    m, s = create_table(ddb, table_name("m")), create_table(ddb, table_name("s"))
+    m, s = (
+        create_table(ddb, table_name("m"), **SK_NUMBER),
+        create_table(ddb, table_name("s"), **SK_NUMBER),
+    )
     d37 = "1234567890123456789012345678901234567"
     base = {"pk": {"S": "n"}, "sk": {"N": "1"}}
-    put_all(ddb, m, [{**base, "n": {"N": d37 + "1"}, "m": {"M": {"l": {"NS": ["1", "2"]}}}}])
-    put_all(ddb, s, [{**base, "n": {"N": d37 + "2"}, "m": {"M": {"l": {"NS": ["1", "2"]}}}}])
-    put_all(ddb, m, [{**base, "sk": {"N": "2"}, "l": {"L": [{"NS": [d37 + "1", "7"]}]}}])
-    put_all(ddb, s, [{**base, "sk": {"N": "2"}, "l": {"L": [{"NS": ["7", d37 + "2"]}]}}])
-    put_all(ddb, m, [{**base, "sk": {"N": "3"}, "x": {"N": "1E+2"}}])
-    put_all(ddb, s, [{**base, "sk": {"N": "3"}, "x": {"N": "100"}}])
+    fill(ddb, m, [{**base, "n": {"N": d37 + "1"}, "m": {"M": {"l": {"NS": ["1", "2"]}}}}])
+    fill(ddb, s, [{**base, "n": {"N": d37 + "2"}, "m": {"M": {"l": {"NS": ["1", "2"]}}}}])
+    fill(ddb, m, [{**base, "sk": {"N": "2"}, "l": {"L": [{"NS": [d37 + "1", "7"]}]}}])
+    fill(ddb, s, [{**base, "sk": {"N": "2"}, "l": {"L": [{"NS": ["7", d37 + "2"]}]}}])
+    fill(ddb, m, [{**base, "sk": {"N": "3"}, "x": {"N": "1E+2"}}])
+    fill(ddb, s, [{**base, "sk": {"N": "3"}, "x": {"N": "100"}}])
     r = tmp_path / "r.json"
     assert sync_cli(endpoint, "-m", m, "-s", s, "--report", str(r)) == 1
     assert (counts(r)["differing"], counts(r)["same"]) == (2, 1)

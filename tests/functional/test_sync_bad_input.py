@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from dynashift.cli.main import main
-from tests.functional.test_sync import create_table, put_all, snapshot
+from tests.support.reference import snapshot
+from tests.support.tables import SK_NUMBER, create_table, fill
 
 
 @pytest.fixture(scope="module")
@@ -17,13 +18,13 @@ def tables(ddb):
     import uuid
 
     suffix = uuid.uuid4().hex[:8]
-    m = create_table(ddb, f"bad-m-{suffix}")
-    s = create_table(ddb, f"bad-s-{suffix}")
-    other = create_table(ddb, f"bad-o-{suffix}", sort_type="S")  # same names, sk type differs
-    hash_only = create_table(ddb, f"bad-h-{suffix}", sort_type=None)
-    put_all(ddb, m, [{"pk": {"S": f"k{i}"}, "sk": {"N": str(i)}} for i in range(10)])
-    put_all(ddb, s, [{"pk": {"S": "extra"}, "sk": {"N": "1"}}])
-    put_all(ddb, other, [{"pk": {"S": "o"}, "sk": {"S": "1"}}])
+    m = create_table(ddb, f"bad-m-{suffix}", **SK_NUMBER)
+    s = create_table(ddb, f"bad-s-{suffix}", **SK_NUMBER)
+    other = create_table(ddb, f"bad-o-{suffix}", sort_key="sk")  # same names, sk type differs
+    hash_only = create_table(ddb, f"bad-h-{suffix}")
+    fill(ddb, m, [{"pk": {"S": f"k{i}"}, "sk": {"N": str(i)}} for i in range(10)])
+    fill(ddb, s, [{"pk": {"S": "extra"}, "sk": {"N": "1"}}])
+    fill(ddb, other, [{"pk": {"S": "o"}, "sk": {"S": "1"}}])
     return {"m": m, "s": s, "other": other, "hash": hash_only}
 
 

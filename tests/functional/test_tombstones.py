@@ -17,8 +17,8 @@ from dynashift.tombstones import (
     strip_marker,
     tombstone_item,
 )
-from tests.functional.backfill_support import client, create_table, fill, simple_items
-from tests.reference import scan_all
+from tests.support.reference import scan_all
+from tests.support.tables import client, create_table, fill, simple_items
 
 
 @pytest.fixture

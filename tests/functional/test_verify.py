@@ -31,41 +31,13 @@ from dynashift.verify import (
     verify_segment,
     verify_table,
 )
-from tests import reference
 from tests.conftest import REGION
+from tests.support import reference
+from tests.support.tables import SK_NUMBER, create_table, fill
 from tests.support.writer import ConcurrentWriter, default_item
 
 KEYS = ("pk", "sk")
 SEGMENTS = 2
-
-
-def create_table(ddb: Any, name: str, *, stream: bool = False) -> None:
-    kwargs: dict[str, Any] = {}
-    if stream:
-        kwargs["StreamSpecification"] = {
-            "StreamEnabled": True,
-            "StreamViewType": "NEW_AND_OLD_IMAGES",
-        }
-    ddb.create_table(
-        TableName=name,
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "N"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-        **kwargs,
-    )
-
-
-def put_all(ddb: Any, table: str, items: list[dict[str, Any]]) -> None:
-    for start in range(0, len(items), 25):
-        ddb.batch_write_item(
-            RequestItems={table: [{"PutRequest": {"Item": i}} for i in items[start : start + 25]]}
-        )
 
 
 def make_items(n: int, seed: int = 1) -> list[dict[str, Any]]:
@@ -113,11 +85,11 @@ class Planted:
 
 def plant(ddb: Any, endpoint: str, source: str, target: str) -> tuple[MigrationSpec, Planted]:
     """A 120-item source, a copy as target, then divergence planted in the target."""
-    create_table(ddb, source)
-    create_table(ddb, target)
+    create_table(ddb, source, **SK_NUMBER)
+    create_table(ddb, target, **SK_NUMBER)
     items = make_items(120)
-    put_all(ddb, source, items)
-    put_all(ddb, target, items)
+    fill(ddb, source, items)
+    fill(ddb, target, items)
     p = Planted()
     for i in p.missing:
         ddb.delete_item(TableName=target, Key=key(i))
@@ -304,11 +276,11 @@ def test_recheck_settles_a_suspect_fixed_meanwhile(ddb: Any, planted: Any) -> No
 
 def test_tombstones_are_never_counted(ddb: Any, endpoint: str, table_name: Any) -> None:
     source, target = table_name("vsrc"), table_name("vtgt")
-    create_table(ddb, source)
-    create_table(ddb, target)
+    create_table(ddb, source, **SK_NUMBER)
+    create_table(ddb, target, **SK_NUMBER)
     items = make_items(60)
-    put_all(ddb, source, items)
-    put_all(ddb, target, items)
+    fill(ddb, source, items)
+    fill(ddb, target, items)
     # Tombstones of deleted keys (absent from the source): not extra.
     for i in (500, 501):
         ddb.put_item(TableName=target, Item={**key(i), TOMBSTONE_ATTR: {"N": "1"}})
@@ -437,8 +409,8 @@ def test_in_flight_writes_are_not_reported_as_divergent(
     ddb: Any, streams: Any, endpoint: str, table_name: Any
 ) -> None:
     source, target = table_name("vsrc"), table_name("vtgt")
-    create_table(ddb, source, stream=True)
-    create_table(ddb, target)
+    create_table(ddb, source, **SK_NUMBER, stream=True)
+    create_table(ddb, target, **SK_NUMBER)
     arn = ddb.describe_table(TableName=source)["Table"]["LatestStreamArn"]
     replicator = DelayedReplicator(ddb, streams, arn, target, delay=0.4)
     replicator.thread.start()
@@ -480,11 +452,11 @@ def test_recheck_without_waiting_for_the_replicator_would_report_in_flight_write
 ) -> None:
     """The control for the test above: a real lost write is divergent even with waits."""
     source, target = table_name("vsrc"), table_name("vtgt")
-    create_table(ddb, source)
-    create_table(ddb, target)
+    create_table(ddb, source, **SK_NUMBER)
+    create_table(ddb, target, **SK_NUMBER)
     items = make_items(30)
-    put_all(ddb, source, items)
-    put_all(ddb, target, items[:-1])
+    fill(ddb, source, items)
+    fill(ddb, target, items[:-1])
     spec = spec_for(endpoint, source, target)
     rc = recheck(spec, all_suspects(verify_table(spec, checkpoint=False)), caught_up=lambda t: True)
     assert rc.divergent == 1 and rc.divergent_keys[0].kind == "missing"
@@ -498,15 +470,15 @@ def _ttl_tables(ddb: Any, table_name: Any) -> tuple[str, str, float]:
     TTL time older than DynamoDB's five-year horizon, which never expires), the target already
     expired one the source still holds, and one target item is a plain extra (future TTL)."""
     source, target = table_name("tsrc"), table_name("ttgt")
-    create_table(ddb, source)
-    create_table(ddb, target)
+    create_table(ddb, source, **SK_NUMBER)
+    create_table(ddb, target, **SK_NUMBER)
     ddb.update_time_to_live(
         TableName=source, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires"}
     )
     now = time.time()
     items = make_items(30)
-    put_all(ddb, source, items)
-    put_all(ddb, target, items)
+    fill(ddb, source, items)
+    fill(ddb, target, items)
     past, future = {"N": str(int(now) - 3600)}, {"N": str(int(now) + 3600)}
     for i in (600, 601):  # the source expired them; TTL deletes skipped: the target keeps them
         ddb.put_item(TableName=target, Item={**key(i), "expires": past, "x": {"S": "old"}})

@@ -19,12 +19,10 @@ role (SourceRoleArn / TargetRoleArn): the handlers then assume those roles.
 from __future__ import annotations
 
 import importlib.util
-import io
 import json
 import os
 import time
 import uuid
-import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -41,7 +39,9 @@ from dynashift.models import MigrationSpec, TableLocation
 from dynashift.state import StateStore
 from dynashift.workflow.migrate import migration_id_for, state_table_name
 from tests.support import sam_template
+from tests.support.functions import create_function
 from tests.support.iam_calls import Deployment, Recorder
+from tests.support.lambda_context import LambdaContext
 from tests.support.sam_template import ACCOUNT, REGION, Resolver
 from tests.support.tables import create_table
 
@@ -56,22 +56,6 @@ LAMBDA_RUNTIME_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
 }
-
-
-class LambdaContext:
-    """What Lambda passes as the context (nothing else)."""
-
-    def __init__(self, function_name: str) -> None:
-        self.function_name = function_name
-        self.function_version = "$LATEST"
-        self.memory_limit_in_mb = 1024
-        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}"
-        self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{function_name}"
-        self.log_stream_name = "stream"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 300_000
 
 
 @dataclass
@@ -176,19 +160,7 @@ def _client(service: str, endpoint: str, region: str = REGION) -> Any:
 
 
 def _lambda_function(endpoint: str, name: str) -> str:
-    iam = _client("iam", endpoint)
-    role = iam.create_role(RoleName=f"r-{name}"[:64], AssumeRolePolicyDocument="{}")
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("app.py", "def handler(e, c):\n    return e\n")
-    fn = _client("lambda", endpoint).create_function(
-        FunctionName=name,
-        Runtime="python3.12",
-        Role=role["Role"]["Arn"],
-        Handler="app.handler",
-        Code={"ZipFile": buf.getvalue()},
-    )
-    return str(fn["FunctionArn"])
+    return create_function(endpoint, name)
 
 
 def stack_names(suffix: str, spec: MigrationSpec) -> dict[str, str]:

@@ -340,7 +340,7 @@ def stream_resource_policy(role_arns: list[str], stream_arn: str) -> dict[str, A
 def main() -> int:
     import os
 
-    from tests.moto_server import MotoServer
+    from tests.support.moto_server import MotoServer
 
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")

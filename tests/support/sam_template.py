@@ -24,12 +24,11 @@ from typing import Any
 
 import yaml
 
+from tests.support.tables import ACCOUNT, REGION
+
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 
-#: The account and region of the moto server (moto's default account).
-ACCOUNT = "123456789012"
-REGION = "us-east-1"
 PARTITION = "aws"
 
 

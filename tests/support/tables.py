@@ -12,25 +12,38 @@ from botocore.config import Config
 
 from tests.support.writer import default_item
 
+#: The account and region of the moto server (moto's default account).
+ACCOUNT = "123456789012"
 REGION = "us-east-1"
+HASH_ONLY = [{"AttributeName": "pk", "KeyType": "HASH"}]
+HASH_RANGE = [
+    {"AttributeName": "pk", "KeyType": "HASH"},
+    {"AttributeName": "sk", "KeyType": "RANGE"},
+]
+#: `create_table(ddb, name, **SK_NUMBER)`: keyed pk (S) + sk (N).
+SK_NUMBER: dict[str, Any] = {"sort_key": "sk", "types": {"sk": "N"}}
 
 
 def client(endpoint: str, service: str = "dynamodb", attempts: int = 10) -> Any:
-    """A fresh client on `endpoint` (a moto server or a FaultProxy), standard retries."""
+    """A fresh client on `endpoint` (a moto server or a FaultProxy), standard retries; its own,
+    so faults can be registered on it (never on the shared `ddb` fixture)."""
     return boto3.client(
         service,
         region_name=REGION,
         endpoint_url=endpoint,
-        config=Config(retries={"mode": "standard", "total_max_attempts": attempts}),
+        config=Config(
+            retries={"mode": "standard", "total_max_attempts": attempts},
+            max_pool_connections=32,  # the backfill's writers share one client
+        ),
     )
 
 
 def create_table(
     ddb: Any,
     name: str,
+    key_schema: list[dict[str, str]] | None = None,
     *,
     sort_key: str | None = None,
-    key_schema: list[dict[str, str]] | None = None,
     types: dict[str, str] | None = None,
     stream: bool = False,
     **extra: Any,
@@ -61,6 +74,23 @@ def create_table(
         }
     ddb.create_table(**kwargs)
     return name
+
+
+def enable_stream(ddb: Any, table: str) -> str:
+    """Turn on NEW_AND_OLD_IMAGES (after the initial fill, like a live table) -> stream ARN."""
+    resp = ddb.update_table(
+        TableName=table,
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    return str(resp["TableDescription"]["LatestStreamArn"])
+
+
+def simple_items(n: int, start: int = 0) -> list[dict[str, Any]]:
+    """`n` small items keyed pk=S `k00000`... with a number `v` and a string `s`."""
+    return [
+        {"pk": {"S": f"k{i:05d}"}, "v": {"N": str(i)}, "s": {"S": f"item {i}"}}
+        for i in range(start, start + n)
+    ]
 
 
 def varied_items(n: int, seed: int = 0, prefix: str = "k") -> list[dict[str, Any]]:

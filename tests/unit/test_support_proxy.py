@@ -11,8 +11,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError
 
-from tests.reference import scan_all
 from tests.support.fault_proxy import FaultProxy, FaultRule
+from tests.support.reference import scan_all
 
 
 def _client(url: str, attempts: int = 1) -> Any:

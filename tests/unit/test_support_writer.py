@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.reference import _plain, scan_all
+from tests.support.reference import _plain, scan_all
 from tests.support.writer import OPERATIONS, ConcurrentWriter, default_item
 
 ALL_TYPES = {"S", "N", "B", "BOOL", "NULL", "L", "M", "SS", "NS", "BS"}

@@ -22,6 +22,9 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.sam_template import CfnLoader
+from tests.support.sam_template import load as load_template_yaml
+
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 
@@ -83,32 +86,11 @@ BROAD_RESOURCE = re.compile(
 )
 
 
-class CfnLoader(yaml.SafeLoader):
-    """A YAML loader that accepts CloudFormation's short-form tags (!Ref, !Sub, ...)."""
-
-
-def _cfn_tag(loader: CfnLoader, tag_suffix: str, node: yaml.Node) -> Any:
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-    if tag_suffix == "Ref":
-        return {"Ref": value}
-    if tag_suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    return {f"Fn::{tag_suffix}": value}
-
-
-CfnLoader.add_multi_constructor("!", _cfn_tag)
-
-
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
     if not TEMPLATE.exists():
         pytest.fail("template.yaml is missing")
-    doc = yaml.load(TEMPLATE.read_text(), Loader=CfnLoader)
+    doc = load_template_yaml(TEMPLATE.read_text())
     assert isinstance(doc, dict) and "Resources" in doc
     return doc
 

@@ -5,7 +5,7 @@ re-creates of every attribute type, seeded) on the source, runs `migrate` (the A
 the local runner, cutover on) while it writes, stops the writer when the run reaches
 STOP_AT (after the backfill and the verification scans), lets the run recheck, report READY
 and cut over (the drain applies every record written before it), and compares source and
-target with the INDEPENDENT reference (`tests/reference.py`: boto3 deserializer + ==).
+target with the INDEPENDENT reference (`tests/support/reference.py`: boto3 deserializer + ==).
 Identical means: no lost write (missing or differing), no resurrected delete (extra) and no
 tombstone left (a tombstone is an extra item).
 
@@ -24,11 +24,11 @@ import pytest
 
 from dynashift.workflow.migrate import MigrationRunner
 from dynashift.workflow.steps import WorkflowInput, state_store
-from tests.reference import assert_identical, diff_tables
 from tests.support.fault_proxy import FaultProxy
+from tests.support.reference import assert_identical, diff_tables
 from tests.support.tables import create_table, fill, varied_items
+from tests.support.workflow import workflow_input
 from tests.support.writer import ConcurrentWriter
-from tests.workflow.helpers import workflow_input
 
 ITEMS = 250
 VERSION = "ver"

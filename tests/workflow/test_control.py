@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import io
-import json
 import re
-import zipfile
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 
 from dynashift.workflow.control import (
@@ -18,35 +14,20 @@ from dynashift.workflow.control import (
     stream_backlog,
 )
 from dynashift.workflow.runner import step_of, substitute
-from tests.support.tables import create_table
-from tests.workflow.helpers import workflow_input
+from tests.support.functions import create_function
+from tests.support.tables import client, create_table, enable_stream
+from tests.support.workflow import workflow_input
 
 
 def _stream(ddb: Any, name: str) -> str:
     create_table(ddb, name)
-    return str(
-        ddb.update_table(
-            TableName=name,
-            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-        )["TableDescription"]["LatestStreamArn"]
-    )
+    return enable_stream(ddb, name)
 
 
 def _function(endpoint: str, name: str) -> Any:
-    iam = boto3.client("iam", region_name="us-east-1", endpoint_url=endpoint)
-    role = iam.create_role(RoleName=f"r-{name}", AssumeRolePolicyDocument=json.dumps({}))
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("app.py", "def handler(e, c):\n    return e\n")
-    lam = boto3.client("lambda", region_name="us-east-1", endpoint_url=endpoint)
-    lam.create_function(
-        FunctionName=name,
-        Runtime="python3.12",
-        Role=role["Role"]["Arn"],
-        Handler="app.handler",
-        Code={"ZipFile": buf.getvalue()},
-    )
-    return lam
+    """Function `name` on the server -> a Lambda client of the server."""
+    create_function(endpoint, name)
+    return client(endpoint, "lambda")
 
 
 def test_event_source_mapping_start_is_idempotent_and_stop_removes_it(

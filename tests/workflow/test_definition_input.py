@@ -36,11 +36,19 @@ from dynashift.workflow.steps import (
     validate,
     validate_execution_input,
 )
-from tests.reference import assert_identical
+from tests.support.events import load_event
+from tests.support.reference import assert_identical
 from tests.support.tables import create_table, fill, varied_items
 
 DOCS = [ROOT / "docs" / "workflow.md", ROOT / "docs" / "aws.md"]
 EXAMPLE = re.compile(r"(?:<!-- example: (?P<marker>[^>]*?) -->\s*)?```json\n(?P<body>.*?)```", re.S)
+
+#: The smallest input the console accepts (documented in docs/; tests/events/).
+CONSOLE_INPUT = "console_minimal_input.json"
+
+
+def minimal_input() -> dict[str, Any]:
+    return load_event(CONSOLE_INPUT)
 
 
 def doc_examples() -> list[tuple[str, str, dict[str, Any]]]:
@@ -97,8 +105,8 @@ def stack_env(
 
 def test_the_docs_hold_the_minimal_and_a_rejected_example() -> None:
     examples = doc_examples()
-    assert any(e[2] == {"spec": {"source": {"name": "orders"}, "target": {"name": "orders-v2"}}}
-               for e in examples), "the minimal console input is not documented"  # fmt: skip
+    minimal = minimal_input()
+    assert any(e[2] == minimal for e in examples), "the minimal console input is not documented"
     assert any(e[1].startswith("rejected ") for e in examples)
 
 
@@ -162,7 +170,7 @@ def _tables(ddb: Any) -> list[str]:
 
 def test_validate_applies_defaults_and_the_stack_environment(stack_env: pytest.MonkeyPatch) -> None:
     stack_env.setenv("DYNASHIFT_MIGRATION_ID", "orders-v2")
-    raw = {"spec": {"source": {"name": "orders"}, "target": {"name": "orders-v2"}}}
+    raw = minimal_input()
     workflow = normalise_input(raw, lambda_settings())
     assert workflow.spec.migration_id == "orders-v2"
     assert workflow.spec.state.name == lambda_settings().state_table
@@ -176,7 +184,7 @@ def test_an_input_that_differs_from_the_replicators_stack_settings_is_refused(
     stack_env: pytest.MonkeyPatch,
 ) -> None:
     stack_env.setenv("DYNASHIFT_MIGRATION_ID", "orders-v2")
-    raw: dict[str, Any] = {"spec": {"source": {"name": "orders"}, "target": {"name": "orders-v2"}}}
+    raw: dict[str, Any] = minimal_input()
     env = lambda_settings()
     check_replicator_settings(normalise_input(raw, env).spec, env)  # as deployed: accepted
     versioned = normalise_input({"spec": {**raw["spec"], "version_attribute": "v"}}, env).spec
@@ -233,7 +241,7 @@ def test_every_handler_turns_a_validation_error_into_bad_input() -> None:
 def test_worker_budget_must_fit_the_function_timeout(stack_env: pytest.MonkeyPatch) -> None:
     stack_env.setenv("DYNASHIFT_MIGRATION_ID", "m-1")
     stack_env.setenv("DYNASHIFT_WORKER_TIMEOUT_SECONDS", "300")
-    raw = {"spec": {"source": {"name": "orders"}, "target": {"name": "orders-v2"}}}
+    raw = minimal_input()
     with pytest.raises(BadInputError, match=r"^spec.worker_budget_seconds: 600 s .* at most 240$"):
         validate_execution_input({"input": raw}, lambda_settings())
 
@@ -269,6 +277,6 @@ def test_parse_event_keeps_the_one_line_contract() -> None:
 
 def test_state_store_of_the_normalised_spec_is_the_stacks(stack_env: pytest.MonkeyPatch) -> None:
     stack_env.setenv("DYNASHIFT_MIGRATION_ID", "m-3")
-    raw = {"spec": {"source": {"name": "orders"}, "target": {"name": "orders-v2"}}}
+    raw = minimal_input()
     spec = normalise_input(raw, lambda_settings()).spec
     assert state_store(spec).table == lambda_settings().state_table

@@ -142,9 +142,9 @@ def test_late_approval_runs_the_checklist_again_before_the_cutover(
     ddb: Any, endpoint: str, table_name: Any
 ) -> None:
     from dynashift.workflow.migrate import MigrationRunner
-    from tests.reference import assert_identical
+    from tests.support.reference import assert_identical
     from tests.support.tables import fill, varied_items
-    from tests.workflow.helpers import workflow_input
+    from tests.support.workflow import workflow_input
 
     source, target = table_name("wf-late-src"), table_name("wf-late-tgt")
     create_table(ddb, source)

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from dynashift.errors import RuntimeFailure
 from dynashift.workflow.esm import EventSourceMappingEmulator
@@ -33,10 +32,11 @@ from dynashift.workflow.runner import LocalStepFunctions
 from dynashift.workflow.sandbox import CREDENTIAL_VARIABLES
 from dynashift.workflow.steps import state_store
 from dynashift.workflow.template import TEMPLATE, Stack, load_template
-from tests.reference import assert_identical
+from tests.support.reference import assert_identical
+from tests.support.sam_template import load as load_template_yaml
 from tests.support.tables import create_table, fill, varied_items
+from tests.support.workflow import workflow_input
 from tests.support.writer import ConcurrentWriter
-from tests.workflow.helpers import workflow_input
 
 RUNTIME_VARIABLES = {
     "AWS_REGION",
@@ -90,20 +90,13 @@ def handler(event, context):
 """
 
 
-class _Tags(yaml.SafeLoader):
-    """The test's own reading of the template's tags (independent of dynashift's resolver)."""
-
-
-_Tags.add_multi_constructor("!", lambda loader, suffix, node: {"tag": suffix})
-
-
 def _declared_variables(text: str, function: str) -> tuple[set[str], set[str]]:
     """(variables always set, variables set only when their `!If` condition holds)."""
-    doc = yaml.load(text, Loader=_Tags)
+    doc = load_template_yaml(text)
     variables = dict(doc["Globals"]["Function"]["Environment"]["Variables"])
     props = doc["Resources"][function]["Properties"]
     variables.update((props.get("Environment") or {}).get("Variables") or {})
-    conditional = {k for k, v in variables.items() if v == {"tag": "If"}}
+    conditional = {k for k, v in variables.items() if isinstance(v, dict) and "Fn::If" in v}
     return set(variables) - conditional, conditional
 
 

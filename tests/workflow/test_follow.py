@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.reference import assert_identical
+from tests.support.reference import assert_identical
 from tests.support.tables import create_table, fill, varied_items
 from tests.support.writer import ConcurrentWriter
 

@@ -23,11 +23,11 @@ from dynashift.workflow.migrate import (
 )
 from dynashift.workflow.runner import DEFINITION
 from dynashift.workflow.steps import state_store
-from tests.reference import assert_identical
 from tests.support.fault_proxy import FaultProxy
+from tests.support.reference import assert_identical
 from tests.support.tables import create_table, fill, list_tables, varied_items, wait_until
+from tests.support.workflow import workflow_input
 from tests.support.writer import ConcurrentWriter
-from tests.workflow.helpers import workflow_input
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ import boto3
 from dynashift.verify import load_recheck_result
 from dynashift.workflow.migrate import MigrationRunner
 from dynashift.workflow.steps import state_store
-from tests.reference import assert_identical
+from tests.support.reference import assert_identical
 from tests.support.tables import create_table, fill, varied_items
-from tests.workflow.helpers import REGION, workflow_input
+from tests.support.workflow import REGION, workflow_input
 
 
 def test_a_key_written_twice_a_second_through_the_recheck_ends_ready(
