@@ -33,6 +33,7 @@ class Bench:
 
 #: Every bench, cheapest first. `full` reproduces the README's performance table.
 BENCHES = (
+    Bench("capacity_model", quick=(), full=()),
     Bench("verify_modes", quick=("--items", "5000"), full=("--items", "5000")),
     Bench("sync_diff", quick=("--items", "5000", "--rounds", "1"), full=("--rounds", "3")),
     Bench(
