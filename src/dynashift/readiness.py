@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dynashift.aws import error_code
 from dynashift.errors import BadInputError
-from dynashift.state import StateStore
+from dynashift.state import StateStore, state_store
 
 Verdict = Literal["READY", "NOT READY"]
 
@@ -432,7 +432,7 @@ def gather_readiness(
     )
 
     if state is None:
-        state = StateStore(spec.state.clients().dynamodb(), spec.state.name, spec.migration_id)
+        state = state_store(spec)
     options = (
         target_options
         if target_options is not None

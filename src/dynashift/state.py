@@ -43,13 +43,16 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from dynashift.aws import error_code
 from dynashift.errors import RuntimeFailure
 from dynashift.items import Item, from_event_json, key_from_id, key_id, to_event_json
+
+if TYPE_CHECKING:
+    from dynashift.models import MigrationSpec
 
 #: Deletes in the source become tombstones in the target (invariant I5).
 PHASE_BACKFILL = "BACKFILL"
@@ -765,3 +768,16 @@ class StateStore:
     def report(self) -> dict[str, Any] | None:
         item = self._get(REPORT)
         return json.loads(item["data"]["S"]) if item else None
+
+
+def state_store(spec: MigrationSpec) -> StateStore:
+    """The state store of a migration, on the spec's state table."""
+    return StateStore(spec.state.clients().dynamodb(), spec.state.name, spec.migration_id)
+
+
+def existing_state_store(spec: MigrationSpec) -> StateStore | None:
+    """The spec's state store, or None when its table does not exist (library use, tests)."""
+    client = spec.state.clients().dynamodb()
+    if not StateStore.table_exists(client, spec.state.name):
+        return None
+    return StateStore(client, spec.state.name, spec.migration_id)

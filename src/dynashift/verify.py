@@ -60,7 +60,7 @@ from dynashift.items import (
 )
 from dynashift.models import MigrationSpec
 from dynashift.readiness import VERIFY_PREFIX, VerificationSummary
-from dynashift.state import StateStore
+from dynashift.state import StateStore, existing_state_store
 from dynashift.sync import ItemDiffer, diff_page, find_extra, lookup_keys, repair_keys
 from dynashift.tables import BATCH_GET_MAX, BatchStats, describe_table, scan_pages, table_keys
 
@@ -542,7 +542,7 @@ def verify_segment(
         raise BadInputError(f"merge buffer {merge_buffer} must be at least 2")
     sides = _Sides(spec, source_client, target_client)
     if checkpoint and state is None:
-        state = default_state(spec)
+        state = existing_state_store(spec)
     if cursor is not None and not isinstance(cursor, VerifyResult) and "segment" not in cursor:
         # A bare VerifyCursor: the counts live in the state store. A checkpoint ahead of the
         # cursor (a retried call whose answer was lost) is a consistent later point: use it.
@@ -910,14 +910,6 @@ def load_verify_result(state: StateStore, segment: int) -> VerifyResult | None:
     return VerifyResult.model_validate_json(item["data"]["S"]) if item else None
 
 
-def default_state(spec: MigrationSpec) -> StateStore | None:
-    """The spec's state store, or None when its table does not exist (library use, tests)."""
-    client = spec.state.clients().dynamodb()
-    if not StateStore.table_exists(client, spec.state.name):
-        return None
-    return StateStore(client, spec.state.name, spec.migration_id)
-
-
 def save_recheck_result(state: StateStore, result: RecheckResult) -> None:
     state.put_record(
         RECHECK_SK,
@@ -934,7 +926,7 @@ def load_recheck_result(state: StateStore) -> RecheckResult | None:
 def _store(spec: MigrationSpec, state: StateStore | None) -> StateStore:
     if state is not None:
         return state
-    found = default_state(spec)
+    found = existing_state_store(spec)
     if found is None:
         raise BadInputError(f"state table {spec.state.name!r} does not exist")
     return found

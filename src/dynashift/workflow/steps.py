@@ -17,37 +17,52 @@ import math
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from dynashift.backfill import SegmentResult, run_segment, start_backfill
 from dynashift.errors import BadInputError, DynashiftError
 from dynashift.models import MigrationSpec
 from dynashift.ratelimit import RateLimiter
-from dynashift.state import StateStore
+from dynashift.state import StateStore, existing_state_store, state_store
 from dynashift.tables import describe_table
-from dynashift.target import TargetOptions
 from dynashift.tombstones import finish_backfill as _finish_backfill
-from dynashift.workflow.control import LagStatus, ReplicationControl
+from dynashift.workflow.types import (
+    DISTRIBUTED_THRESHOLD,
+    HISTORY_EVENTS_QUOTA,  # noqa: F401  (re-exported)
+    ApprovalEvent,
+    FinishResult,
+    LagStatus,
+    LoopEstimate,
+    PlanResult,
+    PrepareTargetEvent,
+    ReadinessEvent,
+    ReadinessOutput,
+    ReplicationControl,
+    ReplicationEvent,
+    ReportEvent,
+    SegmentEvent,
+    StepEvent,
+    StreamEvent,
+    ValidateEvent,
+    ValidationResult,
+    VerifyOutput,
+    WorkflowInput,
+    WorkflowSettings,
+)
 
 if TYPE_CHECKING:
     from dynashift.settings import LambdaSettings
 
 log = logging.getLogger("dynashift.workflow")
 
-#: Step Functions' history quota per execution.
-HISTORY_EVENTS_QUOTA = 25_000
 #: History events of one turn of a segment loop inline (TaskStateEntered, TaskScheduled,
 #: TaskStarted, TaskSucceeded, TaskStateExited, ChoiceStateEntered, ChoiceStateExited).
 EVENTS_PER_LOOP_TURN = 7
 #: History events of one inline Map iteration besides its turns (iteration started/succeeded,
 #: the final Pass entered/exited).
 EVENTS_PER_ITERATION = 4
-#: Above this many estimated history events of the two segment loops, the Map states run as
-#: Distributed Maps (each segment's loop in a child execution with its own history). Half the
-#: quota: the rest is left to retries and the poll loops (target, stream, lag, drain).
-DISTRIBUTED_THRESHOLD = HISTORY_EVENTS_QUOTA // 2
 #: Conservative worker throughput used to estimate invocations (docs/limits.md): a backfill
 #: worker writes with conditional puts at about half one partition's 1,000 WCU; a verification
 #: worker reads two tables.
@@ -58,167 +73,6 @@ VERIFY_BYTES_PER_SECOND = 1024 * 1024.0
 #: Seconds a worker function keeps beyond `worker_budget_seconds` (a page being written, the
 #: checkpoint): Validate refuses a budget closer than this to the function timeout.
 WORKER_TIMEOUT_MARGIN_SECONDS = 60.0
-
-
-# --- models that travel in the state machine -------------------------------------------------
-
-
-class WorkflowSettings(BaseModel):
-    """How the workflow runs (not what it migrates)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    #: Seconds between polls of the target, the stream and the replication lag.
-    poll_seconds: int = Field(default=5, ge=0, le=3600)
-    #: Map MaxConcurrency: segment workers running at once.
-    max_concurrency: int = Field(default=10, ge=1, le=1000)
-    #: Wait for an operator's approval (task token) after READY, then cut over.
-    approval: bool = False
-    #: After READY, drain the stream and stop the replicator (without approval).
-    cutover: bool = False
-    #: How long to wait for the replicator to catch up before the readiness checklist.
-    catchup_timeout_seconds: float = Field(default=900.0, gt=0)
-    #: Verification lookup mode (see docs/verify.md).
-    verify_mode: Literal["auto", "batch", "merge"] = "auto"
-    #: Estimated history events of the segment loops above which the Maps run distributed
-    #: (docs/limits.md; 1: always distributed).
-    distributed_threshold: int = Field(default=DISTRIBUTED_THRESHOLD, ge=1)
-    #: How long the approval step waits for a decision (TimeoutSecondsPath); default 7 days.
-    approval_timeout_seconds: int = Field(default=7 * 24 * 3600, ge=1, le=365 * 24 * 3600)
-    #: An approval given longer than this after the readiness checklist re-runs the checklist
-    #: before the cutover.
-    approval_max_age_seconds: int = Field(default=3600, ge=0)
-
-
-class WorkflowInput(BaseModel):
-    """The execution input of the migration state machine."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    spec: MigrationSpec
-    target_options: TargetOptions = Field(default_factory=TargetOptions)
-    settings: WorkflowSettings = Field(default_factory=WorkflowSettings)
-
-
-class StepEvent(BaseModel):
-    """What every Task receives: the spec and the settings (more fields per step below)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    spec: MigrationSpec
-    settings: WorkflowSettings = Field(default_factory=WorkflowSettings)
-
-
-class ValidateEvent(StepEvent):
-    target_options: TargetOptions = Field(default_factory=TargetOptions)
-
-
-class PrepareTargetEvent(StepEvent):
-    target_options: TargetOptions = Field(default_factory=TargetOptions)
-    action: Literal["start", "poll"]
-
-
-class StreamEvent(StepEvent):
-    action: Literal["enable", "poll"]
-
-
-class ReplicationEvent(StepEvent):
-    action: Literal["start", "start_after_backfill", "lag", "drain", "stop"]
-    stream_arn: str | None = None
-    since: datetime | None = None
-
-
-class SegmentEvent(StepEvent):
-    segment: int = Field(ge=0)
-    cursor: dict[str, Any] | None = None
-
-
-class ApprovalEvent(StepEvent):
-    task_token: str = Field(min_length=1)
-    #: The waiting execution (`$$.Execution.Id`), named in the notification and checked by the
-    #: decision function.
-    execution_arn: str | None = None
-
-
-class ReadinessEvent(StepEvent):
-    #: After the approval: keep a READY checklist saved at most this long ago, run it again
-    #: otherwise (None: always run it).
-    max_age_seconds: int | None = Field(default=None, ge=0)
-
-
-class ReportEvent(BaseModel):
-    """What the report states send: the spec (READY / NOT READY) or, on the failure paths that
-    any state (Validate included) reaches, the whole state as `input` with `failure`."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    spec: MigrationSpec | None = None
-    settings: WorkflowSettings = Field(default_factory=WorkflowSettings)
-    outcome: Literal["READY", "NOT_READY", "FAILED", "REJECTED"]
-    failure: dict[str, Any] | None = None
-    #: The state at the failure: the normalised input, or the raw console input when Validate
-    #: rejected it (read leniently: it may be what was wrong).
-    input: dict[str, Any] | None = None
-
-
-class ValidationResult(BaseModel):
-    source: str
-    target: str
-    target_action: str
-    stream: dict[str, Any]
-    warnings: list[str] = Field(default_factory=list)
-
-
-class PlanResult(BaseModel):
-    segments: list[int]
-    count: int
-    distributed: bool
-    #: Estimated worker invocations of the backfill and verification loops together.
-    invocations: int = 0
-    #: Estimated history events of those loops if the Maps ran inline.
-    history_events: int = 0
-
-
-class LoopEstimate(BaseModel):
-    """What the segment loops of a table will cost (docs/limits.md)."""
-
-    segments: int
-    backfill_invocations: int
-    verify_invocations: int
-    invocations: int
-    history_events: int
-    distributed: bool
-
-
-class FinishResult(BaseModel):
-    """One turn of the "Finish backfill" loop (counts of this invocation)."""
-
-    done: bool
-    registered: int = 0
-    removed: int = 0
-    recreated: int = 0
-
-
-class VerifyOutput(BaseModel):
-    """What a verification worker returns to the state machine: its cursor and counts. The
-    suspects (keys) stay in the segment's checkpoint in the state store."""
-
-    segment: int
-    done: bool
-    cursor: dict[str, Any]
-    counts: dict[str, int]
-    suspects: int = 0
-
-
-class ReadinessOutput(BaseModel):
-    """The verdict for the Choice; the report itself is saved in the state store."""
-
-    ready: bool
-    verdict: str
-    #: Names of the failing required checks (a fixed, short list).
-    failing: list[str] = Field(default_factory=list)
-    #: False when a fresh saved checklist was kept (`max_age_seconds`).
-    rechecked: bool = True
 
 
 class StepResult(BaseModel):
@@ -276,18 +130,6 @@ def normalise_input(raw: Any, env: LambdaSettings | None = None) -> WorkflowInpu
             }
         data["spec"] = spec
     return parse_event(WorkflowInput, data)
-
-
-def state_store(spec: MigrationSpec) -> StateStore:
-    """The state store of a migration, on the spec's state table."""
-    return StateStore(spec.state.clients().dynamodb(), spec.state.name, spec.migration_id)
-
-
-def _existing_state(spec: MigrationSpec) -> StateStore | None:
-    client = spec.state.clients().dynamodb()
-    if not StateStore.table_exists(client, spec.state.name):
-        return None
-    return StateStore(client, spec.state.name, spec.migration_id)
 
 
 def _dump(model: Any) -> dict[str, Any]:
@@ -385,7 +227,7 @@ def validate(
         expected = (stack or {}).get(field)
         if expected and expected != value:
             raise BadInputError(f"{field}: {value!r} is not this stack's {expected!r}")
-    state = _existing_state(spec)
+    state = existing_state_store(spec)
     check = check_target(spec.source, spec.target, event.target_options, state)
     if event.target_options.replica_regions and check.spec.billing_mode == "PROVISIONED":
         # UpdateTable refuses a replica on a PROVISIONED table without write auto scaling,
@@ -848,7 +690,7 @@ def report(
         data["error"] = failure.get("Error")
         data["cause"] = _cause_text(failure.get("Cause"))
     if outcome != "REJECTED" and spec is not None:
-        state = _existing_state(spec)
+        state = existing_state_store(spec)
         if state is not None:
             saved = state.report()
             if saved and outcome in ("READY", "NOT_READY"):
