@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from dynashift.aws import error_code
-from dynashift.errors import RuntimeFailure
+from dynashift.errors import BadInputError, RuntimeFailure
 from dynashift.items import Item, from_event_json, key_from_id, key_id, to_event_json
 
 if TYPE_CHECKING:
@@ -362,6 +362,26 @@ class StateStore:
                 if error_code(exc) != "ConditionalCheckFailedException":
                     raise
         raise RuntimeFailure(f"migration {self.migration_id}: meta record kept changing")
+
+    def segment_count(
+        self, requested: int | None = None, *, meta: Mapping[str, Any] | None = None
+    ) -> int | None:
+        """The one home of "a resume keeps its segment count": the count this migration was
+        started with (recorded in the meta record by the plan step), else `requested`.
+
+        A resumed segment must be the same slice of the scan as the checkpoint it resumes, so a
+        `requested` count other than the recorded one is refused: BadInputError naming
+        `segments`. `meta`: the meta record when the caller has just read it.
+        """
+        recorded = (meta if meta is not None else self.get_meta() or {}).get("segments")
+        if recorded is None:
+            return requested
+        if requested is not None and int(recorded) != requested:
+            raise BadInputError(
+                f"segments: {requested}, but migration {self.migration_id} was started with "
+                f"{recorded} segments; resume it with the same count"
+            )
+        return int(recorded)
 
     def phase(self) -> str | None:
         item = self._get(META)

@@ -28,7 +28,7 @@ from typing import Any, TextIO
 from dynashift.errors import BadInputError, DynashiftError, RuntimeFailure
 from dynashift.models import MigrationSpec, TableLocation
 from dynashift.progress import Progress
-from dynashift.state import StateStore, state_table_name
+from dynashift.state import StateStore, existing_state_store, state_table_name
 from dynashift.workflow.control import EventSourceMappingControl
 from dynashift.workflow.definition import BAD_INPUT
 from dynashift.workflow.runner import REGION, ExecutionOutcome, LocalStepFunctions
@@ -455,15 +455,12 @@ def failure_of(outcome: ExecutionOutcome) -> tuple[str, str | None]:
 
 def plan_segment_count(spec: MigrationSpec, requested: int | None, minimum: int = 4) -> int:
     """The segment count of a run: the one recorded by an earlier run of this migration (a
-    resume must keep it; a different `requested` count is refused by validation), else the
-    requested one, else planned from the source's size (at least `minimum`)."""
-    client = spec.state.clients().dynamodb()
-    if StateStore.table_exists(client, spec.state.name):
-        recorded = (state_store(spec).get_meta() or {}).get("segments")
-        if recorded is not None and requested is None:
-            return int(recorded)
-    if requested is not None:
-        return requested
+    resume must keep it: `StateStore.segment_count` refuses a different `requested` count),
+    else the requested one, else planned from the source's size (at least `minimum`)."""
+    state = existing_state_store(spec)
+    count = state.segment_count(requested) if state is not None else requested
+    if count is not None:
+        return count
     from dynashift.backfill import plan_segments
     from dynashift.tables import describe_table
 

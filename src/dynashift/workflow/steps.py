@@ -239,13 +239,7 @@ def validate(
         )
     stream = check_stream(spec.source, spec.replace_stream)
     if state is not None:
-        meta = state.get_meta() or {}
-        recorded = meta.get("segments")
-        if recorded is not None and int(recorded) != spec.segments:
-            raise BadInputError(
-                f"--segments {spec.segments}: migration {spec.migration_id} was started with "
-                f"{recorded} segments; resume it with the same count"
-            )
+        state.segment_count(spec.segments)
     return ValidationResult(
         source=spec.source.display(),
         target=spec.target.display(),
@@ -373,12 +367,8 @@ def plan_segments(event: StepEvent) -> PlanResult:
     spec = event.spec
     state = state_store(spec)
     meta = state.get_meta() or {}
-    recorded = meta.get("segments")
-    if recorded is not None and int(recorded) != spec.segments:
-        raise BadInputError(
-            f"segments: migration {spec.migration_id} was started with {recorded} segments"
-        )
-    if recorded is None:
+    state.segment_count(spec.segments, meta=meta)  # a resume keeps its count
+    if "segments" not in meta:
         state.put_meta(segments=spec.segments)
     if "backfill_started" not in meta:
         state.put_meta(backfill_started=time.time())
