@@ -19,15 +19,14 @@ from pydantic import ValidationError
 from dynashift.cli.common import add_side_options, positive_int, side_from_args, table_ref
 from dynashift.errors import BadInputError
 from dynashift.models import TableLocation
-from dynashift.refs import TableRef
+from dynashift.refs import TableRef, is_region
 from dynashift.target import TargetOptions
 
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 _TAG_KEY = re.compile(r"^[\w\s.:/=+@-]{1,128}$", re.UNICODE)
 
 
 def _region(text: str) -> str:
-    if not _REGION.match(text):
+    if not is_region(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a region name (e.g. eu-west-1)")
     return text
 
