@@ -22,11 +22,12 @@ from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import parse_qsl, quote
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from dynashift.errors import BadInputError
 from dynashift.readiness import ReadinessReport, send_approval
 from dynashift.state import StateStore
+from dynashift.validation import parse_event
 
 #: Where `request_approval` records the execution that waits (state store meta).
 APPROVAL_EXECUTION_META = "approval_execution"
@@ -160,12 +161,7 @@ def parse_decision(event: Mapping[str, Any]) -> ApprovalDecision:
             data["execution_arn"] = data.pop("execution")
     else:
         data = dict(event)
-    try:
-        return ApprovalDecision.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "event"
-        raise BadInputError(f"{field}: {err['msg']}") from None
+    return parse_event(ApprovalDecision, data)
 
 
 def handle_decision_event(

@@ -22,6 +22,7 @@ from dynashift.errors import BadInputError
 from dynashift.models import MigrationSpec, TableLocation
 from dynashift.readiness import send_approval
 from dynashift.state import StateStore
+from dynashift.validation import input_message, option_error
 
 EXECUTION_ARN = re.compile(
     r"^arn:(?P<partition>[a-z-]+):states:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
@@ -63,8 +64,7 @@ def spec_from_input(data: Any) -> MigrationSpec:
         return MigrationSpec.model_validate(data)
     except ValidationError as exc:
         raise BadInputError(
-            "the execution's input is not a dynashift migration "
-            f"({exc.errors()[0]['loc']}: {exc.errors()[0]['msg']})"
+            f"the execution's input is not a dynashift migration ({input_message(exc)})"
         ) from None
 
 
@@ -80,10 +80,7 @@ def open_execution(args: argparse.Namespace) -> ExecutionContext:
             endpoint_url=args.endpoint_url,
         )
     except ValidationError as exc:
-        err = exc.errors()[0]
-        raise BadInputError(
-            f"--{str(err['loc'][0]).replace('_', '-')}: {err.get('input')!r} is invalid"
-        ) from None
+        raise option_error(exc) from None
     sfn = ClientFactory(side).client("stepfunctions")
     try:
         execution = sfn.describe_execution(executionArn=arn)

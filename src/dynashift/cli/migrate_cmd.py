@@ -26,6 +26,7 @@ from dynashift.cli.migration_options import (
 )
 from dynashift.errors import BadInputError
 from dynashift.models import MigrationSpec
+from dynashift.validation import option_error
 
 #: Local defaults: short waits and worker budgets so progress and resumes are fine-grained.
 LOCAL_POLL_SECONDS = 1
@@ -150,9 +151,7 @@ def _spec(args: argparse.Namespace) -> MigrationSpec:
             lag_threshold_seconds=args.lag_threshold,
         )
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = str(err["loc"][0]).replace("_", "-")
-        raise BadInputError(f"--{field}: {err.get('input')!r} is invalid ({err['msg']})") from None
+        raise option_error(exc) from None
 
 
 def _confirm(args: argparse.Namespace, spec: MigrationSpec) -> None:

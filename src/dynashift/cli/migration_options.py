@@ -21,6 +21,7 @@ from dynashift.errors import BadInputError
 from dynashift.models import TableLocation
 from dynashift.refs import TableRef, is_region
 from dynashift.target import TargetOptions
+from dynashift.validation import option_error
 
 _TAG_KEY = re.compile(r"^[\w\s.:/=+@-]{1,128}$", re.UNICODE)
 
@@ -177,6 +178,4 @@ def target_options_from_args(args: argparse.Namespace) -> TargetOptions:
             replace_stream=bool(getattr(args, "replace_stream", False)),
         )
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = str(err["loc"][0]).replace("_", "-")
-        raise BadInputError(f"--{field}: {err.get('input')!r} is invalid ({err['msg']})") from None
+        raise option_error(exc) from None

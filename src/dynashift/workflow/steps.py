@@ -17,7 +17,7 @@ import math
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -28,6 +28,7 @@ from dynashift.ratelimit import RateLimiter
 from dynashift.state import StateStore, existing_state_store, state_store
 from dynashift.tables import describe_table
 from dynashift.tombstones import finish_backfill as _finish_backfill
+from dynashift.validation import parse_event
 from dynashift.workflow.types import (
     DISTRIBUTED_THRESHOLD,
     HISTORY_EVENTS_QUOTA,  # noqa: F401  (re-exported)
@@ -82,29 +83,6 @@ class StepResult(BaseModel):
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def parse_event(model: type[M], event: Any) -> M:
-    """The one adapter from a raw event (execution input, Task payload) to its model, used by
-    every handler: pydantic's ValidationError becomes a BadInputError (the "Input rejected"
-    path) whose one-line message names the field."""
-    try:
-        return model.model_validate(event)
-    except ValidationError as exc:
-        raise BadInputError(validation_message(exc)) from exc
-
-
-def validation_message(exc: ValidationError) -> str:
-    """`spec.source.name: Value error, 'x' is not a valid DynamoDB table name` (one line)."""
-    errors = exc.errors(include_url=False)
-    if not errors:
-        return "input: invalid"
-    first = errors[0]
-    where = ".".join(str(part) for part in first["loc"]) or "input"
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return " ".join(f"{where}: {first['msg']}{more}".split())
 
 
 def normalise_input(raw: Any, env: LambdaSettings | None = None) -> WorkflowInput:
