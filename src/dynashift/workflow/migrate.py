@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from dynashift.errors import BadInputError, DynashiftError, RuntimeFailure
+from dynashift.errors import BadInputError, DynashiftError, RuntimeFailure, cause_message
 from dynashift.models import MigrationSpec, TableLocation
 from dynashift.progress import Progress
 from dynashift.state import StateStore, existing_state_store, state_table_name
@@ -440,17 +440,7 @@ def failure_of(outcome: ExecutionOutcome) -> tuple[str, str | None]:
     cause = outcome.cause
     if outcome.error in ("InputRejected", "MigrationFailed") and cause and ": " in cause:
         error, cause = cause.split(": ", 1)
-    if not cause:
-        return error, None
-    import json
-
-    try:
-        parsed = json.loads(cause)
-    except ValueError:
-        return error, cause
-    if isinstance(parsed, dict):
-        return error, str(parsed.get("errorMessage") or parsed)
-    return error, str(parsed)
+    return error, cause_message(cause or None)
 
 
 def plan_segment_count(spec: MigrationSpec, requested: int | None, minimum: int = 4) -> int:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from dynashift.backfill import SegmentResult, run_segment, start_backfill
-from dynashift.errors import BadInputError, DynashiftError
+from dynashift.errors import BadInputError, cause_message
 from dynashift.models import MigrationSpec
 from dynashift.ratelimit import RateLimiter
 from dynashift.state import StateStore, existing_state_store, state_store
@@ -656,7 +656,7 @@ def report(
     }
     if failure:
         data["error"] = failure.get("Error")
-        data["cause"] = _cause_text(failure.get("Cause"))
+        data["cause"] = cause_message(failure.get("Cause"))
     if outcome != "REJECTED" and spec is not None:
         state = existing_state_store(spec)
         if state is not None:
@@ -688,27 +688,6 @@ def _raw_name(location: Any) -> str | None:
 
 def _error_meta(data: dict[str, Any]) -> dict[str, Any]:
     return {k: data[k] for k in ("error", "cause") if data.get(k)}
-
-
-def _cause_text(cause: Any) -> str | None:
-    """A Lambda error's Cause is JSON text with errorMessage; keep the message only."""
-    if cause is None:
-        return None
-    import json
-
-    try:
-        parsed = json.loads(cause) if isinstance(cause, str) else cause
-    except ValueError:
-        return str(cause)
-    if isinstance(parsed, dict):
-        return str(parsed.get("errorMessage") or parsed)
-    return str(parsed)
-
-
-def error_payload(exc: BaseException) -> dict[str, Any]:
-    """The Lambda error shape for an exception (errorType is what the ASL matches)."""
-    message = exc.message if isinstance(exc, DynashiftError) else f"{type(exc).__name__}: {exc}"
-    return {"errorType": type(exc).__name__, "errorMessage": message}
 
 
 def describe_source_size(spec: MigrationSpec) -> tuple[int, int]:
