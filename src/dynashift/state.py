@@ -262,11 +262,14 @@ class StateStore:
         item: dict[str, Any] | None = resp.get("Item")
         return item
 
-    def _query_prefix(self, prefix: str) -> Iterator[dict[str, Any]]:
+    def _query(self, condition: str, values: Mapping[str, str]) -> Iterator[dict[str, Any]]:
+        """The one pager of the state table: every item of this migration whose sort key meets
+        `condition` (`sk` against the `values` placeholders), strongly consistent, page by page."""
         kwargs: dict[str, Any] = {
             "TableName": self.table,
-            "KeyConditionExpression": "migration_id = :m AND begins_with(sk, :p)",
-            "ExpressionAttributeValues": {":m": {"S": self.migration_id}, ":p": {"S": prefix}},
+            "KeyConditionExpression": f"migration_id = :m AND {condition}",
+            "ExpressionAttributeValues": {":m": {"S": self.migration_id}}
+            | {name: {"S": value} for name, value in values.items()},
             "ConsistentRead": True,
         }
         while True:
@@ -275,6 +278,12 @@ class StateStore:
             if "LastEvaluatedKey" not in page:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _query_prefix(self, prefix: str) -> Iterator[dict[str, Any]]:
+        return self._query("begins_with(sk, :p)", {":p": prefix})
+
+    def _query_between(self, low: str, high: str) -> Iterator[dict[str, Any]]:
+        return self._query("sk BETWEEN :lo AND :hi", {":lo": low, ":hi": high})
 
     # --- records other modules define (verification, recheck, approval) -----------------------
     # The state store is still the only code that reads or writes the state table: those modules
@@ -299,24 +308,6 @@ class StateStore:
 
     def delete_record(self, kind: str, ident: str = "") -> None:
         self.client.delete_item(TableName=self.table, Key=self.record_key(kind, ident))
-
-    def _query_between(self, low: str, high: str) -> Iterator[dict[str, Any]]:
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "migration_id = :m AND sk BETWEEN :lo AND :hi",
-            "ExpressionAttributeValues": {
-                ":m": {"S": self.migration_id},
-                ":lo": {"S": low},
-                ":hi": {"S": high},
-            },
-            "ConsistentRead": True,
-        }
-        while True:
-            page = self.client.query(**kwargs)
-            yield from page.get("Items", [])
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     # --- meta and phase ----------------------------------------------------------------------
 

@@ -239,3 +239,33 @@ def test_a_resume_keeps_its_segment_count_at_every_entry(ddb: Any, endpoint: str
         message = str(info.value)
         assert message.startswith("segments: 5") and "3 segments" in message, (where, message)
     assert state.segment_count() == 3
+
+
+class _SmallPages:
+    """The moto client, with every Query limited to two items (so the pager must follow
+    LastEvaluatedKey: moto's pages are otherwise 1 MB)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.queries = 0
+
+    def query(self, **kwargs: Any) -> Any:
+        self.queries += 1
+        return self.client.query(Limit=2, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+def test_the_one_pager_reads_every_page_of_a_prefix_and_a_range(endpoint: str, table: str) -> None:
+    paged = _SmallPages(client(endpoint))
+    s = StateStore(paged, table, f"m-{uuid.uuid4().hex[:8]}")
+    for i in range(5):
+        s.put_record("x#", f"{i:02d}", n={"N": str(i)})
+    s.put_record("y#", "00")
+    other = StateStore(paged, table, f"m-{uuid.uuid4().hex[:8]}")
+    other.put_record("x#", "99")
+    assert [r["n"]["N"] for r in s.records("x#")] == ["0", "1", "2", "3", "4"]
+    assert paged.queries >= 3
+    between = [r["n"]["N"] for r in s._query_between("x#01", "x#03")]
+    assert between == ["1", "2", "3"]
