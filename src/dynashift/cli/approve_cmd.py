@@ -1,7 +1,7 @@
 """`dynashift approve --execution ARN`: answer the cutover approval of a deployed run.
 
 The workflow's approval step stores its task token in the migration's state store
-(`readiness.save_approval_token`); this command finds the state store from the execution's
+(`approval_token.save_approval_token`); this command finds the state store from the execution's
 input and sends SendTaskSuccess (or SendTaskFailure with `--reject`). Exit 0 when sent, 2 when
 the ARN is malformed, the execution does not exist or is not waiting for approval.
 """
@@ -17,10 +17,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
+from dynashift.approval_token import send_approval
 from dynashift.aws import ClientFactory, Side, error_code
 from dynashift.errors import BadInputError
 from dynashift.models import MigrationSpec, TableLocation
-from dynashift.readiness import send_approval
 from dynashift.state import StateStore
 from dynashift.validation import input_message, option_error
 

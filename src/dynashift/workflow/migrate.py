@@ -254,7 +254,7 @@ class MigrationRunner:
     def check_approval(self) -> None:
         if self._approved or self.sfn is None or not self.input.settings.approval:
             return
-        from dynashift.readiness import load_approval_token
+        from dynashift.approval_token import load_approval_token
 
         token = load_approval_token(state_store(self.spec))
         if not token:

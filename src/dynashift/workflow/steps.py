@@ -612,7 +612,8 @@ def request_approval(
     readiness checklist, the console (no terminal) and `dynashift approve` ways to approve or
     reject (`dynashift.approval`)."""
     from dynashift.approval import approval_message, record_waiting_execution
-    from dynashift.readiness import load_report, save_approval_token
+    from dynashift.approval_token import save_approval_token
+    from dynashift.readiness import load_report
 
     spec = event.spec
     state = state_store(spec)
