@@ -42,6 +42,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
@@ -506,36 +507,56 @@ def _run_merge(work: _Segment, out_of_time: Callable[[], bool], buffer: int) -> 
     spill(pending_target, 0, work.check_extra)
 
 
+@dataclass(frozen=True)
+class VerifyConfig:
+    """What configures one verification (not what it is done with: the clients, the clocks and
+    the state store are passed to `verify_segment` beside it)."""
+
+    #: "batch" (look the source's keys up in the target), "merge" (scan both), "auto" (choose).
+    mode: Mode = "auto"
+    #: Seconds a call may run before it returns a cursor (default `spec.worker_budget_seconds`).
+    budget_seconds: float | None = None
+    #: Suspect keys kept per segment (they travel in the Step Functions payload).
+    max_suspects: int = DEFAULT_MAX_SUSPECTS
+    #: Unpaired items the merge mode holds before resolving the oldest by key lookups (>= 2).
+    merge_buffer: int = DEFAULT_MERGE_BUFFER
+    #: Scan page size (None: DynamoDB's 1 MB pages).
+    page_limit: int | None = None
+    #: Keys per BatchGetItem.
+    lookup_chunk: int = BATCH_GET_MAX
+    #: Segments of the scan (default `spec.segments`).
+    total_segments: int | None = None
+    #: Save each call's result in the state store (`verify#<segment>`).
+    checkpoint: bool = True
+    #: What "differs" means (default: `ItemDiffer(spec.ignore)`).
+    differ: ItemDiffer | None = None
+
+
 def verify_segment(
     spec: MigrationSpec,
     segment: int,
-    *,
-    mode: Mode = "auto",
     cursor: VerifyResult | Mapping[str, Any] | None = None,
-    budget_seconds: float | None = None,
+    config: VerifyConfig = VerifyConfig(),
+    *,
     clock: Callable[[], float] = time.monotonic,
     wall_clock: Callable[[], float] = time.time,
-    max_suspects: int = DEFAULT_MAX_SUSPECTS,
-    merge_buffer: int = DEFAULT_MERGE_BUFFER,
-    page_limit: int | None = None,
-    lookup_chunk: int = BATCH_GET_MAX,
-    total_segments: int | None = None,
     source_client: Any | None = None,
     target_client: Any | None = None,
-    differ: ItemDiffer | None = None,
     state: StateStore | None = None,
-    checkpoint: bool = True,
 ) -> VerifyResult:
-    """Verify one segment of `spec.source` against `spec.target` (module docstring).
+    """Verify one segment of `spec.source` against `spec.target` (module docstring), as
+    `config` says.
 
     `cursor` continues a segment: either a not-done result of a previous call (or its JSON), or
     just its `cursor` field (what the state machine carries) — then the counts come from the
-    state store checkpoint `verify#<segment>`. With `checkpoint`, every call ends by saving its
-    result there (`state`, default the spec's state store when that table exists). Runs until the
-    segment is done or `budget_seconds` (default `spec.worker_budget_seconds`) have passed,
-    checked between pages, so at least one page is read per call.
+    state store checkpoint `verify#<segment>`. With `config.checkpoint`, every call ends by
+    saving its result there (`state`, default the spec's state store when that table exists).
+    Runs until the segment is done or `config.budget_seconds` (default
+    `spec.worker_budget_seconds`) have passed, checked between pages, so at least one page is
+    read per call.
     """
-    total = total_segments or spec.segments
+    mode, merge_buffer, checkpoint = config.mode, config.merge_buffer, config.checkpoint
+    total = config.total_segments or spec.segments
     if not 0 <= segment < total:
         raise BadInputError(f"segment {segment} is outside 0..{total - 1}")
     if merge_buffer < 2:
@@ -588,7 +609,7 @@ def verify_segment(
             started_at=wall_clock(),
         )
     result.calls += 1
-    budget = spec.worker_budget_seconds if budget_seconds is None else budget_seconds
+    budget = spec.worker_budget_seconds if config.budget_seconds is None else config.budget_seconds
     deadline = clock() + budget
 
     def out_of_time() -> bool:
@@ -598,10 +619,10 @@ def verify_segment(
         spec,
         sides,
         result,
-        differ or ItemDiffer(spec.ignore),
-        max_suspects=max_suspects,
-        page_limit=page_limit,
-        lookup_chunk=lookup_chunk,
+        config.differ or ItemDiffer(spec.ignore),
+        max_suspects=config.max_suspects,
+        page_limit=config.page_limit,
+        lookup_chunk=config.lookup_chunk,
         now=wall_clock,
     )
     if result.mode == "batch":
@@ -626,17 +647,24 @@ def verify_segment(
 
 def verify_table(
     spec: MigrationSpec,
+    config: VerifyConfig | None = None,
     *,
-    mode: Mode = "auto",
     on_result: Callable[[VerifyResult], None] | None = None,
-    **kwargs: Any,
+    **options: Any,
 ) -> list[VerifyResult]:
-    """Every segment of `spec`, one after the other, each called until done (local runs)."""
+    """Every segment of `spec`, one after the other, each called until done (local runs).
+
+    `options`: `VerifyConfig` fields (override `config`'s) and `verify_segment`'s keyword
+    arguments (clients, clocks, state store)."""
+    fields = {
+        name: options.pop(name) for name in VerifyConfig.__dataclass_fields__ if name in options
+    }
+    config = replace(config or VerifyConfig(), **fields)
     results = []
     for segment in range(spec.segments):
-        result = verify_segment(spec, segment, mode=mode, **kwargs)
+        result = verify_segment(spec, segment, None, config, **options)
         while not result.done:
-            result = verify_segment(spec, segment, mode=mode, cursor=result, **kwargs)
+            result = verify_segment(spec, segment, result, config, **options)
         if on_result is not None:
             on_result(result)
         results.append(result)

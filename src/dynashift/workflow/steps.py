@@ -449,17 +449,14 @@ def verify_segment(event: SegmentEvent) -> VerifyOutput:
     """Compare one segment of the source with the target (resumable with a cursor); the
     result, with its suspect keys, is checkpointed in the state store and only the cursor and
     counts go back to the state machine (bounded whatever the key size)."""
+    from dynashift.verify import VerifyConfig
     from dynashift.verify import verify_segment as _verify
 
     spec = event.spec
-    result = _verify(
-        spec,
-        event.segment,
-        mode=event.settings.verify_mode,
-        cursor=event.cursor,
-        budget_seconds=spec.worker_budget_seconds,
-        state=state_store(spec),
+    config = VerifyConfig(
+        mode=event.settings.verify_mode, budget_seconds=spec.worker_budget_seconds
     )
+    result = _verify(spec, event.segment, event.cursor, config, state=state_store(spec))
     return verify_output(result)
 
 
