@@ -263,7 +263,7 @@ class EventSourceMappingControl:
             raise
         return {"mapping": mapping["UUID"], "created": True}
 
-    def _failed_records(self) -> int | None:
+    def _dlq_messages(self) -> int | None:
         """Messages on the replicator's DLQ, counted whole (None: no DLQ configured)."""
         if not (self.sqs_client and self.dlq_url):
             return None
@@ -280,13 +280,13 @@ class EventSourceMappingControl:
     def lag(self, spec: MigrationSpec, since: datetime | None = None) -> LagStatus:
         """From the replicator's progress records (see dynashift.replication_progress)."""
         status = progress_lag(self._checker(spec), since)
-        return status.model_copy(update={"dlq_messages": self._failed_records()})
+        return status.model_copy(update={"dlq_messages": self._dlq_messages()})
 
     def drain(self, spec: MigrationSpec, since: datetime | None = None) -> LagStatus:
         """One drain check (the state machine waits `poll_seconds` between calls); `since` is
         ignored: the drain's start is recorded by its first call (see `progress_drain`)."""
         status = progress_drain(self._checker(spec), timeout=self.drain_timeout)
-        return status.model_copy(update={"dlq_messages": self._failed_records()})
+        return status.model_copy(update={"dlq_messages": self._dlq_messages()})
 
     def stop(self, spec: MigrationSpec) -> dict[str, Any]:
         stopped = []
