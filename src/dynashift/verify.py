@@ -336,18 +336,25 @@ class _Segment:
             limit=self.page_limit,
         )
 
+    def lookup(self, items: Sequence[Item], side: Literal["source", "target"]) -> list[Item]:
+        """The items of `side` with the keys of `items` (eventually consistent BatchGetItem),
+        counted in that side's reads."""
+        client, location = (
+            (self.sides.source, self.spec.source)
+            if side == "source"
+            else (self.sides.target, self.spec.target)
+        )
+        reads = self.result.source_reads if side == "source" else self.result.target_reads
+        stats = BatchStats()
+        keys = [key_of(i, self.sides.names) for i in items]
+        found = lookup_keys(client, location.name, keys, chunk=self.chunk, stats=stats)
+        reads.gets(found, len(keys), stats.requests, consistent=False)
+        return found
+
     def compare_sources(self, source_items: Sequence[Item]) -> None:
         """Look up source items in the target and classify them (missing / differing)."""
-        if not source_items:
-            return
-        names = self.sides.names
-        stats = BatchStats()
-        keys = [key_of(i, names) for i in source_items]
-        found = lookup_keys(
-            self.sides.target, self.spec.target.name, keys, chunk=self.chunk, stats=stats
-        )
-        self.result.target_reads.gets(found, len(keys), stats.requests, consistent=False)
-        self.classify(source_items, found)
+        if source_items:
+            self.classify(source_items, self.lookup(source_items, "target"))
 
     def classify(self, source_items: Sequence[Item], target_items: Sequence[Item]) -> None:
         diff = diff_page(source_items, target_items, self.sides.names, self.differ)
@@ -374,12 +381,8 @@ class _Segment:
         if not target_items:
             return
         names = self.sides.names
-        stats = BatchStats()
+        found = self.lookup(target_items, "source")
         keys = [key_of(i, names) for i in target_items]
-        found = lookup_keys(
-            self.sides.source, self.spec.source.name, keys, chunk=self.chunk, stats=stats
-        )
-        self.result.source_reads.gets(found, len(keys), stats.requests, consistent=False)
         extra = self.not_expired(find_extra(keys, found, names), target_items)
         _record(self.result, "extra", extra, self.max_suspects)
 
