@@ -33,6 +33,9 @@ A segment checkpoint only moves forward: each invocation takes a higher generati
 (`claim_segment`) and `save_segment` is conditional on no newer generation having claimed the
 segment and on the segment not being done yet, so a straggling invocation cannot overwrite a
 newer cursor or `done` (its write fails with `CheckpointFencedError`, which the worker counts).
+
+Why one module of this size: it is the only code that reads or writes the state table (one key
+builder, one pager, one meta merge), so every record kind's access lives here and nowhere else.
 """
 
 from __future__ import annotations

@@ -32,6 +32,10 @@ image of the key the source stream carried between the two source reads (`images
 stream: a key written faster than a round settles too): in sync. Otherwise, S1 equal to S2 (the
 source held still the whole time): divergent. Otherwise the key changed during the round: it is
 read again in the next round, and after the last round it is "unsettled".
+
+Why one module of this size: the first pass and the recheck share the result models, the
+classification rule and the TTL-expiry rule; the recheck (from `# --- recheck`) is the part to
+move into a module of its own next.
 """
 
 from __future__ import annotations

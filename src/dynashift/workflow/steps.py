@@ -8,6 +8,10 @@ to a reporting state (the BadInputError family).
 
 The execution input is a `WorkflowInput`: the validated `MigrationSpec`, the target table
 overrides (`TargetOptions`) and `WorkflowSettings` (waits, concurrency, approval/cutover).
+Those models, and everything else the workflow modules share, are in `workflow/types.py`.
+
+Why one module of this size: one function per Task state (the one engine call of each handler)
+with its small glue, in the order of the definition; the rules they apply live elsewhere.
 """
 
 from __future__ import annotations
