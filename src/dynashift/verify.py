@@ -392,31 +392,44 @@ class _Segment:
 
 
 def _run_batch(work: _Segment, out_of_time: Callable[[], bool]) -> None:
-    result, cursor, spec = work.result, work.result.cursor, work.spec
+    cursor = work.result.cursor
     if cursor.phase == "source" and not cursor.source_done:
-        for page in work.scan(work.sides.source, spec.source.name, cursor.source_key):
-            result.source_reads.scan_page(page.items)
-            items = [i for i in page.items if not is_tombstone(i)]
-            result.scanned_source += len(items)
-            work.compare_sources(items)
-            cursor.source_key = _json_key(page.cursor)
-            if page.cursor is None:
-                cursor.source_done = True
-            elif out_of_time():
-                return
+        if not _scan_batch_side(work, "source", out_of_time):
+            return
         cursor.phase = "target"
     if cursor.phase == "target" and not cursor.target_done:
-        for page in work.scan(work.sides.target, spec.target.name, cursor.target_key):
-            result.target_reads.scan_page(page.items)
-            items = [i for i in page.items if not is_tombstone(i)]
+        _scan_batch_side(work, "target", out_of_time)
+
+
+def _scan_batch_side(
+    work: _Segment, side: Literal["source", "target"], out_of_time: Callable[[], bool]
+) -> bool:
+    """One phase of the batch mode: scan `side` from its cursor, each page's live items looked
+    up on the other side (source: missing / differing; target: extra). False when out of time
+    (the cursor holds where to continue), True when the side's scan is done."""
+    result, cursor = work.result, work.result.cursor
+    source = side == "source"
+    client, location = (
+        (work.sides.source, work.spec.source) if source else (work.sides.target, work.spec.target)
+    )
+    reads = result.source_reads if source else result.target_reads
+    start = cursor.source_key if source else cursor.target_key
+    for page in work.scan(client, location.name, start):
+        reads.scan_page(page.items)
+        items = [i for i in page.items if not is_tombstone(i)]
+        done = page.cursor is None
+        if source:
+            result.scanned_source += len(items)
+            work.compare_sources(items)
+            cursor.source_key, cursor.source_done = _json_key(page.cursor), done
+        else:
             result.tombstones += len(page.items) - len(items)
             result.scanned_target += len(items)
             work.check_extra(items)
-            cursor.target_key = _json_key(page.cursor)
-            if page.cursor is None:
-                cursor.target_done = True
-            elif out_of_time():
-                return
+            cursor.target_key, cursor.target_done = _json_key(page.cursor), done
+        if not done and out_of_time():
+            return False
+    return True
 
 
 def _run_merge(work: _Segment, out_of_time: Callable[[], bool], buffer: int) -> None:
