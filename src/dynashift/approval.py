@@ -3,7 +3,7 @@ answers the workflow's waiting task token.
 
 The approval step (`workflow.steps.request_approval`, a waitForTaskToken task) stores its token
 in the migration's state store and publishes `approval_message`: the execution ARN, the readiness
-checklist, and three ways to answer that all end in `readiness.send_approval`:
+checklist, and three ways to answer that all end in `approval_token.send_approval`:
 
 - no terminal: the Lambda console's Test tab of the stack's ApprovalDecisionFunction, with one of
   the two test events the message spells out (`{"execution_arn": ..., "decision": "approve"}`);
@@ -22,11 +22,13 @@ from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import parse_qsl, quote
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from dynashift.approval_token import send_approval
 from dynashift.errors import BadInputError
-from dynashift.readiness import ReadinessReport, send_approval
+from dynashift.readiness import ReadinessReport
 from dynashift.state import StateStore
+from dynashift.validation import parse_event
 
 #: Where `request_approval` records the execution that waits (state store meta).
 APPROVAL_EXECUTION_META = "approval_execution"
@@ -160,12 +162,7 @@ def parse_decision(event: Mapping[str, Any]) -> ApprovalDecision:
             data["execution_arn"] = data.pop("execution")
     else:
         data = dict(event)
-    try:
-        return ApprovalDecision.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "event"
-        raise BadInputError(f"{field}: {err['msg']}") from None
+    return parse_event(ApprovalDecision, data)
 
 
 def handle_decision_event(

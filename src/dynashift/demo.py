@@ -287,7 +287,7 @@ def run_demo(
     err: TextIO | None = None,
 ) -> int:
     """The whole demo; returns the exit code: 0 when READY (and, with `final_check`, when an
-    independent whole-table comparison after the cutover finds the tables identical)."""
+    whole-table comparison after the cutover finds the tables identical)."""
     from dynashift.aws import Side
     from dynashift.models import MigrationSpec, TableLocation
     from dynashift.progress import Progress
@@ -359,14 +359,19 @@ def _local_credentials() -> None:
 
 
 def _final_comparison(spec: Any, out: TextIO) -> bool:
-    """After cutover: an independent whole-table comparison with the sync diff engine
-    (verification's merge mode: one scan of each table per segment, segments in parallel)."""
-    from dynashift.verify import verify_segment
+    """After cutover: the whole tables compared once more, outside the workflow but with the
+    same diff engine as its verification (merge mode: one scan of each table per segment,
+    segments in parallel, nothing checkpointed). A fresh pass after the writes stopped and the
+    stream drained, not an independent check of that engine (the tests compare with their own
+    reference, `tests/reference.py`)."""
+    from dynashift.verify import VerifyConfig, verify_segment
+
+    config = VerifyConfig(mode="merge", checkpoint=False)
 
     def one(segment: int) -> Any:
-        result = verify_segment(spec, segment, mode="merge", checkpoint=False)
+        result = verify_segment(spec, segment, None, config)
         while not result.done:
-            result = verify_segment(spec, segment, mode="merge", cursor=result, checkpoint=False)
+            result = verify_segment(spec, segment, result, config)
         return result
 
     with ThreadPoolExecutor(spec.segments) as pool:

@@ -8,6 +8,9 @@ after retries).
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 
 class DynashiftError(Exception):
     """Base class of every error dynashift raises on purpose."""
@@ -74,3 +77,26 @@ class NotReadyYet(TransientError):
 
 class WorkerDeadlineError(RuntimeFailure):
     """A worker could not make progress before its deadline."""
+
+
+# --- the Lambda error shape (what Step Functions' Retry/Catch match) --------------------------
+
+
+def error_payload(exc: BaseException) -> dict[str, Any]:
+    """The Lambda error shape for an exception (errorType is what the ASL matches)."""
+    message = exc.message if isinstance(exc, DynashiftError) else f"{type(exc).__name__}: {exc}"
+    return {"errorType": type(exc).__name__, "errorMessage": message}
+
+
+def cause_message(cause: Any) -> str | None:
+    """The message of a caught error's Cause: a Lambda error's Cause is JSON text with
+    `errorMessage` (keep the message only); any other cause is returned as text."""
+    if cause is None:
+        return None
+    try:
+        parsed = json.loads(cause) if isinstance(cause, str) else cause
+    except ValueError:
+        return str(cause)
+    if isinstance(parsed, dict):
+        return str(parsed.get("errorMessage") or parsed)
+    return str(parsed)

@@ -7,18 +7,15 @@ field; nothing is created or written before that.
 
 from __future__ import annotations
 
-import re
 import threading
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dynashift.aws import ClientFactory, Side
-from dynashift.refs import TableRef
+from dynashift.refs import TableRef, is_table_name
 
 Strategy = Literal["concurrent", "replay"]
-
-_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 
 
 class TableLocation(BaseModel):
@@ -32,7 +29,7 @@ class TableLocation(BaseModel):
     @field_validator("name")
     @classmethod
     def _valid_name(cls, value: str) -> str:
-        if not _NAME.match(value):
+        if not is_table_name(value):
             raise ValueError(f"{value!r} is not a valid DynamoDB table name")
         return value
 

@@ -20,9 +20,9 @@ The verdict is `READY` only when every required check holds (invariant I6); othe
 `gather_readiness` collects the inputs from the tables and the state store. A value that could
 not be measured fails its check ("unknown"), so READY is never reached by omission.
 
-The approval task token of the cutover step is stored here too (`save_approval_token`,
-`load_approval_token`, `send_approval`), so `dynashift approve` and the workflow agree on one
-storage key.
+The approval task token of the cutover step lives in `dynashift.approval_token` and the status
+view of a run in `dynashift.status`; the token's functions are re-exported here for older
+importers.
 """
 
 from __future__ import annotations
@@ -32,12 +32,16 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
-from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
-from dynashift.aws import error_code
-from dynashift.errors import BadInputError
-from dynashift.state import StateStore
+from dynashift.approval_token import (  # noqa: F401  (re-exported for older importers)
+    APPROVAL_SK,
+    clear_approval_token,
+    load_approval_token,
+    save_approval_token,
+    send_approval,
+)
+from dynashift.state import StateStore, state_store
 
 Verdict = Literal["READY", "NOT READY"]
 
@@ -54,7 +58,6 @@ DIVERGENT = "divergent items"
 COUNTS = "item counts"
 
 #: State store sort keys owned by this module (see state.py for the layout).
-APPROVAL_SK = "approval"
 VERIFY_PREFIX = "verify#"
 
 
@@ -432,7 +435,7 @@ def gather_readiness(
     )
 
     if state is None:
-        state = StateStore(spec.state.clients().dynamodb(), spec.state.name, spec.migration_id)
+        state = state_store(spec)
     options = (
         target_options
         if target_options is not None
@@ -489,176 +492,3 @@ def publish_report(sns_client: Any, topic_arn: str, report: ReadinessReport) -> 
     body = report.to_text() + "\n\n" + json.dumps(report.to_json(), indent=1, sort_keys=True)
     resp = sns_client.publish(TopicArn=topic_arn, Subject=subject, Message=body[:250_000])
     return str(resp["MessageId"])
-
-
-# --- cutover approval (task token) -----------------------------------------------------------
-
-
-def save_approval_token(state: StateStore, token: str, now: float | None = None) -> None:
-    """Stored by the approval step (waitForTaskToken) so `dynashift approve` can answer it."""
-    state.put_record(
-        APPROVAL_SK,
-        token={"S": token},
-        saved={"N": str(time.time() if now is None else now)},
-    )
-
-
-def load_approval_token(state: StateStore) -> str | None:
-    item = state.get_record(APPROVAL_SK)
-    if not item or "token" not in item:
-        return None
-    return str(item["token"]["S"])
-
-
-def clear_approval_token(state: StateStore) -> None:
-    state.delete_record(APPROVAL_SK)
-
-
-def send_approval(
-    sfn_client: Any,
-    state: StateStore,
-    *,
-    approve: bool = True,
-    reason: str = "",
-    output: Mapping[str, Any] | None = None,
-) -> str:
-    """Answer the waiting approval step: SendTaskSuccess (or SendTaskFailure when `approve` is
-    False). Returns the token used. BadInputError when no approval is pending."""
-    token = load_approval_token(state)
-    if token is None:
-        raise BadInputError(
-            f"migration {state.migration_id} is not waiting for approval (no task token stored)"
-        )
-    try:
-        if approve:
-            body = dict(output or {"approved": True, "reason": reason})
-            sfn_client.send_task_success(taskToken=token, output=json.dumps(body))
-        else:
-            sfn_client.send_task_failure(
-                taskToken=token, error="dynashift.Rejected", cause=reason or "rejected"
-            )
-    except ClientError as exc:
-        if error_code(exc) in ("TaskDoesNotExist", "TaskTimedOut", "InvalidToken"):
-            clear_approval_token(state)
-            raise BadInputError(
-                f"the approval of migration {state.migration_id} is no longer pending "
-                f"({error_code(exc)})"
-            ) from exc
-        raise
-    clear_approval_token(state)
-    return token
-
-
-# --- status of a run (`dynashift status`) ----------------------------------------------------
-
-
-class SegmentProgress(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    segment: int
-    backfill_done: bool = False
-    backfill_counters: dict[str, int] = Field(default_factory=dict)
-    verified: bool | None = None
-    suspects: int | None = None
-
-
-class MigrationStatus(BaseModel):
-    """Phase, per-segment progress and lag of one run, from its execution and state store."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    migration_id: str
-    execution_status: str | None = None
-    current_step: str | None = None
-    phase: str | None = None
-    outcome: str | None = None
-    awaiting_approval: bool = False
-    segments_total: int = 0
-    segments: list[SegmentProgress] = Field(default_factory=list)
-    lag_seconds: float | None = None
-    lag_detail: str = ""
-    verdict: str | None = None
-
-    def to_text(self) -> str:
-        done = sum(1 for s in self.segments if s.backfill_done)
-        verified = sum(1 for s in self.segments if s.verified)
-        lines = [
-            f"migration {self.migration_id}",
-            f"  execution   {self.execution_status or '-'}"
-            + (f" (step: {self.current_step})" if self.current_step else ""),
-            f"  phase       {self.phase or '-'}",
-            f"  backfill    {done}/{self.segments_total} segments done",
-            f"  verified    {verified}/{self.segments_total} segments",
-            "  lag         "
-            + ("-" if self.lag_seconds is None else f"{self.lag_seconds:.1f} s")
-            + (f" ({self.lag_detail})" if self.lag_detail else ""),
-        ]
-        if self.awaiting_approval:
-            lines.append("  waiting for approval: dynashift approve --execution <ARN>")
-        if self.verdict:
-            lines.append(f"  readiness   {self.verdict}")
-        if self.outcome:
-            lines.append(f"  outcome     {self.outcome}")
-        for s in self.segments:
-            counters = ", ".join(f"{k} {v}" for k, v in sorted(s.backfill_counters.items()))
-            check = {None: "-", True: "verified", False: "verifying"}[s.verified]
-            suspects = f", {s.suspects} suspects" if s.suspects else ""
-            lines.append(
-                f"    segment {s.segment:>4}: backfill {'done' if s.backfill_done else 'running'}"
-                f"{' (' + counters + ')' if counters else ''}; {check}{suspects}"
-            )
-        return "\n".join(lines)
-
-
-def migration_status(
-    state: StateStore,
-    segments_total: int,
-    *,
-    execution: Mapping[str, Any] | None = None,
-    current_step: str | None = None,
-    lag_seconds: float | None = None,
-    lag_detail: str = "",
-) -> MigrationStatus:
-    """What the state store says about a run (plus what the caller knows of its execution)."""
-    meta = state.get_meta() or {}
-    verify: dict[int, tuple[bool, int]] = {}
-    for item in _query(state, VERIFY_PREFIX):
-        data = json.loads(item["data"]["S"])
-        verify[int(data["segment"])] = (
-            bool(data.get("done")),
-            int(data.get("missing", 0)) + int(data.get("differing", 0)) + int(data.get("extra", 0)),
-        )
-    backfill = {s.segment: s for s in state.segments()}
-    segments = []
-    for n in range(segments_total):
-        seg = backfill.get(n)
-        ver = verify.get(n)
-        segments.append(
-            SegmentProgress(
-                segment=n,
-                backfill_done=bool(seg and seg.done),
-                backfill_counters=dict(seg.counters) if seg else {},
-                verified=None if ver is None else ver[0],
-                suspects=None if ver is None else ver[1],
-            )
-        )
-    saved = state.report()
-    if lag_seconds is None and meta.get("lag_seconds") is not None:
-        lag_seconds = float(meta["lag_seconds"])
-    return MigrationStatus(
-        migration_id=state.migration_id,
-        execution_status=(execution or {}).get("status"),
-        current_step=current_step,
-        phase=meta.get("phase"),
-        outcome=meta.get("outcome"),
-        awaiting_approval=load_approval_token(state) is not None,
-        segments_total=segments_total,
-        segments=segments,
-        lag_seconds=lag_seconds,
-        lag_detail=lag_detail,
-        verdict=(saved or {}).get("verdict"),
-    )
-
-
-def _query(state: StateStore, prefix: str) -> list[dict[str, Any]]:
-    return state.records(prefix)

@@ -33,6 +33,9 @@ A segment checkpoint only moves forward: each invocation takes a higher generati
 (`claim_segment`) and `save_segment` is conditional on no newer generation having claimed the
 segment and on the segment not being done yet, so a straggling invocation cannot overwrite a
 newer cursor or `done` (its write fails with `CheckpointFencedError`, which the worker counts).
+
+Why one module of this size: it is the only code that reads or writes the state table (one key
+builder, one pager, one meta merge), so every record kind's access lives here and nowhere else.
 """
 
 from __future__ import annotations
@@ -43,13 +46,16 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from dynashift.aws import error_code
-from dynashift.errors import RuntimeFailure
+from dynashift.errors import BadInputError, RuntimeFailure
 from dynashift.items import Item, from_event_json, key_from_id, key_id, to_event_json
+
+if TYPE_CHECKING:
+    from dynashift.models import MigrationSpec
 
 #: Deletes in the source become tombstones in the target (invariant I5).
 PHASE_BACKFILL = "BACKFILL"
@@ -262,11 +268,14 @@ class StateStore:
         item: dict[str, Any] | None = resp.get("Item")
         return item
 
-    def _query_prefix(self, prefix: str) -> Iterator[dict[str, Any]]:
+    def _query(self, condition: str, values: Mapping[str, str]) -> Iterator[dict[str, Any]]:
+        """The one pager of the state table: every item of this migration whose sort key meets
+        `condition` (`sk` against the `values` placeholders), strongly consistent, page by page."""
         kwargs: dict[str, Any] = {
             "TableName": self.table,
-            "KeyConditionExpression": "migration_id = :m AND begins_with(sk, :p)",
-            "ExpressionAttributeValues": {":m": {"S": self.migration_id}, ":p": {"S": prefix}},
+            "KeyConditionExpression": f"migration_id = :m AND {condition}",
+            "ExpressionAttributeValues": {":m": {"S": self.migration_id}}
+            | {name: {"S": value} for name, value in values.items()},
             "ConsistentRead": True,
         }
         while True:
@@ -275,6 +284,12 @@ class StateStore:
             if "LastEvaluatedKey" not in page:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _query_prefix(self, prefix: str) -> Iterator[dict[str, Any]]:
+        return self._query("begins_with(sk, :p)", {":p": prefix})
+
+    def _query_between(self, low: str, high: str) -> Iterator[dict[str, Any]]:
+        return self._query("sk BETWEEN :lo AND :hi", {":lo": low, ":hi": high})
 
     # --- records other modules define (verification, recheck, approval) -----------------------
     # The state store is still the only code that reads or writes the state table: those modules
@@ -299,24 +314,6 @@ class StateStore:
 
     def delete_record(self, kind: str, ident: str = "") -> None:
         self.client.delete_item(TableName=self.table, Key=self.record_key(kind, ident))
-
-    def _query_between(self, low: str, high: str) -> Iterator[dict[str, Any]]:
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "migration_id = :m AND sk BETWEEN :lo AND :hi",
-            "ExpressionAttributeValues": {
-                ":m": {"S": self.migration_id},
-                ":lo": {"S": low},
-                ":hi": {"S": high},
-            },
-            "ConsistentRead": True,
-        }
-        while True:
-            page = self.client.query(**kwargs)
-            yield from page.get("Items", [])
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     # --- meta and phase ----------------------------------------------------------------------
 
@@ -362,6 +359,26 @@ class StateStore:
                 if error_code(exc) != "ConditionalCheckFailedException":
                     raise
         raise RuntimeFailure(f"migration {self.migration_id}: meta record kept changing")
+
+    def segment_count(
+        self, requested: int | None = None, *, meta: Mapping[str, Any] | None = None
+    ) -> int | None:
+        """The one home of "a resume keeps its segment count": the count this migration was
+        started with (recorded in the meta record by the plan step), else `requested`.
+
+        A resumed segment must be the same slice of the scan as the checkpoint it resumes, so a
+        `requested` count other than the recorded one is refused: BadInputError naming
+        `segments`. `meta`: the meta record when the caller has just read it.
+        """
+        recorded = (meta if meta is not None else self.get_meta() or {}).get("segments")
+        if recorded is None:
+            return requested
+        if requested is not None and int(recorded) != requested:
+            raise BadInputError(
+                f"segments: {requested}, but migration {self.migration_id} was started with "
+                f"{recorded} segments; resume it with the same count"
+            )
+        return int(recorded)
 
     def phase(self) -> str | None:
         item = self._get(META)
@@ -769,3 +786,16 @@ class StateStore:
     def report(self) -> dict[str, Any] | None:
         item = self._get(REPORT)
         return json.loads(item["data"]["S"]) if item else None
+
+
+def state_store(spec: MigrationSpec) -> StateStore:
+    """The state store of a migration, on the spec's state table."""
+    return StateStore(spec.state.clients().dynamodb(), spec.state.name, spec.migration_id)
+
+
+def existing_state_store(spec: MigrationSpec) -> StateStore | None:
+    """The spec's state store, or None when its table does not exist (library use, tests)."""
+    client = spec.state.clients().dynamodb()
+    if not StateStore.table_exists(client, spec.state.name):
+        return None
+    return StateStore(client, spec.state.name, spec.migration_id)

@@ -72,6 +72,7 @@ from dynashift.tables import (
     scan_pages,
     table_keys,
 )
+from dynashift.validation import option_error
 
 log = logging.getLogger("dynashift.sync")
 
@@ -559,11 +560,7 @@ class SyncOptions(BaseModel):
         try:
             return cls(**values)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            name = str(err["loc"][0]).replace("_", "-") if err["loc"] else "options"
-            raise BadInputError(
-                f"--{name}: {err.get('input')!r} is invalid ({err['msg']})"
-            ) from None
+            raise option_error(exc) from None
 
     @property
     def scan_slaves(self) -> bool:

@@ -8,7 +8,7 @@ verification all read and write through these.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,6 +119,30 @@ class BatchStats:
     extra: dict[str, int] = field(default_factory=dict)
 
 
+def _batch_call(call: Callable[[], Any], backoff: Backoff, stats: BatchStats) -> Any:
+    """One BatchGetItem / BatchWriteItem request (errors retried by `call_with_retry`), counted
+    with its consumed capacity."""
+    resp = call_with_retry(call, backoff)
+    stats.requests += 1
+    for cc in resp.get("ConsumedCapacity", []):
+        stats.consumed_capacity += float(cc.get("CapacityUnits", 0.0))
+    return resp
+
+
+def _wait_unprocessed(
+    what: str, noun: str, attempt: int, backoff: Backoff, stats: BatchStats, count: int
+) -> None:
+    """The rule for what a batch call left unprocessed: counted, retried after a backoff, and a
+    RuntimeFailure after `backoff.max_attempts * 4` attempts."""
+    stats.unprocessed += count
+    if attempt + 1 >= backoff.max_attempts * 4:
+        raise RuntimeFailure(
+            f"{what}: {count} {noun} still unprocessed after {attempt + 1} attempts"
+        )
+    stats.retries += 1
+    backoff.wait(min(attempt, 8))
+
+
 def batch_get(
     client: Any,
     table: str,
@@ -149,27 +173,19 @@ def batch_get(
             request["ExpressionAttributeNames"] = names
         attempt = 0
         while request["Keys"]:
-            resp = call_with_retry(
+            resp = _batch_call(
                 lambda req=request: client.batch_get_item(  # type: ignore[misc]
                     RequestItems={table: req}, ReturnConsumedCapacity="TOTAL"
                 ),
                 backoff,
+                stats,
             )
-            stats.requests += 1
-            for cc in resp.get("ConsumedCapacity", []):
-                stats.consumed_capacity += float(cc.get("CapacityUnits", 0.0))
             found.extend(resp.get("Responses", {}).get(table, []))
             left = resp.get("UnprocessedKeys", {}).get(table)
             if not left or not left.get("Keys"):
                 break
-            stats.unprocessed += len(left["Keys"])
-            if attempt + 1 >= backoff.max_attempts * 4:
-                raise RuntimeFailure(
-                    f"BatchGetItem on {table}: {len(left['Keys'])} keys still unprocessed "
-                    f"after {attempt + 1} attempts"
-                )
-            stats.retries += 1
-            backoff.wait(min(attempt, 8))
+            n = len(left["Keys"])
+            _wait_unprocessed(f"BatchGetItem on {table}", "keys", attempt, backoff, stats, n)
             attempt += 1
             request = left
     return found
@@ -193,24 +209,16 @@ def batch_write(
         pending = [dict(r) for r in requests[start : start + BATCH_WRITE_MAX]]
         attempt = 0
         while pending:
-            resp = call_with_retry(
+            resp = _batch_call(
                 lambda p=pending: client.batch_write_item(  # type: ignore[misc]
                     RequestItems={table: p}, ReturnConsumedCapacity="TOTAL"
                 ),
                 backoff,
+                stats,
             )
-            stats.requests += 1
-            for cc in resp.get("ConsumedCapacity", []):
-                stats.consumed_capacity += float(cc.get("CapacityUnits", 0.0))
             pending = resp.get("UnprocessedItems", {}).get(table, [])
             if pending:
-                stats.unprocessed += len(pending)
-                if attempt + 1 >= backoff.max_attempts * 4:
-                    raise RuntimeFailure(
-                        f"BatchWriteItem on {table}: {len(pending)} items still unprocessed "
-                        f"after {attempt + 1} attempts"
-                    )
-                stats.retries += 1
-                backoff.wait(min(attempt, 8))
+                n = len(pending)
+                _wait_unprocessed(f"BatchWriteItem on {table}", "items", attempt, backoff, stats, n)
                 attempt += 1
     return len(requests)

@@ -32,6 +32,10 @@ image of the key the source stream carried between the two source reads (`images
 stream: a key written faster than a round settles too): in sync. Otherwise, S1 equal to S2 (the
 source held still the whole time): divergent. Otherwise the key changed during the round: it is
 read again in the next round, and after the last round it is "unsettled".
+
+Why one module of this size: the first pass and the recheck share the result models, the
+classification rule and the TTL-expiry rule; the recheck (from `# --- recheck`) is the part to
+move into a module of its own next.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
@@ -60,7 +65,7 @@ from dynashift.items import (
 )
 from dynashift.models import MigrationSpec
 from dynashift.readiness import VERIFY_PREFIX, VerificationSummary
-from dynashift.state import StateStore
+from dynashift.state import StateStore, existing_state_store
 from dynashift.sync import ItemDiffer, diff_page, find_extra, lookup_keys, repair_keys
 from dynashift.tables import BATCH_GET_MAX, BatchStats, describe_table, scan_pages, table_keys
 
@@ -335,18 +340,25 @@ class _Segment:
             limit=self.page_limit,
         )
 
+    def lookup(self, items: Sequence[Item], side: Literal["source", "target"]) -> list[Item]:
+        """The items of `side` with the keys of `items` (eventually consistent BatchGetItem),
+        counted in that side's reads."""
+        client, location = (
+            (self.sides.source, self.spec.source)
+            if side == "source"
+            else (self.sides.target, self.spec.target)
+        )
+        reads = self.result.source_reads if side == "source" else self.result.target_reads
+        stats = BatchStats()
+        keys = [key_of(i, self.sides.names) for i in items]
+        found = lookup_keys(client, location.name, keys, chunk=self.chunk, stats=stats)
+        reads.gets(found, len(keys), stats.requests, consistent=False)
+        return found
+
     def compare_sources(self, source_items: Sequence[Item]) -> None:
         """Look up source items in the target and classify them (missing / differing)."""
-        if not source_items:
-            return
-        names = self.sides.names
-        stats = BatchStats()
-        keys = [key_of(i, names) for i in source_items]
-        found = lookup_keys(
-            self.sides.target, self.spec.target.name, keys, chunk=self.chunk, stats=stats
-        )
-        self.result.target_reads.gets(found, len(keys), stats.requests, consistent=False)
-        self.classify(source_items, found)
+        if source_items:
+            self.classify(source_items, self.lookup(source_items, "target"))
 
     def classify(self, source_items: Sequence[Item], target_items: Sequence[Item]) -> None:
         diff = diff_page(source_items, target_items, self.sides.names, self.differ)
@@ -373,42 +385,51 @@ class _Segment:
         if not target_items:
             return
         names = self.sides.names
-        stats = BatchStats()
+        found = self.lookup(target_items, "source")
         keys = [key_of(i, names) for i in target_items]
-        found = lookup_keys(
-            self.sides.source, self.spec.source.name, keys, chunk=self.chunk, stats=stats
-        )
-        self.result.source_reads.gets(found, len(keys), stats.requests, consistent=False)
         extra = self.not_expired(find_extra(keys, found, names), target_items)
         _record(self.result, "extra", extra, self.max_suspects)
 
 
 def _run_batch(work: _Segment, out_of_time: Callable[[], bool]) -> None:
-    result, cursor, spec = work.result, work.result.cursor, work.spec
+    cursor = work.result.cursor
     if cursor.phase == "source" and not cursor.source_done:
-        for page in work.scan(work.sides.source, spec.source.name, cursor.source_key):
-            result.source_reads.scan_page(page.items)
-            items = [i for i in page.items if not is_tombstone(i)]
-            result.scanned_source += len(items)
-            work.compare_sources(items)
-            cursor.source_key = _json_key(page.cursor)
-            if page.cursor is None:
-                cursor.source_done = True
-            elif out_of_time():
-                return
+        if not _scan_batch_side(work, "source", out_of_time):
+            return
         cursor.phase = "target"
     if cursor.phase == "target" and not cursor.target_done:
-        for page in work.scan(work.sides.target, spec.target.name, cursor.target_key):
-            result.target_reads.scan_page(page.items)
-            items = [i for i in page.items if not is_tombstone(i)]
+        _scan_batch_side(work, "target", out_of_time)
+
+
+def _scan_batch_side(
+    work: _Segment, side: Literal["source", "target"], out_of_time: Callable[[], bool]
+) -> bool:
+    """One phase of the batch mode: scan `side` from its cursor, each page's live items looked
+    up on the other side (source: missing / differing; target: extra). False when out of time
+    (the cursor holds where to continue), True when the side's scan is done."""
+    result, cursor = work.result, work.result.cursor
+    source = side == "source"
+    client, location = (
+        (work.sides.source, work.spec.source) if source else (work.sides.target, work.spec.target)
+    )
+    reads = result.source_reads if source else result.target_reads
+    start = cursor.source_key if source else cursor.target_key
+    for page in work.scan(client, location.name, start):
+        reads.scan_page(page.items)
+        items = [i for i in page.items if not is_tombstone(i)]
+        done = page.cursor is None
+        if source:
+            result.scanned_source += len(items)
+            work.compare_sources(items)
+            cursor.source_key, cursor.source_done = _json_key(page.cursor), done
+        else:
             result.tombstones += len(page.items) - len(items)
             result.scanned_target += len(items)
             work.check_extra(items)
-            cursor.target_key = _json_key(page.cursor)
-            if page.cursor is None:
-                cursor.target_done = True
-            elif out_of_time():
-                return
+            cursor.target_key, cursor.target_done = _json_key(page.cursor), done
+        if not done and out_of_time():
+            return False
+    return True
 
 
 def _run_merge(work: _Segment, out_of_time: Callable[[], bool], buffer: int) -> None:
@@ -506,43 +527,63 @@ def _run_merge(work: _Segment, out_of_time: Callable[[], bool], buffer: int) -> 
     spill(pending_target, 0, work.check_extra)
 
 
+@dataclass(frozen=True)
+class VerifyConfig:
+    """What configures one verification (not what it is done with: the clients, the clocks and
+    the state store are passed to `verify_segment` beside it)."""
+
+    #: "batch" (look the source's keys up in the target), "merge" (scan both), "auto" (choose).
+    mode: Mode = "auto"
+    #: Seconds a call may run before it returns a cursor (default `spec.worker_budget_seconds`).
+    budget_seconds: float | None = None
+    #: Suspect keys kept per segment (they travel in the Step Functions payload).
+    max_suspects: int = DEFAULT_MAX_SUSPECTS
+    #: Unpaired items the merge mode holds before resolving the oldest by key lookups (>= 2).
+    merge_buffer: int = DEFAULT_MERGE_BUFFER
+    #: Scan page size (None: DynamoDB's 1 MB pages).
+    page_limit: int | None = None
+    #: Keys per BatchGetItem.
+    lookup_chunk: int = BATCH_GET_MAX
+    #: Segments of the scan (default `spec.segments`).
+    total_segments: int | None = None
+    #: Save each call's result in the state store (`verify#<segment>`).
+    checkpoint: bool = True
+    #: What "differs" means (default: `ItemDiffer(spec.ignore)`).
+    differ: ItemDiffer | None = None
+
+
 def verify_segment(
     spec: MigrationSpec,
     segment: int,
-    *,
-    mode: Mode = "auto",
     cursor: VerifyResult | Mapping[str, Any] | None = None,
-    budget_seconds: float | None = None,
+    config: VerifyConfig = VerifyConfig(),
+    *,
     clock: Callable[[], float] = time.monotonic,
     wall_clock: Callable[[], float] = time.time,
-    max_suspects: int = DEFAULT_MAX_SUSPECTS,
-    merge_buffer: int = DEFAULT_MERGE_BUFFER,
-    page_limit: int | None = None,
-    lookup_chunk: int = BATCH_GET_MAX,
-    total_segments: int | None = None,
     source_client: Any | None = None,
     target_client: Any | None = None,
-    differ: ItemDiffer | None = None,
     state: StateStore | None = None,
-    checkpoint: bool = True,
 ) -> VerifyResult:
-    """Verify one segment of `spec.source` against `spec.target` (module docstring).
+    """Verify one segment of `spec.source` against `spec.target` (module docstring), as
+    `config` says.
 
     `cursor` continues a segment: either a not-done result of a previous call (or its JSON), or
     just its `cursor` field (what the state machine carries) — then the counts come from the
-    state store checkpoint `verify#<segment>`. With `checkpoint`, every call ends by saving its
-    result there (`state`, default the spec's state store when that table exists). Runs until the
-    segment is done or `budget_seconds` (default `spec.worker_budget_seconds`) have passed,
-    checked between pages, so at least one page is read per call.
+    state store checkpoint `verify#<segment>`. With `config.checkpoint`, every call ends by
+    saving its result there (`state`, default the spec's state store when that table exists).
+    Runs until the segment is done or `config.budget_seconds` (default
+    `spec.worker_budget_seconds`) have passed, checked between pages, so at least one page is
+    read per call.
     """
-    total = total_segments or spec.segments
+    mode, merge_buffer, checkpoint = config.mode, config.merge_buffer, config.checkpoint
+    total = config.total_segments or spec.segments
     if not 0 <= segment < total:
         raise BadInputError(f"segment {segment} is outside 0..{total - 1}")
     if merge_buffer < 2:
         raise BadInputError(f"merge buffer {merge_buffer} must be at least 2")
     sides = _Sides(spec, source_client, target_client)
     if checkpoint and state is None:
-        state = default_state(spec)
+        state = existing_state_store(spec)
     if cursor is not None and not isinstance(cursor, VerifyResult) and "segment" not in cursor:
         # A bare VerifyCursor: the counts live in the state store. A checkpoint ahead of the
         # cursor (a retried call whose answer was lost) is a consistent later point: use it.
@@ -588,7 +629,7 @@ def verify_segment(
             started_at=wall_clock(),
         )
     result.calls += 1
-    budget = spec.worker_budget_seconds if budget_seconds is None else budget_seconds
+    budget = spec.worker_budget_seconds if config.budget_seconds is None else config.budget_seconds
     deadline = clock() + budget
 
     def out_of_time() -> bool:
@@ -598,10 +639,10 @@ def verify_segment(
         spec,
         sides,
         result,
-        differ or ItemDiffer(spec.ignore),
-        max_suspects=max_suspects,
-        page_limit=page_limit,
-        lookup_chunk=lookup_chunk,
+        config.differ or ItemDiffer(spec.ignore),
+        max_suspects=config.max_suspects,
+        page_limit=config.page_limit,
+        lookup_chunk=config.lookup_chunk,
         now=wall_clock,
     )
     if result.mode == "batch":
@@ -626,17 +667,24 @@ def verify_segment(
 
 def verify_table(
     spec: MigrationSpec,
+    config: VerifyConfig | None = None,
     *,
-    mode: Mode = "auto",
     on_result: Callable[[VerifyResult], None] | None = None,
-    **kwargs: Any,
+    **options: Any,
 ) -> list[VerifyResult]:
-    """Every segment of `spec`, one after the other, each called until done (local runs)."""
+    """Every segment of `spec`, one after the other, each called until done (local runs).
+
+    `options`: `VerifyConfig` fields (override `config`'s) and `verify_segment`'s keyword
+    arguments (clients, clocks, state store)."""
+    fields = {
+        name: options.pop(name) for name in VerifyConfig.__dataclass_fields__ if name in options
+    }
+    config = replace(config or VerifyConfig(), **fields)
     results = []
     for segment in range(spec.segments):
-        result = verify_segment(spec, segment, mode=mode, **kwargs)
+        result = verify_segment(spec, segment, None, config, **options)
         while not result.done:
-            result = verify_segment(spec, segment, mode=mode, cursor=result, **kwargs)
+            result = verify_segment(spec, segment, result, config, **options)
         if on_result is not None:
             on_result(result)
         results.append(result)
@@ -910,14 +958,6 @@ def load_verify_result(state: StateStore, segment: int) -> VerifyResult | None:
     return VerifyResult.model_validate_json(item["data"]["S"]) if item else None
 
 
-def default_state(spec: MigrationSpec) -> StateStore | None:
-    """The spec's state store, or None when its table does not exist (library use, tests)."""
-    client = spec.state.clients().dynamodb()
-    if not StateStore.table_exists(client, spec.state.name):
-        return None
-    return StateStore(client, spec.state.name, spec.migration_id)
-
-
 def save_recheck_result(state: StateStore, result: RecheckResult) -> None:
     state.put_record(
         RECHECK_SK,
@@ -934,7 +974,7 @@ def load_recheck_result(state: StateStore) -> RecheckResult | None:
 def _store(spec: MigrationSpec, state: StateStore | None) -> StateStore:
     if state is not None:
         return state
-    found = default_state(spec)
+    found = existing_state_store(spec)
     if found is None:
         raise BadInputError(f"state table {spec.state.name!r} does not exist")
     return found

@@ -204,3 +204,73 @@ def test_one_replicator_lease_at_a_time(endpoint: str, table: str) -> None:
         s.acquire_replicator_lease("a", until=1300.0, now=1200.0)
     s.release_replicator_lease("b")
     s.acquire_replicator_lease("a", until=1300.0, now=1200.0)
+
+
+def test_a_resume_keeps_its_segment_count_at_every_entry(ddb: Any, endpoint: str) -> None:
+    """ "A resume keeps its segment count" has one home (`StateStore.segment_count`): the plan
+    step records the count, and the plan step, Validate and the CLI's count all refuse another
+    count for the same migration (BadInputError naming `segments`) or reuse the recorded one."""
+    from dynashift.errors import BadInputError
+    from dynashift.target import TargetOptions
+    from dynashift.workflow.migrate import plan_local_run
+    from dynashift.workflow.steps import StepEvent, ValidateEvent, plan_segments, validate
+    from tests.support.tables import create_table, fill, varied_items
+    from tests.workflow.helpers import workflow_input
+
+    source = f"seg-src-{uuid.uuid4().hex[:8]}"
+    create_table(ddb, source)
+    fill(ddb, source, varied_items(3, seed=1))
+    spec = workflow_input(endpoint, source, f"seg-tgt-{uuid.uuid4().hex[:8]}", segments=3).spec
+    StateStore.ensure_table(ddb, spec.state.name)
+
+    def plan_segment_count(spec: Any, requested: int | None) -> int:
+        return plan_local_run(spec, TargetOptions(), segments=requested).segments
+
+    assert plan_segment_count(spec, 5) == 5  # nothing recorded yet: the requested count
+    assert plan_segments(StepEvent(spec=spec)).count == 3
+    state = StateStore(ddb, spec.state.name, spec.migration_id)
+    assert state.segment_count() == 3 and state.segment_count(3) == 3
+    assert plan_segment_count(spec, None) == 3
+    other = spec.model_copy(update={"segments": 5})
+    refusals = {
+        "store": lambda: state.segment_count(5),
+        "plan step": lambda: plan_segments(StepEvent(spec=other)),
+        "validate": lambda: validate(ValidateEvent(spec=other)),
+        "cli count": lambda: plan_segment_count(spec, 5),
+    }
+    for where, call in refusals.items():
+        with pytest.raises(BadInputError) as info:
+            call()
+        message = str(info.value)
+        assert message.startswith("segments: 5") and "3 segments" in message, (where, message)
+    assert state.segment_count() == 3
+
+
+class _SmallPages:
+    """The moto client, with every Query limited to two items (so the pager must follow
+    LastEvaluatedKey: moto's pages are otherwise 1 MB)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.queries = 0
+
+    def query(self, **kwargs: Any) -> Any:
+        self.queries += 1
+        return self.client.query(Limit=2, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+def test_the_one_pager_reads_every_page_of_a_prefix_and_a_range(endpoint: str, table: str) -> None:
+    paged = _SmallPages(client(endpoint))
+    s = StateStore(paged, table, f"m-{uuid.uuid4().hex[:8]}")
+    for i in range(5):
+        s.put_record("x#", f"{i:02d}", n={"N": str(i)})
+    s.put_record("y#", "00")
+    other = StateStore(paged, table, f"m-{uuid.uuid4().hex[:8]}")
+    other.put_record("x#", "99")
+    assert [r["n"]["N"] for r in s.records("x#")] == ["0", "1", "2", "3", "4"]
+    assert paged.queries >= 3
+    between = [r["n"]["N"] for r in s._query_between("x#01", "x#03")]
+    assert between == ["1", "2", "3"]

@@ -21,6 +21,7 @@ from dynashift.models import MigrationSpec, TableLocation
 from dynashift.readiness import VerificationSummary
 from dynashift.state import StateStore, state_table_name
 from dynashift.verify import (
+    VerifyConfig,
     VerifyResult,
     all_suspects,
     load_verify_results,
@@ -309,29 +310,14 @@ def test_resumable_cursor_through_the_state_store(ddb: Any, planted_ro: Any) -> 
     for mode in ("batch", "merge"):
         calls = 0
         segment_results = []
+        config = VerifyConfig(mode=mode, page_limit=20, budget_seconds=1)
         for segment in range(SEGMENTS):
-            result = verify_segment(
-                spec,
-                segment,
-                mode=mode,
-                page_limit=20,
-                budget_seconds=1,
-                clock=clock,
-                state=state,
-            )
+            result = verify_segment(spec, segment, None, config, clock=clock, state=state)
             while not result.done:
                 calls += 1
                 # What the state machine carries: only the cursor; counts come from the store.
-                result = verify_segment(
-                    spec,
-                    segment,
-                    mode=mode,
-                    cursor=result.cursor.model_dump(mode="json"),
-                    page_limit=20,
-                    budget_seconds=1,
-                    clock=clock,
-                    state=state,
-                )
+                cursor = result.cursor.model_dump(mode="json")
+                result = verify_segment(spec, segment, cursor, config, clock=clock, state=state)
             segment_results.append(result)
         assert calls >= 4, mode
         assert totals(segment_results)["missing"] == len(p.missing), mode

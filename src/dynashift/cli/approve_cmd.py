@@ -1,7 +1,7 @@
 """`dynashift approve --execution ARN`: answer the cutover approval of a deployed run.
 
 The workflow's approval step stores its task token in the migration's state store
-(`readiness.save_approval_token`); this command finds the state store from the execution's
+(`approval_token.save_approval_token`); this command finds the state store from the execution's
 input and sends SendTaskSuccess (or SendTaskFailure with `--reject`). Exit 0 when sent, 2 when
 the ARN is malformed, the execution does not exist or is not waiting for approval.
 """
@@ -17,11 +17,12 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
+from dynashift.approval_token import send_approval
 from dynashift.aws import ClientFactory, Side, error_code
 from dynashift.errors import BadInputError
 from dynashift.models import MigrationSpec, TableLocation
-from dynashift.readiness import send_approval
 from dynashift.state import StateStore
+from dynashift.validation import input_message, option_error
 
 EXECUTION_ARN = re.compile(
     r"^arn:(?P<partition>[a-z-]+):states:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
@@ -63,8 +64,7 @@ def spec_from_input(data: Any) -> MigrationSpec:
         return MigrationSpec.model_validate(data)
     except ValidationError as exc:
         raise BadInputError(
-            "the execution's input is not a dynashift migration "
-            f"({exc.errors()[0]['loc']}: {exc.errors()[0]['msg']})"
+            f"the execution's input is not a dynashift migration ({input_message(exc)})"
         ) from None
 
 
@@ -80,10 +80,7 @@ def open_execution(args: argparse.Namespace) -> ExecutionContext:
             endpoint_url=args.endpoint_url,
         )
     except ValidationError as exc:
-        err = exc.errors()[0]
-        raise BadInputError(
-            f"--{str(err['loc'][0]).replace('_', '-')}: {err.get('input')!r} is invalid"
-        ) from None
+        raise option_error(exc) from None
     sfn = ClientFactory(side).client("stepfunctions")
     try:
         execution = sfn.describe_execution(executionArn=arn)

@@ -9,6 +9,7 @@ from typing import Any
 from dynashift.aws import Side
 from dynashift.errors import BadInputError
 from dynashift.refs import TableRef, parse_table_ref
+from dynashift.validation import option_error
 
 
 def positive_int(text: str) -> int:
@@ -119,8 +120,4 @@ def side_from_args(
     try:
         return Side(**values)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = str(err["loc"][0]).replace("_", "-")
-        raise BadInputError(
-            f"--{prefix}{field}: {err.get('input')!r} is invalid ({err['msg']})"
-        ) from None
+        raise option_error(exc, prefix) from None

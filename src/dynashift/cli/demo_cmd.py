@@ -44,7 +44,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--final-check",
         action="store_true",
-        help="after the cutover, compare the whole tables once more (independent diff)",
+        help="after the cutover, compare the whole tables once more (a fresh pass of the "
+        "verification's diff engine, outside the workflow)",
     )
     parser.set_defaults(func=run)
 

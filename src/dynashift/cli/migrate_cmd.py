@@ -27,6 +27,7 @@ from dynashift.cli.migration_options import (
 from dynashift.errors import BadInputError
 from dynashift.models import MigrationSpec
 from dynashift.plan import MAX_IN_FLIGHT, ConcurrencyPlan
+from dynashift.validation import option_error
 
 if TYPE_CHECKING:
     from dynashift.workflow.steps import WorkflowInput
@@ -171,9 +172,7 @@ def _spec(args: argparse.Namespace) -> MigrationSpec:
             lag_threshold_seconds=args.lag_threshold,
         )
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = str(err["loc"][0]).replace("_", "-")
-        raise BadInputError(f"--{field}: {err.get('input')!r} is invalid ({err['msg']})") from None
+        raise option_error(exc) from None
 
 
 def _confirm(args: argparse.Namespace, spec: MigrationSpec) -> None:

@@ -19,15 +19,15 @@ from pydantic import ValidationError
 from dynashift.cli.common import add_side_options, positive_int, side_from_args, table_ref
 from dynashift.errors import BadInputError
 from dynashift.models import TableLocation
-from dynashift.refs import TableRef
+from dynashift.refs import TableRef, is_region
 from dynashift.target import TargetOptions
+from dynashift.validation import option_error
 
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 _TAG_KEY = re.compile(r"^[\w\s.:/=+@-]{1,128}$", re.UNICODE)
 
 
 def _region(text: str) -> str:
-    if not _REGION.match(text):
+    if not is_region(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a region name (e.g. eu-west-1)")
     return text
 
@@ -178,6 +178,4 @@ def target_options_from_args(args: argparse.Namespace) -> TargetOptions:
             replace_stream=bool(getattr(args, "replace_stream", False)),
         )
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = str(err["loc"][0]).replace("_", "-")
-        raise BadInputError(f"--{field}: {err.get('input')!r} is invalid ({err['msg']})") from None
+        raise option_error(exc) from None

@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from dynashift.cli.approve_cmd import add_execution_options, open_execution
-from dynashift.readiness import migration_status
+from dynashift.status import migration_status
 
 
 def register(subparsers: Any) -> None:

@@ -11,10 +11,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel
 
 from dynashift.aws import error_code
 from dynashift.errors import BadInputError, RuntimeFailure, TransientError, WorkerDeadlineError
@@ -26,49 +25,17 @@ from dynashift.replication_progress import (
     drain_mark,
     failed_records,
 )
-from dynashift.state import StateStore
+from dynashift.state import StateStore, state_store
+from dynashift.workflow.types import (
+    LagStatus,
+    ReplicationControl,  # noqa: F401  (re-exported)
+)
 
 #: Event source mapping settings of the replicator (documented in docs/workflow.md).
 ESM_BATCH_SIZE = 100
 ESM_BATCHING_WINDOW_SECONDS = 1
 ESM_MAX_RETRY_ATTEMPTS = 10
 ESM_PARALLELIZATION_FACTOR = 1
-
-
-class LagStatus(BaseModel):
-    """How far the replicator is behind the source stream."""
-
-    #: Every record written to the stream before `since` (or before now) has been applied.
-    caught_up: bool
-    #: The caller waited long enough; go on and let the readiness checklist report the lag.
-    give_up: bool = False
-    records_behind: int | None = None
-    age_seconds: float | None = None
-    #: Records the replicator could not apply.
-    failed_records: int = 0
-    #: Messages on the replicator's dead-letter queue (None: no DLQ, a local run).
-    dlq_messages: int | None = None
-    detail: str = ""
-
-
-class ReplicationControl(Protocol):
-    """What the workflow needs from a replicator, wherever it runs."""
-
-    def start(self, spec: MigrationSpec, stream_arn: str) -> dict[str, Any]:
-        """Start applying the stream from TRIM_HORIZON (or the checkpoints). Idempotent."""
-        ...
-
-    def lag(self, spec: MigrationSpec, since: datetime | None = None) -> LagStatus:
-        """Whether everything written before `since` (default: now) has been applied."""
-        ...
-
-    def drain(self, spec: MigrationSpec, since: datetime | None = None) -> LagStatus:
-        """Like `lag`, but may block a while to apply the remaining records."""
-        ...
-
-    def stop(self, spec: MigrationSpec) -> dict[str, Any]:
-        """Stop applying the stream. Idempotent."""
-        ...
 
 
 def _timestamp(value: Any) -> float | None:
@@ -296,15 +263,13 @@ class EventSourceMappingControl:
             raise
         return {"mapping": mapping["UUID"], "created": True}
 
-    def _failed_records(self) -> int | None:
+    def _dlq_messages(self) -> int | None:
         """Messages on the replicator's DLQ, counted whole (None: no DLQ configured)."""
         if not (self.sqs_client and self.dlq_url):
             return None
         return dlq_depth(self.sqs_client, self.dlq_url)
 
     def _checker(self, spec: MigrationSpec) -> ProgressChecker:
-        from dynashift.workflow.steps import state_store
-
         return ProgressChecker(
             self.streams_client(spec),
             state_store(spec),
@@ -315,13 +280,13 @@ class EventSourceMappingControl:
     def lag(self, spec: MigrationSpec, since: datetime | None = None) -> LagStatus:
         """From the replicator's progress records (see dynashift.replication_progress)."""
         status = progress_lag(self._checker(spec), since)
-        return status.model_copy(update={"dlq_messages": self._failed_records()})
+        return status.model_copy(update={"dlq_messages": self._dlq_messages()})
 
     def drain(self, spec: MigrationSpec, since: datetime | None = None) -> LagStatus:
         """One drain check (the state machine waits `poll_seconds` between calls); `since` is
         ignored: the drain's start is recorded by its first call (see `progress_drain`)."""
         status = progress_drain(self._checker(spec), timeout=self.drain_timeout)
-        return status.model_copy(update={"dlq_messages": self._failed_records()})
+        return status.model_copy(update={"dlq_messages": self._dlq_messages()})
 
     def stop(self, spec: MigrationSpec) -> dict[str, Any]:
         stopped = []
@@ -335,8 +300,6 @@ class EventSourceMappingControl:
         return {"stopped": stopped}
 
     def _stream_arn(self, spec: MigrationSpec) -> str:
-        from dynashift.workflow.steps import state_store
-
         meta = state_store(spec).get_meta() or {}
         arn = meta.get("stream_arn")
         if not arn:
@@ -353,7 +316,6 @@ def aws_control() -> EventSourceMappingControl:
     import boto3
 
     from dynashift.settings import lambda_settings
-    from dynashift.workflow.steps import state_store
 
     settings = lambda_settings()
     function = settings.require(settings.replicator_function, "DYNASHIFT_REPLICATOR_FUNCTION")

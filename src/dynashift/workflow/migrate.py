@@ -26,11 +26,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from dynashift.errors import BadInputError, DynashiftError, RuntimeFailure
+from dynashift.errors import BadInputError, DynashiftError, RuntimeFailure, cause_message
 from dynashift.models import MigrationSpec, TableLocation
 from dynashift.plan import ConcurrencyPlan
 from dynashift.progress import Progress
-from dynashift.state import StateStore, state_table_name
+from dynashift.state import StateStore, existing_state_store, state_table_name
 from dynashift.tables import describe_table
 from dynashift.target import TargetOptions
 from dynashift.workflow.control import EventSourceMappingControl
@@ -272,7 +272,7 @@ class MigrationRunner:
     def check_approval(self) -> None:
         if self._approved or self.sfn is None or not self.input.settings.approval:
             return
-        from dynashift.readiness import load_approval_token
+        from dynashift.approval_token import load_approval_token
 
         token = load_approval_token(state_store(self.spec))
         if not token:
@@ -459,24 +459,7 @@ def failure_of(outcome: ExecutionOutcome) -> tuple[str, str | None]:
     cause = outcome.cause
     if outcome.error in ("InputRejected", "MigrationFailed") and cause and ": " in cause:
         error, cause = cause.split(": ", 1)
-    if not cause:
-        return error, None
-    import json
-
-    try:
-        parsed = json.loads(cause)
-    except ValueError:
-        return error, cause
-    if isinstance(parsed, dict):
-        return error, str(parsed.get("errorMessage") or parsed)
-    return error, str(parsed)
-
-
-def _existing_state_store(spec: MigrationSpec) -> StateStore | None:
-    client = spec.state.clients().dynamodb()
-    if not StateStore.table_exists(client, spec.state.name):
-        return None
-    return state_store(spec)
+    return error, cause_message(cause or None)
 
 
 def plan_local_run(
@@ -495,10 +478,10 @@ def plan_local_run(
     from dynashift.plan import concurrency_plan, target_capacity
     from dynashift.target import check_target
 
-    state = _existing_state_store(spec)
-    recorded = (state.get_meta() or {}).get("segments") if state is not None else None
-    if segments is None and recorded is not None:
-        segments = int(recorded)
+    state = existing_state_store(spec)
+    if state is not None:
+        # The one resume rule: a resumed migration keeps its count (a different one is refused).
+        segments = state.segment_count(segments)
     source = describe_table(spec.source.clients().dynamodb(), spec.source.name, "source table")
     check = check_target(spec.source, spec.target, target_options, state)
     wcu, warm = target_capacity(check)

@@ -173,7 +173,7 @@ class LocalLambda:
                 function.pool.close()
 
 
-def _patched_invoke(  # noqa: PLR0917 (moto's signature)
+def _patched_invoke(
     self: Any,
     function_name: str,
     qualifier: str | None,

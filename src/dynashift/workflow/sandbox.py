@@ -165,7 +165,7 @@ def _serve(conn: Connection, spec: FunctionSpec) -> None:  # pragma: no cover (i
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
-    from dynashift.workflow.steps import error_payload
+    from dynashift.errors import error_payload
 
     handler: Any = None
     init_error: dict[str, Any] | None = None

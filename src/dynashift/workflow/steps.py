@@ -8,6 +8,10 @@ to a reporting state (the BadInputError family).
 
 The execution input is a `WorkflowInput`: the validated `MigrationSpec`, the target table
 overrides (`TargetOptions`) and `WorkflowSettings` (waits, concurrency, approval/cutover).
+Those models, and everything else the workflow modules share, are in `workflow/types.py`.
+
+Why one module of this size: one function per Task state (the one engine call of each handler)
+with its small glue, in the order of the definition; the rules they apply live elsewhere.
 """
 
 from __future__ import annotations
@@ -18,28 +22,48 @@ import os
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from dynashift.backfill import DEFAULT_IN_FLIGHT, SegmentResult, run_segment, start_backfill
-from dynashift.errors import BadInputError, DynashiftError
+from dynashift.errors import BadInputError, DynashiftError, cause_message
 from dynashift.models import MigrationSpec
-from dynashift.plan import INLINE_MAP_CONCURRENCY, MAX_IN_FLIGHT, WORKER_ITEMS_PER_SECOND
+from dynashift.plan import INLINE_MAP_CONCURRENCY, WORKER_ITEMS_PER_SECOND
 from dynashift.ratelimit import RateLimiter
-from dynashift.state import StateStore
+from dynashift.state import StateStore, existing_state_store, state_store
 from dynashift.tables import describe_table
-from dynashift.target import TargetOptions
 from dynashift.tombstones import finish_backfill as _finish_backfill
-from dynashift.workflow.control import LagStatus, ReplicationControl
+from dynashift.validation import parse_event
+from dynashift.workflow.types import (
+    DISTRIBUTED_THRESHOLD,
+    HISTORY_EVENTS_QUOTA,  # noqa: F401  (re-exported)
+    ApprovalEvent,
+    FinishResult,
+    LagStatus,
+    LoopEstimate,
+    PlanResult,
+    PrepareTargetEvent,
+    ReadinessEvent,
+    ReadinessOutput,
+    ReplicationControl,
+    ReplicationEvent,
+    ReportEvent,
+    SegmentEvent,
+    StepEvent,
+    StreamEvent,
+    ValidateEvent,
+    ValidationResult,
+    VerifyOutput,
+    WorkflowInput,
+    WorkflowSettings,
+)
 
 if TYPE_CHECKING:
     from dynashift.settings import LambdaSettings
 
 log = logging.getLogger("dynashift.workflow")
 
-#: Step Functions' history quota per execution.
-HISTORY_EVENTS_QUOTA = 25_000
 #: History events of one turn of a segment loop inline (TaskStateEntered, TaskScheduled,
 #: TaskStarted, TaskSucceeded, TaskStateExited, ChoiceStateEntered, ChoiceStateExited).
 EVENTS_PER_LOOP_TURN = 7
@@ -50,10 +74,6 @@ EVENTS_PER_ITERATION = 4
 #: entered, exited): the concurrent strategy verifies the segment in the same iteration, right
 #: after its copy, so its verification turns add no iteration of their own.
 EVENTS_PER_STRATEGY_CHOICE = 2
-#: Above this many estimated history events of the two segment loops, the Map states run as
-#: Distributed Maps (each segment's loop in a child execution with its own history). Half the
-#: quota: the rest is left to retries and the poll loops (target, stream, lag, drain).
-DISTRIBUTED_THRESHOLD = HISTORY_EVENTS_QUOTA // 2
 #: Conservative worker throughput used to estimate invocations (docs/limits.md): a backfill
 #: worker writes with conditional puts at about half one partition's 1,000 WCU; a verification
 #: worker reads two tables.
@@ -66,170 +86,6 @@ VERIFY_BYTES_PER_SECOND = 1024 * 1024.0
 WORKER_TIMEOUT_MARGIN_SECONDS = 60.0
 
 
-# --- models that travel in the state machine -------------------------------------------------
-
-
-class WorkflowSettings(BaseModel):
-    """How the workflow runs (not what it migrates)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    #: Seconds between polls of the target, the stream and the replication lag.
-    poll_seconds: int = Field(default=5, ge=0, le=3600)
-    #: Map MaxConcurrency: segment workers running at once (Validate plans it when the input
-    #: leaves it out: `plan.concurrency_plan`).
-    max_concurrency: int = Field(default=10, ge=1, le=1000)
-    #: Conditional puts one backfill worker keeps in flight (None: planned by Validate).
-    max_in_flight: int | None = Field(default=None, ge=1, le=MAX_IN_FLIGHT)
-    #: Wait for an operator's approval (task token) after READY, then cut over.
-    approval: bool = False
-    #: After READY, drain the stream and stop the replicator (without approval).
-    cutover: bool = False
-    #: How long to wait for the replicator to catch up before the readiness checklist.
-    catchup_timeout_seconds: float = Field(default=900.0, gt=0)
-    #: Verification lookup mode (see docs/verify.md).
-    verify_mode: Literal["auto", "batch", "merge"] = "auto"
-    #: Estimated history events of the segment loops above which the Maps run distributed
-    #: (docs/limits.md; 1: always distributed).
-    distributed_threshold: int = Field(default=DISTRIBUTED_THRESHOLD, ge=1)
-    #: How long the approval step waits for a decision (TimeoutSecondsPath); default 7 days.
-    approval_timeout_seconds: int = Field(default=7 * 24 * 3600, ge=1, le=365 * 24 * 3600)
-    #: An approval given longer than this after the readiness checklist re-runs the checklist
-    #: before the cutover.
-    approval_max_age_seconds: int = Field(default=3600, ge=0)
-
-
-class WorkflowInput(BaseModel):
-    """The execution input of the migration state machine."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    spec: MigrationSpec
-    target_options: TargetOptions = Field(default_factory=TargetOptions)
-    settings: WorkflowSettings = Field(default_factory=WorkflowSettings)
-
-
-class StepEvent(BaseModel):
-    """What every Task receives: the spec and the settings (more fields per step below)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    spec: MigrationSpec
-    settings: WorkflowSettings = Field(default_factory=WorkflowSettings)
-
-
-class ValidateEvent(StepEvent):
-    target_options: TargetOptions = Field(default_factory=TargetOptions)
-
-
-class PrepareTargetEvent(StepEvent):
-    target_options: TargetOptions = Field(default_factory=TargetOptions)
-    action: Literal["start", "poll"]
-
-
-class StreamEvent(StepEvent):
-    action: Literal["enable", "poll"]
-
-
-class ReplicationEvent(StepEvent):
-    action: Literal["start", "start_after_backfill", "lag", "drain", "stop"]
-    stream_arn: str | None = None
-    since: datetime | None = None
-
-
-class SegmentEvent(StepEvent):
-    segment: int = Field(ge=0)
-    cursor: dict[str, Any] | None = None
-
-
-class ApprovalEvent(StepEvent):
-    task_token: str = Field(min_length=1)
-    #: The waiting execution (`$$.Execution.Id`), named in the notification and checked by the
-    #: decision function.
-    execution_arn: str | None = None
-
-
-class ReadinessEvent(StepEvent):
-    #: After the approval: keep a READY checklist saved at most this long ago, run it again
-    #: otherwise (None: always run it).
-    max_age_seconds: int | None = Field(default=None, ge=0)
-
-
-class ReportEvent(BaseModel):
-    """What the report states send: the spec (READY / NOT READY) or, on the failure paths that
-    any state (Validate included) reaches, the whole state as `input` with `failure`."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    spec: MigrationSpec | None = None
-    settings: WorkflowSettings = Field(default_factory=WorkflowSettings)
-    outcome: Literal["READY", "NOT_READY", "FAILED", "REJECTED"]
-    failure: dict[str, Any] | None = None
-    #: The state at the failure: the normalised input, or the raw console input when Validate
-    #: rejected it (read leniently: it may be what was wrong).
-    input: dict[str, Any] | None = None
-
-
-class ValidationResult(BaseModel):
-    source: str
-    target: str
-    target_action: str
-    stream: dict[str, Any]
-    warnings: list[str] = Field(default_factory=list)
-
-
-class PlanResult(BaseModel):
-    segments: list[int]
-    count: int
-    distributed: bool
-    #: Estimated worker invocations of the backfill and verification loops together.
-    invocations: int = 0
-    #: Estimated history events of those loops if the Maps ran inline.
-    history_events: int = 0
-
-
-class LoopEstimate(BaseModel):
-    """What the segment loops of a table will cost (docs/limits.md)."""
-
-    segments: int
-    backfill_invocations: int
-    verify_invocations: int
-    invocations: int
-    history_events: int
-    distributed: bool
-
-
-class FinishResult(BaseModel):
-    """One turn of the "Finish backfill" loop (counts of this invocation)."""
-
-    done: bool
-    registered: int = 0
-    removed: int = 0
-    recreated: int = 0
-
-
-class VerifyOutput(BaseModel):
-    """What a verification worker returns to the state machine: its cursor and counts. The
-    suspects (keys) stay in the segment's checkpoint in the state store."""
-
-    segment: int
-    done: bool
-    cursor: dict[str, Any]
-    counts: dict[str, int]
-    suspects: int = 0
-
-
-class ReadinessOutput(BaseModel):
-    """The verdict for the Choice; the report itself is saved in the state store."""
-
-    ready: bool
-    verdict: str
-    #: Names of the failing required checks (a fixed, short list).
-    failing: list[str] = Field(default_factory=list)
-    #: False when a fresh saved checklist was kept (`max_age_seconds`).
-    rechecked: bool = True
-
-
 class StepResult(BaseModel):
     """A small free-form result (the ASL reads only the fields it names)."""
 
@@ -237,29 +93,6 @@ class StepResult(BaseModel):
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def parse_event(model: type[M], event: Any) -> M:
-    """The one adapter from a raw event (execution input, Task payload) to its model, used by
-    every handler: pydantic's ValidationError becomes a BadInputError (the "Input rejected"
-    path) whose one-line message names the field."""
-    try:
-        return model.model_validate(event)
-    except ValidationError as exc:
-        raise BadInputError(validation_message(exc)) from exc
-
-
-def validation_message(exc: ValidationError) -> str:
-    """`spec.source.name: Value error, 'x' is not a valid DynamoDB table name` (one line)."""
-    errors = exc.errors(include_url=False)
-    if not errors:
-        return "input: invalid"
-    first = errors[0]
-    where = ".".join(str(part) for part in first["loc"]) or "input"
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return " ".join(f"{where}: {first['msg']}{more}".split())
 
 
 def normalise_input(raw: Any, env: LambdaSettings | None = None) -> WorkflowInput:
@@ -285,18 +118,6 @@ def normalise_input(raw: Any, env: LambdaSettings | None = None) -> WorkflowInpu
             }
         data["spec"] = spec
     return parse_event(WorkflowInput, data)
-
-
-def state_store(spec: MigrationSpec) -> StateStore:
-    """The state store of a migration, on the spec's state table."""
-    return StateStore(spec.state.clients().dynamodb(), spec.state.name, spec.migration_id)
-
-
-def _existing_state(spec: MigrationSpec) -> StateStore | None:
-    client = spec.state.clients().dynamodb()
-    if not StateStore.table_exists(client, spec.state.name):
-        return None
-    return StateStore(client, spec.state.name, spec.migration_id)
 
 
 def _dump(model: Any) -> dict[str, Any]:
@@ -359,14 +180,15 @@ def plan_concurrency(workflow: WorkflowInput, raw: Any) -> WorkflowInput:
     from dynashift.target import check_target
 
     try:
-        state = _existing_state(spec)
-        recorded = (state.get_meta() or {}).get("segments") if state is not None else None
+        state = existing_state_store(spec)
+        segments = spec.segments if given[0] else None
+        if state is not None:
+            segments = state.segment_count(segments)  # a resume keeps its count
         items, size = describe_source_size(spec)
         check = check_target(spec.source, spec.target, workflow.target_options, state)
     except DynashiftError:
         return workflow
     wcu, warm = target_capacity(check)
-    segments = spec.segments if given[0] else None
     local = is_local_endpoint(spec.target.side.endpoint_url)
     plan = concurrency_plan(
         items,
@@ -377,7 +199,7 @@ def plan_concurrency(workflow: WorkflowInput, raw: Any) -> WorkflowInput:
         provisioned_wcu=wcu,
         warm_wcu=warm,
         max_write_rate=spec.max_write_rate,
-        segments=int(recorded) if segments is None and recorded is not None else segments,
+        segments=segments,
         workers=settings.max_concurrency if given[1] else None,
         in_flight=settings.max_in_flight,
     )
@@ -448,7 +270,7 @@ def validate(
         expected = (stack or {}).get(field)
         if expected and expected != value:
             raise BadInputError(f"{field}: {value!r} is not this stack's {expected!r}")
-    state = _existing_state(spec)
+    state = existing_state_store(spec)
     check = check_target(spec.source, spec.target, event.target_options, state)
     if event.target_options.replica_regions and check.spec.billing_mode == "PROVISIONED":
         # UpdateTable refuses a replica on a PROVISIONED table without write auto scaling,
@@ -460,13 +282,7 @@ def validate(
         )
     stream = check_stream(spec.source, spec.replace_stream)
     if state is not None:
-        meta = state.get_meta() or {}
-        recorded = meta.get("segments")
-        if recorded is not None and int(recorded) != spec.segments:
-            raise BadInputError(
-                f"--segments {spec.segments}: migration {spec.migration_id} was started with "
-                f"{recorded} segments; resume it with the same count"
-            )
+        state.segment_count(spec.segments)
     return ValidationResult(
         source=spec.source.display(),
         target=spec.target.display(),
@@ -594,12 +410,8 @@ def plan_segments(event: StepEvent) -> PlanResult:
     spec = event.spec
     state = state_store(spec)
     meta = state.get_meta() or {}
-    recorded = meta.get("segments")
-    if recorded is not None and int(recorded) != spec.segments:
-        raise BadInputError(
-            f"segments: migration {spec.migration_id} was started with {recorded} segments"
-        )
-    if recorded is None:
+    state.segment_count(spec.segments, meta=meta)  # a resume keeps its count
+    if "segments" not in meta:
         state.put_meta(segments=spec.segments)
     if "backfill_started" not in meta:
         state.put_meta(backfill_started=time.time())
@@ -715,17 +527,14 @@ def verify_segment(event: SegmentEvent) -> VerifyOutput:
     """Compare one segment of the source with the target (resumable with a cursor); the
     result, with its suspect keys, is checkpointed in the state store and only the cursor and
     counts go back to the state machine (bounded whatever the key size)."""
+    from dynashift.verify import VerifyConfig
     from dynashift.verify import verify_segment as _verify
 
     spec = event.spec
-    result = _verify(
-        spec,
-        event.segment,
-        mode=event.settings.verify_mode,
-        cursor=event.cursor,
-        budget_seconds=spec.worker_budget_seconds,
-        state=state_store(spec),
+    config = VerifyConfig(
+        mode=event.settings.verify_mode, budget_seconds=spec.worker_budget_seconds
     )
+    result = _verify(spec, event.segment, event.cursor, config, state=state_store(spec))
     return verify_output(result)
 
 
@@ -886,7 +695,8 @@ def request_approval(
     readiness checklist, the console (no terminal) and `dynashift approve` ways to approve or
     reject (`dynashift.approval`)."""
     from dynashift.approval import approval_message, record_waiting_execution
-    from dynashift.readiness import load_report, save_approval_token
+    from dynashift.approval_token import save_approval_token
+    from dynashift.readiness import load_report
 
     spec = event.spec
     state = state_store(spec)
@@ -930,9 +740,9 @@ def report(
     }
     if failure:
         data["error"] = failure.get("Error")
-        data["cause"] = _cause_text(failure.get("Cause"))
+        data["cause"] = cause_message(failure.get("Cause"))
     if outcome != "REJECTED" and spec is not None:
-        state = _existing_state(spec)
+        state = existing_state_store(spec)
         if state is not None:
             saved = state.report()
             if saved and outcome in ("READY", "NOT_READY"):
@@ -962,27 +772,6 @@ def _raw_name(location: Any) -> str | None:
 
 def _error_meta(data: dict[str, Any]) -> dict[str, Any]:
     return {k: data[k] for k in ("error", "cause") if data.get(k)}
-
-
-def _cause_text(cause: Any) -> str | None:
-    """A Lambda error's Cause is JSON text with errorMessage; keep the message only."""
-    if cause is None:
-        return None
-    import json
-
-    try:
-        parsed = json.loads(cause) if isinstance(cause, str) else cause
-    except ValueError:
-        return str(cause)
-    if isinstance(parsed, dict):
-        return str(parsed.get("errorMessage") or parsed)
-    return str(parsed)
-
-
-def error_payload(exc: BaseException) -> dict[str, Any]:
-    """The Lambda error shape for an exception (errorType is what the ASL matches)."""
-    message = exc.message if isinstance(exc, DynashiftError) else f"{type(exc).__name__}: {exc}"
-    return {"errorType": type(exc).__name__, "errorMessage": message}
 
 
 def describe_source_size(spec: MigrationSpec) -> tuple[int, int]:
