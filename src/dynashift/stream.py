@@ -23,14 +23,13 @@ new ARN; consumers of the old one must be re-pointed.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
 
 from dynashift.aws import error_code
+from dynashift.clock import SYSTEM_CLOCK, Clock
 from dynashift.errors import RuntimeFailure, StreamUnavailableError
 from dynashift.models import TableLocation
 from dynashift.progress import NullProgress, Progress
@@ -205,23 +204,25 @@ def ensure_stream(
     *,
     timeout: float = 300.0,
     progress: Progress | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Clock = SYSTEM_CLOCK,
     poll_interval: float = 1.0,
 ) -> StreamStatus:
-    """Blocking: enable (or replace) the stream and wait until it is ENABLED; its ARN."""
+    """Blocking: enable (or replace) the stream and wait until it is ENABLED; its ARN.
+
+    Waits at most `timeout` seconds by `clock`, sleeping `poll_interval` between polls.
+    """
     progress = progress or NullProgress()
-    deadline = clock() + timeout
+    deadline = clock.monotonic() + timeout
     status = enable_stream(source, replace_stream)
     action = status.action
     message = status.message
     while not status.ready:
         progress.advance(0, note=status.step)
-        if clock() > deadline:
+        if clock.monotonic() > deadline:
             raise RuntimeFailure(
                 f"stream of {source.display()} not ready after {timeout:.0f}s: {status.step}"
             )
-        sleep(min(poll_interval, max(0.0, deadline - clock())))
+        clock.sleep(min(poll_interval, max(0.0, deadline - clock.monotonic())))
         status = poll_stream(source, replace_stream)
     progress.advance(1, note="stream enabled")
     return status.model_copy(update={"action": action, "message": message})

@@ -10,6 +10,7 @@ import pytest
 from dynashift.errors import RuntimeFailure, StreamUnavailableError
 from dynashift.stream import check_stream, enable_stream, ensure_stream, poll_stream
 from tests.functional.test_target import FakeHttp, capture, hooked, location, simple_table
+from tests.support.clock import ManualClock
 
 
 def _with_stream(ddb: Any, name: str, view_type: str | None) -> None:
@@ -17,10 +18,6 @@ def _with_stream(ddb: Any, name: str, view_type: str | None) -> None:
     if view_type:
         extra["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": view_type}
     simple_table(ddb, name, **extra)
-
-
-def _no_sleep(_seconds: float) -> None:
-    return None
 
 
 def test_stream_off_is_enabled_new_and_old_images(
@@ -31,7 +28,7 @@ def test_stream_off_is_enabled_new_and_old_images(
     source = location(endpoint, name)
     assert check_stream(source).action == "enable"
     assert not ddb.describe_table(TableName=name)["Table"].get("LatestStreamArn")  # read-only
-    status = ensure_stream(source, timeout=30, sleep=_no_sleep)
+    status = ensure_stream(source, timeout=30, clock=ManualClock())
     table = ddb.describe_table(TableName=name)["Table"]
     assert table["StreamSpecification"] == {
         "StreamEnabled": True,
@@ -56,7 +53,7 @@ def test_usable_stream_is_used_as_is(
     arn = ddb.describe_table(TableName=name)["Table"]["LatestStreamArn"]
     source = location(endpoint, name)
     with capture(source.clients().dynamodb(), "UpdateTable") as updates:
-        status = ensure_stream(source, timeout=30, sleep=_no_sleep)
+        status = ensure_stream(source, timeout=30, clock=ManualClock())
     assert updates == []
     assert status.ready and status.action == "use"
     assert status.arn == arn and status.view_type == view_type
@@ -118,27 +115,24 @@ def test_waits_for_enabling_stream_with_deadline(endpoint: str, ddb: Any, table_
     _with_stream(ddb, name, "NEW_AND_OLD_IMAGES")
     source = location(endpoint, name)
     remaining = [2]
-    now = [0.0]
+    clock = ManualClock(min_step=1.0)
 
     def enabling(parsed: dict[str, Any], **_: Any) -> None:
         if remaining[0] > 0:
             remaining[0] -= 1
             parsed["StreamDescription"]["StreamStatus"] = "ENABLING"
 
-    def sleep(seconds: float) -> None:
-        now[0] += 1.0
-
     client = source.clients().streams()
     with hooked(client, "after-call.dynamodb-streams.DescribeStream", enabling):
-        status = ensure_stream(source, timeout=30, sleep=sleep, clock=lambda: now[0])
-    assert status.ready and remaining[0] == 0 and now[0] == 2.0
+        status = ensure_stream(source, timeout=30, clock=clock)
+    assert status.ready and remaining[0] == 0 and clock.now == 2.0
 
     def forever(parsed: dict[str, Any], **_: Any) -> None:
         parsed["StreamDescription"]["StreamStatus"] = "ENABLING"
 
-    now[0] = 0.0
+    clock = ManualClock(min_step=1.0)
     with (
         hooked(client, "after-call.dynamodb-streams.DescribeStream", forever),
         pytest.raises(RuntimeFailure, match="not ready after 10s"),
     ):
-        ensure_stream(source, timeout=10, sleep=sleep, clock=lambda: now[0])
+        ensure_stream(source, timeout=10, clock=clock)
