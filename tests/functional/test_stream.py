@@ -6,9 +6,14 @@ import json
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from dynashift.errors import RuntimeFailure, StreamUnavailableError
+from dynashift.models import MigrationSpec
 from dynashift.stream import check_stream, enable_stream, ensure_stream, poll_stream
+from dynashift.workflow.definition import build
+from dynashift.workflow.migrate import state_location
+from dynashift.workflow.steps import StreamEvent, source_stream
 from tests.functional.test_target import FakeHttp, capture, hooked, location, simple_table
 from tests.support.clock import ManualClock
 
@@ -136,3 +141,37 @@ def test_waits_for_enabling_stream_with_deadline(endpoint: str, ddb: Any, table_
         pytest.raises(RuntimeFailure, match="not ready after 10s"),
     ):
         ensure_stream(source, timeout=10, clock=clock)
+
+
+def test_the_stream_step_reads_replace_stream_from_the_target_options(
+    endpoint: str, ddb: Any, table_name: Any
+) -> None:
+    """Issue 15: `TargetOptions` is the one home of `replace_stream`.
+
+    The SourceStream handler (and Validate) read it from the event's `target_options`, which
+    the definition passes them; the spec no longer carries a copy of its own.
+    """
+    name = table_name("s-opts")
+    _with_stream(ddb, name, "KEYS_ONLY")
+    source, target = location(endpoint, name), location(endpoint, f"{name}-t")
+    spec = MigrationSpec(
+        migration_id="replace-opts",
+        source=source,
+        target=target,
+        state=state_location("replace-opts", target),
+    )
+    event = {"spec": spec.model_dump(mode="json"), "action": "enable"}
+    with pytest.raises(StreamUnavailableError):
+        source_stream(StreamEvent.model_validate(event))
+    replaced = source_stream(
+        StreamEvent.model_validate({**event, "target_options": {"replace_stream": True}})
+    )
+    assert replaced["action"] == "replace" and not replaced["ready"]
+    table = ddb.describe_table(TableName=name)["Table"]
+    assert not (table.get("StreamSpecification") or {}).get("StreamEnabled")
+    with pytest.raises(ValidationError, match="replace_stream"):
+        MigrationSpec.model_validate({**event["spec"], "replace_stream": True})
+    definition = build()
+    for state in ("Enable source stream", "Check stream"):
+        parameters = definition["States"][state]["Parameters"]["Payload"]
+        assert parameters["target_options.$"] == "$.target_options"

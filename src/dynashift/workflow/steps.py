@@ -119,6 +119,8 @@ class PrepareTargetEvent(StepEvent):
 
 
 class StreamEvent(StepEvent):
+    #: `replace_stream` is read from here (TargetOptions is its one home).
+    target_options: TargetOptions = Field(default_factory=TargetOptions)
     action: Literal["enable", "poll"]
 
 
@@ -395,7 +397,7 @@ def validate(
             "source); replicas need on-demand or write auto scaling: set "
             "target_options.billing_mode to PAY_PER_REQUEST"
         )
-    stream = check_stream(spec.source, spec.replace_stream)
+    stream = check_stream(spec.source, event.target_options.replace_stream)
     if state is not None:
         meta = state.get_meta() or {}
         recorded = meta.get("segments")
@@ -432,10 +434,11 @@ def source_stream(event: StreamEvent) -> dict[str, Any]:
     from dynashift.stream import enable_stream, poll_stream
 
     spec = event.spec
+    replace = event.target_options.replace_stream
     status = (
-        enable_stream(spec.source, spec.replace_stream)
+        enable_stream(spec.source, replace)
         if event.action == "enable"
-        else poll_stream(spec.source, spec.replace_stream)
+        else poll_stream(spec.source, replace)
     )
     data = _dump(status)
     if data.get("ready") and data.get("arn"):
