@@ -9,6 +9,7 @@ clock is optional.
 
 from __future__ import annotations
 
+import threading
 import time
 
 
@@ -23,6 +24,10 @@ class Clock:
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
+
+    def wait(self, stop: threading.Event, seconds: float) -> bool:
+        """Sleep `seconds`, waking early when `stop` is set; True when it is set."""
+        return stop.wait(seconds)
 
 
 #: The process's real clock (stateless: one is enough).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 from dynashift.clock import Clock
@@ -33,6 +34,10 @@ class ManualClock(Clock):
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.advance(max(seconds, self.min_step))
+
+    def wait(self, stop: threading.Event, seconds: float) -> bool:
+        self.sleep(seconds)
+        return stop.is_set()
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
