@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+from dynashift.aws import ClientFactory
 from dynashift.errors import RuntimeFailure, StreamUnavailableError
 from dynashift.models import MigrationSpec
 from dynashift.stream import check_stream, enable_stream, ensure_stream, poll_stream
@@ -175,3 +177,31 @@ def test_the_stream_step_reads_replace_stream_from_the_target_options(
     for state in ("Enable source stream", "Check stream"):
         parameters = definition["States"][state]["Parameters"]["Payload"]
         assert parameters["target_options.$"] == "$.target_options"
+
+
+def test_every_stream_call_goes_through_the_factory_it_is_given(
+    endpoint: str, ddb: Any, table_name: Any
+) -> None:
+    """Issue 15 item 4: `ensure_stream` (enable, then poll) uses the client factory handed in;
+    the process's shared factory of that side makes no call."""
+    name = table_name("s-given")
+    _with_stream(ddb, name, None)
+    source = location(endpoint, name)
+    given = ClientFactory(source.side)
+    seen: dict[str, list[str]] = {"given": [], "shared": []}
+
+    def recorder(bucket: str) -> Any:
+        def record(event_name: str, **_: Any) -> None:
+            seen[bucket].append(event_name.rsplit(".", 1)[-1])
+
+        return record
+
+    shared = source.clients()
+    with contextlib.ExitStack() as stack:
+        for bucket, factory in (("given", given), ("shared", shared)):
+            for service in (factory.dynamodb(), factory.streams()):
+                stack.enter_context(hooked(service, "before-call", recorder(bucket)))
+        status = ensure_stream(source, timeout=30, clock=ManualClock(), clients=given)
+    assert status.ready and status.action == "enable"
+    assert {"DescribeTable", "UpdateTable", "DescribeStream"} <= set(seen["given"])
+    assert seen["shared"] == []
