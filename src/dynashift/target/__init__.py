@@ -3,6 +3,9 @@
 Four modules, one part each: `describe` (reading either side: `TableDescription`), `spec`
 (the pure target spec, `TargetOptions` in `options`), `checks` (compatibility and the two-way
 parity) and `prepare` (create, verify, converge). This package re-exports their public names.
+The calls take each side's DynamoDB client (`source_client` / `target_client`; default: the
+process factory's) and `prepare_target` a `dynashift.clock.Clock`, so a caller such as
+`copy_table` hands in its own.
 
     describe_source(source)                       DescribeTable + TTL + PITR + tags
     build_target_spec(src, options)               the target the source calls for (pure)
