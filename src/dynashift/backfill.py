@@ -55,6 +55,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
 from dynashift.aws import error_code
+from dynashift.clock import SYSTEM_CLOCK, Clock
 from dynashift.conditions import backfill_put
 from dynashift.errors import BadInputError, RuntimeFailure, TransientError
 from dynashift.items import (
@@ -431,7 +432,7 @@ def run_segment(
     budget_seconds: float,
     cursor: dict[str, Any] | None = None,
     limiter: RateLimiter | None = None,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Clock = SYSTEM_CLOCK,
     progress: Progress | None = None,
     source_client: Any = None,
     target_client: Any = None,
@@ -439,7 +440,6 @@ def run_segment(
     max_in_flight: int = DEFAULT_IN_FLIGHT,
     page_size: int | None = None,
     reserve_seconds: float | None = None,
-    wall_clock: Callable[[], float] = time.time,
 ) -> SegmentResult:
     """Backfill one segment until it is done or the budget is nearly spent.
 
@@ -447,10 +447,11 @@ def run_segment(
     from the state store's committed cursor. Commits cursor and counters after each page.
     `reserve_seconds` (default: 10 % of the budget, at most 5 s) is kept free for the requests
     in flight and the final commit. Clients default to the spec's sides; the target client
-    leaves retries to the engine so the limiter sees every throttle. `wall_clock` (epoch
-    seconds) times the invocation's lease; see the module docstring for the fencing.
+    leaves retries to the engine so the limiter sees every throttle. `clock`: its monotonic
+    time measures the budget, its wall time (epoch seconds) the invocation's lease; see the
+    module docstring for the fencing.
     """
-    started = clock()
+    started = clock.monotonic()
     if not 0 <= segment < spec.segments:
         raise BadInputError(f"segment {segment} is outside 0..{spec.segments - 1}")
     if budget_seconds <= 0:
@@ -487,7 +488,7 @@ def run_segment(
         limiter = RateLimiter.for_target(spec.max_write_rate, target_desc)
     # The lease comes before the phase check: if `finish_backfill` saw no lease, this
     # invocation's phase read comes after its flip and sees FINISHING or PLAIN.
-    lease_id = state.take_lease(segment, wall_clock() + budget_seconds + LEASE_GRACE_SECONDS)
+    lease_id = state.take_lease(segment, clock.wall() + budget_seconds + LEASE_GRACE_SECONDS)
     try:
         return _run_leased(
             spec,
@@ -504,7 +505,7 @@ def run_segment(
             backoff=backoff,
             max_in_flight=max_in_flight,
             page_size=page_size,
-            clock=clock,
+            clock=clock.monotonic,
             stop_at=stop_at,
             progress=progress,
         )

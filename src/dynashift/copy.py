@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dynashift.aws import error_code
 from dynashift.backfill import Counters, write_batches
+from dynashift.clock import SYSTEM_CLOCK, Clock
 from dynashift.errors import BadInputError, RuntimeFailure
 from dynashift.items import Item, key_id, key_names, key_of
 from dynashift.models import TableLocation
@@ -255,14 +256,14 @@ def copy_table(
     *,
     truncate_confirmed: bool = False,
     progress: Progress | None = None,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Clock = SYSTEM_CLOCK,
     backoff: Backoff | None = None,
     source_client: Any = None,
     target_client: Any = None,
     prepare_timeout: float = 600.0,
 ) -> CopySummary:
     """Copy `source` (or the subset the options select) into `target`; see the module doc."""
-    started = clock()
+    started = clock.monotonic()
     progress = progress or NullProgress()
     parallelism = max(options.segments, 4)
     source_client = source_client or source.clients(parallelism).dynamodb()
@@ -280,7 +281,15 @@ def copy_table(
         target_options = target_options.model_copy(update={"allow_nonempty_target": True})
 
     # --- target: checked (key schema, emptiness, ...) before it is created or written ---------
-    prepared = prepare_target(source, target, target_options, timeout=prepare_timeout)
+    prepared = prepare_target(
+        source,
+        target,
+        target_options,
+        timeout=prepare_timeout,
+        clock=clock,
+        source_client=source_client,
+        target_client=target_client,
+    )
     summary = CopySummary(
         source=source.display(),
         target=target.display(),
@@ -297,7 +306,7 @@ def copy_table(
         and target_has_items(target_client, target.name)
     ):
         if options.backup:
-            summary.backup_arn = backup_table(target_client, target.name)
+            summary.backup_arn = backup_table(target_client, target.name, now=clock.wall)
         summary.truncated = truncate(
             target_client,
             target.name,
@@ -308,7 +317,7 @@ def copy_table(
         )
 
     # --- copy -----------------------------------------------------------------------------------
-    copy_started = clock()
+    copy_started = clock.monotonic()
     counters = Counters()
     if query is None:
         progress.total = int(source_desc.get("ItemCount", 0) or 0) or None
@@ -362,6 +371,6 @@ def copy_table(
     summary.throttles = totals["throttles"]
     summary.retries = totals["retries"]
     summary.unprocessed = totals["unprocessed"]
-    summary.copy_seconds = round(clock() - copy_started, 3)
-    summary.seconds = round(clock() - started, 3)
+    summary.copy_seconds = round(clock.monotonic() - copy_started, 3)
+    summary.seconds = round(clock.monotonic() - started, 3)
     return summary

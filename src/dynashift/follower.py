@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ from typing import Any, Protocol
 from botocore.exceptions import ClientError
 
 from dynashift.aws import error_code
+from dynashift.clock import SYSTEM_CLOCK, Clock
 from dynashift.errors import RuntimeFailure, WorkerDeadlineError
 from dynashift.items import to_event_json
 from dynashift.replication_progress import EMPTY_PAGES_AT_TIP, drain_mark
@@ -196,8 +196,7 @@ class StreamFollower:
         replicator_or_handler: _Appliable | Handler | BatchInvoker,
         state: StateStore | None,
         *,
-        clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
         batch_size: int = 1000,
         backoff: Backoff | None = None,
         discover_interval: float = 10.0,
@@ -213,8 +212,8 @@ class StreamFollower:
         self.streams = streams_client
         self.target = replicator_or_handler
         self.state = state
-        self._clock = clock
-        self._sleep = sleep
+        #: Wall time (leases, record ages, discovery) and the waits between polls.
+        self.clock = clock
         self.batch_size = batch_size
         self.backoff = backoff or Backoff(base=0.05, cap=1.0)
         self.discover_interval = discover_interval
@@ -248,9 +247,9 @@ class StreamFollower:
         lapse. False when `stop` was set meanwhile; LeaseHeldError when it never lapsed."""
         if self.state is None or self.lease_seconds is None:
             return True
-        give_up = self._clock() + self.lease_seconds + 1.0
+        give_up = self.clock.wall() + self.lease_seconds + 1.0
         while True:
-            now = self._clock()
+            now = self.clock.wall()
             try:
                 self.state.acquire_replicator_lease(self._owner, now + self.lease_seconds, now)
                 self._leased_at = now
@@ -265,7 +264,7 @@ class StreamFollower:
     def _renew_lease(self) -> None:
         if self._leased_at is None or self.state is None or self.lease_seconds is None:
             return
-        now = self._clock()
+        now = self.clock.wall()
         if now - self._leased_at >= self.lease_seconds / 3:
             self.state.acquire_replicator_lease(self._owner, now + self.lease_seconds, now)
             self._leased_at = now
@@ -329,7 +328,7 @@ class StreamFollower:
                     parent_id=s.get("ParentShardId"),
                     checkpoint=self._stored.get(sid),
                 )
-        self._next_discovery = self._clock() + self.discover_interval
+        self._next_discovery = self.clock.wall() + self.discover_interval
 
     def _parent_done(self, shard: _Shard) -> bool:
         parent = self._shards.get(shard.parent_id) if shard.parent_id else None
@@ -399,7 +398,7 @@ class StreamFollower:
                 out.applied += done
                 approx = events[done - 1]["dynamodb"].get("ApproximateCreationDateTime")
                 if approx is not None:
-                    self._last_applied_age = max(0.0, self._clock() - float(approx))
+                    self._last_applied_age = max(0.0, self.clock.wall() - float(approx))
                     if self._drain_until is not None and float(approx) > self._drain_until:
                         shard.drained = True
             if failed:
@@ -443,7 +442,7 @@ class StreamFollower:
     def poll_once(self) -> PollResult:
         """Read one batch from every readable shard and apply it."""
         with self._lock:
-            if self._clock() >= self._next_discovery:
+            if self.clock.wall() >= self._next_discovery:
                 self._discover()
             out = PollResult()
             for shard in self._readable():
@@ -452,12 +451,10 @@ class StreamFollower:
 
     def _wait(self, attempt: int, stop: threading.Event | None = None) -> None:
         delay = self.backoff.delay(attempt)
-        if self._sleep is not None:
-            self._sleep(delay)
-        elif stop is not None:
-            stop.wait(delay)
+        if stop is not None:
+            self.clock.wait(stop, delay)
         else:
-            time.sleep(delay)
+            self.clock.sleep(delay)
 
     def run(self, stop: threading.Event) -> None:
         """Poll until `stop` is set or a `drain` finished. Failures after retries are kept in
@@ -542,11 +539,11 @@ class StreamFollower:
         so `records_behind` is a lower bound beyond 1,000 x max_pages)."""
         behind, oldest = 0, None
         for shard_id, checkpoint in self._unfinished():
-            count, _, first = self._peek(shard_id, checkpoint, max_pages, self._clock())
+            count, _, first = self._peek(shard_id, checkpoint, max_pages, self.clock.wall())
             behind += count
             if first is not None:
                 oldest = first if oldest is None else min(oldest, first)
-        age = max(0.0, self._clock() - oldest) if behind and oldest is not None else 0.0
+        age = max(0.0, self.clock.wall() - oldest) if behind and oldest is not None else 0.0
         return Lag(behind, age, self._last_applied_age)
 
     def drain(self, timeout: float) -> DrainResult:
@@ -554,7 +551,7 @@ class StreamFollower:
 
         Raises WorkerDeadlineError when that takes longer than `timeout` seconds.
         """
-        start = self._clock()
+        start = self.clock.wall()
         deadline = start + timeout
         self._unfinished()  # discover the shards
         # When the drain began, by the stream's own clock (the Date of its response); the local
@@ -569,7 +566,7 @@ class StreamFollower:
         while not self._all_drained():
             if self.error is not None:
                 raise RuntimeFailure(f"the follower thread failed: {self.error}") from self.error
-            if self._clock() > deadline:
+            if self.clock.wall() > deadline:
                 lag = self.lag()
                 raise WorkerDeadlineError(
                     f"drain did not finish within {timeout:g}s: "

@@ -76,8 +76,6 @@ class MigrationSpec(BaseModel):
     ignore: tuple[str, ...] = ()
     max_write_rate: float | None = Field(default=None, gt=0)
     skip_ttl_deletes: bool = False
-    allow_nonempty_target: bool = False
-    replace_stream: bool = False
     #: How long a worker may run before it hands back a cursor (Lambda budget minus margin).
     worker_budget_seconds: float = Field(default=600.0, gt=0, le=840)
     #: Replication lag under which the migration may be called READY.

@@ -39,8 +39,7 @@ from what the replicator did, in AWS and locally alike.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -48,6 +47,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
 from dynashift.aws import ClientFactory, error_code
+from dynashift.clock import SYSTEM_CLOCK, Clock
 from dynashift.conditions import replicated_put
 from dynashift.errors import DynashiftError, RuntimeFailure, StreamUnavailableError
 from dynashift.items import RESERVED_ATTRS, Item, from_event_json, key_id
@@ -146,7 +146,7 @@ class Replicator:
         skip_ttl_deletes: bool = False,
         clients: ClientFactory | None = None,
         parallelism: int = 4,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if not key_names:
             raise ValueError("key_names must name the partition key (and sort key)")
@@ -347,7 +347,7 @@ class Replicator:
                 result.applied,
                 result.failed_index,
                 result.error,
-                clock=self.clock,
+                clock=self.clock.wall,
             )
         return result
 
@@ -355,4 +355,4 @@ class Replicator:
         """Age of the newest record a result applied, by this replicator's clock."""
         if result.newest_approximate_creation is None:
             return None
-        return max(0.0, self.clock() - result.newest_approximate_creation)
+        return max(0.0, self.clock.wall() - result.newest_approximate_creation)

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from dynashift.aws import error_code
+from dynashift.clock import SYSTEM_CLOCK, Clock
 from dynashift.errors import BadInputError, RuntimeFailure
 from dynashift.items import Item, from_event_json, key_from_id, key_id, to_event_json
 
@@ -188,16 +188,23 @@ def _decode_cursor(text: str | None) -> Item | None:
 class StateStore:
     """Durable progress of one migration in a DynamoDB table (see module docstring)."""
 
-    def __init__(self, client: Any, table_name: str, migration_id: str) -> None:
+    def __init__(
+        self, client: Any, table_name: str, migration_id: str, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self.client = client
         self.table = table_name
         self.migration_id = migration_id
+        #: Stamps the records' `updated` / `created` times (wall time).
+        self.clock = clock
 
     # --- table lifecycle ---------------------------------------------------------------------
 
     @staticmethod
-    def ensure_table(client: Any, table_name: str, timeout: float = 120.0) -> bool:
-        """Create the state table if missing and wait for ACTIVE. True when it was created."""
+    def ensure_table(
+        client: Any, table_name: str, timeout: float = 120.0, *, clock: Clock = SYSTEM_CLOCK
+    ) -> bool:
+        """Create the state table if missing and wait for ACTIVE (at most `timeout` seconds by
+        `clock`). True when it was created."""
         try:
             status = client.describe_table(TableName=table_name)["Table"]["TableStatus"]
             created = False
@@ -217,11 +224,11 @@ class StateStore:
                 BillingMode="PAY_PER_REQUEST",
             )
             status, created = "CREATING", True
-        deadline = time.monotonic() + timeout
+        deadline = clock.monotonic() + timeout
         while status != "ACTIVE":
-            if time.monotonic() > deadline:
+            if clock.monotonic() > deadline:
                 raise RuntimeFailure(f"state table {table_name} not ACTIVE after {timeout:.0f}s")
-            time.sleep(0.5)
+            clock.sleep(0.5)
             status = client.describe_table(TableName=table_name)["Table"]["TableStatus"]
         return created
 
@@ -339,7 +346,7 @@ class StateStore:
                 **item,
                 **self._key(META),
                 "data": {"S": json.dumps(current, sort_keys=True, default=str)},
-                "updated": {"N": str(time.time())},
+                "updated": {"N": str(self.clock.wall())},
             }
             if phase:
                 new["phase"] = {"S": phase}
@@ -389,7 +396,7 @@ class StateStore:
             TableName=self.table,
             Key=self._key(META),
             UpdateExpression="SET phase = :p, updated = :t",
-            ExpressionAttributeValues={":p": {"S": phase}, ":t": {"N": str(time.time())}},
+            ExpressionAttributeValues={":p": {"S": phase}, ":t": {"N": str(self.clock.wall())}},
         )
 
     def init_phase(self, phase: str, *, overwrite_older: bool = False) -> bool:
@@ -410,7 +417,7 @@ class StateStore:
                 ExpressionAttributeNames={"#d": "data"},
                 ExpressionAttributeValues={
                     ":p": {"S": phase},
-                    ":t": {"N": str(time.time())},
+                    ":t": {"N": str(self.clock.wall())},
                     ":empty": {"S": "{}"},
                     ":o": {"BOOL": overwrite_older},
                     ":m": {"S": f"{self.migration_id}:{uuid.uuid4().hex}"},
@@ -469,7 +476,7 @@ class StateStore:
                 ExpressionAttributeNames={"#s": "segment", "#g": "generation", "#d": "done"},
                 ExpressionAttributeValues={
                     ":s": {"N": str(segment)},
-                    ":t": {"N": str(time.time())},
+                    ":t": {"N": str(self.clock.wall())},
                     ":one": {"N": "1"},
                     ":f": {"BOOL": False},
                 },
@@ -493,7 +500,7 @@ class StateStore:
             "done": {"BOOL": state.done},
             "counters": {"M": {k: {"N": str(v)} for k, v in sorted(state.counters.items())}},
             "generation": {"N": str(state.generation)},
-            "updated": {"N": str(time.time())},
+            "updated": {"N": str(self.clock.wall())},
         }
         cursor = _encode_cursor(state.cursor)
         if cursor:
@@ -605,7 +612,7 @@ class StateStore:
             TableName=self.table,
             Item={
                 **self._keyed_record(TOMBSTONE_PREFIX, key_id(key)),
-                "created": {"N": str(time.time())},
+                "created": {"N": str(self.clock.wall())},
             },
         )
 
@@ -628,7 +635,7 @@ class StateStore:
         item: dict[str, Any] = {
             **self._key(SHARD_PREFIX + shard_id),
             "sequence": {"S": sequence_number},
-            "updated": {"N": str(time.time())},
+            "updated": {"N": str(self.clock.wall())},
         }
         if extra:
             item["data"] = {"S": json.dumps(extra, sort_keys=True, default=str)}
@@ -669,7 +676,7 @@ class StateStore:
                     "last": {"S": applied.last},
                     "last_pad": {"S": last_pad},
                     "data": {"S": json.dumps(data, sort_keys=True)},
-                    "updated": {"N": str(time.time())},
+                    "updated": {"N": str(self.clock.wall())},
                 },
                 ConditionExpression="attribute_not_exists(sk) OR last_pad <= :lp",
                 ExpressionAttributeValues={":lp": {"S": last_pad}},
@@ -731,7 +738,7 @@ class StateStore:
             ExpressionAttributeValues={
                 ":s": {"S": failure.sequence},
                 ":d": {"S": json.dumps(data, sort_keys=True)},
-                ":t": {"N": str(time.time())},
+                ":t": {"N": str(self.clock.wall())},
                 ":one": {"N": "1"},
             },
         )
@@ -760,7 +767,7 @@ class StateStore:
             Item={
                 **self._key(WALK_PREFIX + shard_id),
                 "data": {"S": json.dumps(dict(data), sort_keys=True, default=str)},
-                "updated": {"N": str(time.time())},
+                "updated": {"N": str(self.clock.wall())},
             },
         )
 
@@ -779,7 +786,7 @@ class StateStore:
             Item={
                 **self._key(REPORT),
                 "data": {"S": json.dumps(report, sort_keys=True, default=str)},
-                "updated": {"N": str(time.time())},
+                "updated": {"N": str(self.clock.wall())},
             },
         )
 

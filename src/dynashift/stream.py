@@ -23,14 +23,13 @@ new ARN; consumers of the old one must be re-pointed.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
 
-from dynashift.aws import error_code
+from dynashift.aws import ClientFactory, error_code
+from dynashift.clock import SYSTEM_CLOCK, Clock
 from dynashift.errors import RuntimeFailure, StreamUnavailableError
 from dynashift.models import TableLocation
 from dynashift.progress import NullProgress, Progress
@@ -80,21 +79,23 @@ def _refusal(location: TableLocation, view_type: str) -> str:
     )
 
 
-def _stream_state(location: TableLocation, table: dict[str, Any]) -> tuple[str | None, str, str]:
+def _stream_state(
+    location: TableLocation, table: dict[str, Any], clients: ClientFactory
+) -> tuple[str | None, str, str]:
     """(view type when enabled, status, latest ARN) of a DescribeTable result."""
     spec = table.get("StreamSpecification") or {}
     arn = str(table.get("LatestStreamArn") or "")
     if not spec.get("StreamEnabled"):
         # An old, disabled stream may still be listed: it is of no use, so it is not described.
         return None, "OFF", ""
-    return str(spec.get("StreamViewType")), _describe_status(location, arn) or "ENABLED", arn
+    return str(spec.get("StreamViewType")), _describe_status(clients, arn) or "ENABLED", arn
 
 
-def _describe_status(location: TableLocation, arn: str) -> str | None:
+def _describe_status(clients: ClientFactory, arn: str) -> str | None:
     if not arn:
         return None
     try:
-        resp = location.clients().streams().describe_stream(StreamArn=arn, Limit=1)
+        resp = clients.streams().describe_stream(StreamArn=arn, Limit=1)
     except ClientError as exc:
         if error_code(exc) in ("ResourceNotFoundException", "UnknownOperationException"):
             return None
@@ -102,14 +103,22 @@ def _describe_status(location: TableLocation, arn: str) -> str | None:
     return str(resp["StreamDescription"].get("StreamStatus", "ENABLED"))
 
 
-def check_stream(source: TableLocation, replace_stream: bool = False) -> StreamStatus:
-    """Read-only: what `enable_stream` would do. StreamUnavailableError when it is refused."""
-    table = describe_table(source.clients().dynamodb(), source.name, "source")
-    return _check(source, table, replace_stream)
+def check_stream(
+    source: TableLocation, replace_stream: bool = False, *, clients: ClientFactory | None = None
+) -> StreamStatus:
+    """Read-only: what `enable_stream` would do. StreamUnavailableError when it is refused.
+
+    `clients`: the source side's client factory (default: the process's for that side).
+    """
+    clients = clients or source.clients()
+    table = describe_table(clients.dynamodb(), source.name, "source")
+    return _check(source, table, replace_stream, clients)
 
 
-def _check(location: TableLocation, table: dict[str, Any], replace_stream: bool) -> StreamStatus:
-    view_type, status, arn = _stream_state(location, table)
+def _check(
+    location: TableLocation, table: dict[str, Any], replace_stream: bool, clients: ClientFactory
+) -> StreamStatus:
+    view_type, status, arn = _stream_state(location, table, clients)
     base = StreamStatus(table=location.display(), view_type=view_type, status=status)
     if view_type in USABLE_VIEW_TYPES:
         return base.model_copy(
@@ -138,12 +147,10 @@ def _check(location: TableLocation, table: dict[str, Any], replace_stream: bool)
     )
 
 
-def _update(location: TableLocation, spec: dict[str, Any]) -> bool:
+def _update(location: TableLocation, spec: dict[str, Any], clients: ClientFactory) -> bool:
     """UpdateTable with a StreamSpecification; False when the table is busy (try again)."""
     try:
-        location.clients().dynamodb().update_table(
-            TableName=location.name, StreamSpecification=spec
-        )
+        clients.dynamodb().update_table(TableName=location.name, StreamSpecification=spec)
         return True
     except ClientError as exc:
         if error_code(exc) in ("ResourceInUseException", "LimitExceededException") or (
@@ -154,9 +161,9 @@ def _update(location: TableLocation, spec: dict[str, Any]) -> bool:
         raise
 
 
-def _step(location: TableLocation, replace_stream: bool) -> StreamStatus:
-    table = describe_table(location.clients().dynamodb(), location.name, "source")
-    status = _check(location, table, replace_stream)
+def _step(location: TableLocation, replace_stream: bool, clients: ClientFactory) -> StreamStatus:
+    table = describe_table(clients.dynamodb(), location.name, "source")
+    status = _check(location, table, replace_stream, clients)
     if status.action == "use":
         return status
     if table.get("TableStatus") != "ACTIVE":
@@ -164,7 +171,7 @@ def _step(location: TableLocation, replace_stream: bool) -> StreamStatus:
             update={"step": "waiting for the table to be ACTIVE", "wait_seconds": WAIT_SECONDS}
         )
     if status.action == "replace":
-        done = _update(location, {"StreamEnabled": False})
+        done = _update(location, {"StreamEnabled": False}, clients)
         log.warning(
             "source %s: disabling its %s stream to replace it", location.display(), status.view_type
         )
@@ -174,7 +181,7 @@ def _step(location: TableLocation, replace_stream: bool) -> StreamStatus:
                 "wait_seconds": WAIT_SECONDS,
             }
         )
-    done = _update(location, {"StreamEnabled": True, "StreamViewType": WANTED_VIEW_TYPE})
+    done = _update(location, {"StreamEnabled": True, "StreamViewType": WANTED_VIEW_TYPE}, clients)
     if done:
         log.info("source %s: enabled a %s stream", location.display(), WANTED_VIEW_TYPE)
     return status.model_copy(
@@ -185,18 +192,22 @@ def _step(location: TableLocation, replace_stream: bool) -> StreamStatus:
     )
 
 
-def enable_stream(source: TableLocation, replace_stream: bool = False) -> StreamStatus:
+def enable_stream(
+    source: TableLocation, replace_stream: bool = False, *, clients: ClientFactory | None = None
+) -> StreamStatus:
     """Non-blocking: take one step towards a usable stream (see the module table)."""
-    return _step(source, replace_stream)
+    return _step(source, replace_stream, clients or source.clients())
 
 
-def poll_stream(source: TableLocation, replace_stream: bool = False) -> StreamStatus:
+def poll_stream(
+    source: TableLocation, replace_stream: bool = False, *, clients: ClientFactory | None = None
+) -> StreamStatus:
     """Non-blocking: the stream's status; enables the new stream once a replaced one is off.
 
     `ready` (and `arn`) once a NEW_AND_OLD_IMAGES / NEW_IMAGE stream is ENABLED. Pass the same
     `replace_stream` as to `enable_stream` (the old view type may still show while it goes).
     """
-    return _step(source, replace_stream)
+    return _step(source, replace_stream, clients or source.clients())
 
 
 def ensure_stream(
@@ -205,23 +216,27 @@ def ensure_stream(
     *,
     timeout: float = 300.0,
     progress: Progress | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Clock = SYSTEM_CLOCK,
     poll_interval: float = 1.0,
+    clients: ClientFactory | None = None,
 ) -> StreamStatus:
-    """Blocking: enable (or replace) the stream and wait until it is ENABLED; its ARN."""
+    """Blocking: enable (or replace) the stream and wait until it is ENABLED; its ARN.
+
+    Waits at most `timeout` seconds by `clock`, sleeping `poll_interval` between polls.
+    """
     progress = progress or NullProgress()
-    deadline = clock() + timeout
-    status = enable_stream(source, replace_stream)
+    clients = clients or source.clients()
+    deadline = clock.monotonic() + timeout
+    status = enable_stream(source, replace_stream, clients=clients)
     action = status.action
     message = status.message
     while not status.ready:
         progress.advance(0, note=status.step)
-        if clock() > deadline:
+        if clock.monotonic() > deadline:
             raise RuntimeFailure(
                 f"stream of {source.display()} not ready after {timeout:.0f}s: {status.step}"
             )
-        sleep(min(poll_interval, max(0.0, deadline - clock())))
-        status = poll_stream(source, replace_stream)
+        clock.sleep(min(poll_interval, max(0.0, deadline - clock.monotonic())))
+        status = poll_stream(source, replace_stream, clients=clients)
     progress.advance(1, note="stream enabled")
     return status.model_copy(update={"action": action, "message": message})

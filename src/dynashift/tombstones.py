@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from dynashift.aws import error_code
+from dynashift.clock import SYSTEM_CLOCK, Clock
 from dynashift.conditions import still_marked, still_tombstone
 from dynashift.errors import NotReadyYet
 from dynashift.items import REPLICATED_ATTR, TOMBSTONE_ATTR, Item
@@ -140,28 +141,28 @@ def wait_for_backfill_workers(
     state: StateStore,
     timeout: float,
     *,
-    clock: Callable[[], float] = time.time,
-    sleep: Callable[[float], None] = time.sleep,
+    clock: Clock = SYSTEM_CLOCK,
     poll: float = 0.5,
 ) -> None:
     """Wait until no backfill invocation holds a lease (call in phase FINISHING).
 
     NotReadyYet (retried by the state machine) when one still does after `timeout` seconds: a
     lease lasts at most one worker budget, and its holder stops at its next page anyway.
+    Leases and the timeout are read on `clock`'s wall time.
     """
-    deadline = clock() + timeout
+    deadline = clock.wall() + timeout
     while True:
-        active = state.active_leases(clock())
+        active = state.active_leases(clock.wall())
         if not active:
             return
-        if clock() >= deadline:
+        if clock.wall() >= deadline:
             segments = sorted({segment for segment, _until in active})
             raise NotReadyYet(
                 f"backfill invocation(s) of segment(s) {segments} still running "
                 f"(leases until {max(until for _s, until in active):.0f}); tombstones are "
                 "removed once they stop"
             )
-        sleep(poll)
+        clock.sleep(poll)
 
 
 @dataclass
@@ -200,8 +201,7 @@ def finish_backfill(
     *,
     budget_seconds: float | None = None,
     lease_wait_seconds: float = 30.0,
-    clock: Callable[[], float] = time.time,
-    sleep: Callable[[float], None] = time.sleep,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> CleanupResult:
     """Flip to plain deletes, wait out running backfill invocations, then remove every
     registered tombstone and marker. Safe to run again.
@@ -214,14 +214,14 @@ def finish_backfill(
         # Workers stop at their next page; a straggler may still write until its lease ends,
         # so deletes stay tombstones until then (a plain delete could be resurrected).
         state.set_phase(PHASE_FINISHING)
-        wait_for_backfill_workers(state, lease_wait_seconds, clock=clock, sleep=sleep)
+        wait_for_backfill_workers(state, lease_wait_seconds, clock=clock)
         state.set_phase(PHASE_PLAIN)
     mode = state.write_mode()
     marker = mode.marker if mode.overwrite_older else None
     result = CleanupResult()
-    deadline = None if budget_seconds is None else clock() + budget_seconds
+    deadline = None if budget_seconds is None else clock.wall() + budget_seconds
     for key in state.tombstones():
-        if deadline is not None and result.registered and clock() >= deadline:
+        if deadline is not None and result.registered and clock.wall() >= deadline:
             result.done = False
             break
         clean_key(target_client, table, key, marker, result)

@@ -32,6 +32,7 @@ from tests.support.backfill import (
     no_sleep,
     on_put_of,
 )
+from tests.support.clock import ManualClock
 from tests.support.reference import assert_identical, scan_all
 from tests.support.tables import HASH_RANGE, client, create_table, enable_stream, fill, simple_items
 
@@ -113,17 +114,11 @@ def test_version_attribute_replaces_only_older_versions(endpoint: str, tables: A
     assert ddb.get_item(TableName=dst, Key={"pk": {"S": "k00001"}})["Item"]["v"] == {"N": "1000"}
 
 
-class FakeClock:
+class FakeClock(ManualClock):
     """Advances one second per PutItem (so budgets are spent without waiting)."""
 
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
     def tick(self, **_kwargs: Any) -> None:
-        self.now += 1.0
+        self.advance(1.0)
 
 
 def test_returns_before_the_budget_and_resumes_mid_page(endpoint: str, tables: Any) -> None:

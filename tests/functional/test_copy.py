@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import random
 import uuid
 from typing import Any
 
 import pytest
 
+from dynashift.aws import Side
 from dynashift.cli.main import main
+from dynashift.copy import CopyOptions, copy_table
+from dynashift.models import TableLocation, factory_for
 from tests.functional.backfill_support import (
     HASH_RANGE,
+    REGION,
     client,
     create_table,
     fill,
     simple_items,
 )
+from tests.functional.test_target import capture, hooked
 from tests.reference import assert_identical, scan_all, table_contents
+from tests.support.clock import ManualClock
 from tests.support.writer import default_item
 
 
@@ -195,3 +202,49 @@ class _noop:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+def test_copy_table_uses_only_the_clients_and_the_clock_it_is_given(
+    endpoint: str, table_name: Any
+) -> None:
+    """Issue 15 item 4: `copy_table` hands its clients and clock to `prepare_target`.
+
+    The target is described and created through the given target client, the process's shared
+    clients of that side make no call for either table, and the durations come from the given
+    clock (a manual clock that never moves: both are 0).
+    """
+    ddb = client(endpoint)
+    src, dst = table_name("csrc"), table_name("cdst")
+    create_table(ddb, src)
+    fill(ddb, src, simple_items(20))
+    side = Side(region=REGION, endpoint_url=endpoint)
+    source, target = TableLocation(name=src, side=side), TableLocation(name=dst, side=side)
+    given_source, given_target = client(endpoint), client(endpoint)
+    shared_calls: list[str] = []
+
+    def on_shared(params: dict[str, Any], event_name: str, **_: Any) -> None:
+        if params.get("TableName") in (src, dst):
+            shared_calls.append(event_name)
+
+    event = "before-parameter-build.dynamodb"
+    shared = {id(c): c for c in (factory_for(side, 4).dynamodb(), factory_for(side).dynamodb())}
+    clock = ManualClock()
+    with contextlib.ExitStack() as stack:
+        for shared_client in shared.values():
+            stack.enter_context(hooked(shared_client, event, on_shared))
+        creates = stack.enter_context(capture(given_target, "CreateTable"))
+        described = stack.enter_context(capture(given_source, "DescribeTable"))
+        summary = copy_table(
+            source,
+            target,
+            CopyOptions(segments=2),
+            clock=clock,
+            source_client=given_source,
+            target_client=given_target,
+        )
+    assert summary.target_created and summary.written == 20
+    assert [c["TableName"] for c in creates] == [dst]
+    assert src in {c["TableName"] for c in described}
+    assert shared_calls == []
+    assert summary.seconds == 0.0 and summary.copy_seconds == 0.0
+    assert len(table_contents(ddb, dst, ("pk",))) == 20

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from dynashift.errors import RuntimeFailure
 from dynashift.state import (
     PHASE_BACKFILL,
     PHASE_PLAIN,
@@ -18,6 +19,7 @@ from dynashift.state import (
     StateStore,
     record_sort_key,
 )
+from tests.support.clock import ManualClock
 from tests.support.limits import enforce_key_limits
 from tests.support.tables import client
 
@@ -274,3 +276,28 @@ def test_the_one_pager_reads_every_page_of_a_prefix_and_a_range(endpoint: str, t
     assert paged.queries >= 3
     between = [r["n"]["N"] for r in s._query_between("x#01", "x#03")]
     assert between == ["1", "2", "3"]
+
+
+def test_the_store_stamps_and_waits_on_the_clock_it_is_given(endpoint: str, table: str) -> None:
+    """Issue 15 item 4: record times are the injected clock's wall time, and the wait for an
+    ACTIVE state table sleeps on the injected clock (instant here, its deadline kept)."""
+    ddb = client(endpoint)
+    s = StateStore(ddb, table, f"m-{uuid.uuid4().hex[:8]}", clock=ManualClock(wall_start=1234.5))
+    s.put_meta(phase=PHASE_BACKFILL)
+    s.save_segment(SegmentState(segment=0))
+    items = ddb.query(
+        TableName=table,
+        KeyConditionExpression="migration_id = :m",
+        ExpressionAttributeValues={":m": {"S": s.migration_id}},
+        ConsistentRead=True,
+    )["Items"]
+    assert len(items) == 2 and {i["updated"]["N"] for i in items} == {"1234.5"}
+
+    def creating(parsed: dict[str, Any], **_: Any) -> None:
+        parsed["Table"]["TableStatus"] = "CREATING"
+
+    clock = ManualClock()
+    ddb.meta.events.register("after-call.dynamodb.DescribeTable", creating)
+    with pytest.raises(RuntimeFailure, match="not ACTIVE after 3s"):
+        StateStore.ensure_table(ddb, table, timeout=3, clock=clock)
+    assert clock.sleeps == [0.5] * 7

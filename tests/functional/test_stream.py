@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
+from dynashift.aws import ClientFactory
 from dynashift.errors import RuntimeFailure, StreamUnavailableError
+from dynashift.models import MigrationSpec
 from dynashift.stream import check_stream, enable_stream, ensure_stream, poll_stream
+from dynashift.workflow.definition import build
+from dynashift.workflow.migrate import state_location
+from dynashift.workflow.steps import StreamEvent, source_stream
 from tests.functional.test_target import FakeHttp, capture, hooked, location, simple_table
+from tests.support.clock import ManualClock
 
 
 def _with_stream(ddb: Any, name: str, view_type: str | None) -> None:
@@ -17,10 +25,6 @@ def _with_stream(ddb: Any, name: str, view_type: str | None) -> None:
     if view_type:
         extra["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": view_type}
     simple_table(ddb, name, **extra)
-
-
-def _no_sleep(_seconds: float) -> None:
-    return None
 
 
 def test_stream_off_is_enabled_new_and_old_images(
@@ -31,7 +35,7 @@ def test_stream_off_is_enabled_new_and_old_images(
     source = location(endpoint, name)
     assert check_stream(source).action == "enable"
     assert not ddb.describe_table(TableName=name)["Table"].get("LatestStreamArn")  # read-only
-    status = ensure_stream(source, timeout=30, sleep=_no_sleep)
+    status = ensure_stream(source, timeout=30, clock=ManualClock())
     table = ddb.describe_table(TableName=name)["Table"]
     assert table["StreamSpecification"] == {
         "StreamEnabled": True,
@@ -56,7 +60,7 @@ def test_usable_stream_is_used_as_is(
     arn = ddb.describe_table(TableName=name)["Table"]["LatestStreamArn"]
     source = location(endpoint, name)
     with capture(source.clients().dynamodb(), "UpdateTable") as updates:
-        status = ensure_stream(source, timeout=30, sleep=_no_sleep)
+        status = ensure_stream(source, timeout=30, clock=ManualClock())
     assert updates == []
     assert status.ready and status.action == "use"
     assert status.arn == arn and status.view_type == view_type
@@ -118,27 +122,86 @@ def test_waits_for_enabling_stream_with_deadline(endpoint: str, ddb: Any, table_
     _with_stream(ddb, name, "NEW_AND_OLD_IMAGES")
     source = location(endpoint, name)
     remaining = [2]
-    now = [0.0]
+    clock = ManualClock(min_step=1.0)
 
     def enabling(parsed: dict[str, Any], **_: Any) -> None:
         if remaining[0] > 0:
             remaining[0] -= 1
             parsed["StreamDescription"]["StreamStatus"] = "ENABLING"
 
-    def sleep(seconds: float) -> None:
-        now[0] += 1.0
-
     client = source.clients().streams()
     with hooked(client, "after-call.dynamodb-streams.DescribeStream", enabling):
-        status = ensure_stream(source, timeout=30, sleep=sleep, clock=lambda: now[0])
-    assert status.ready and remaining[0] == 0 and now[0] == 2.0
+        status = ensure_stream(source, timeout=30, clock=clock)
+    assert status.ready and remaining[0] == 0 and clock.now == 2.0
 
     def forever(parsed: dict[str, Any], **_: Any) -> None:
         parsed["StreamDescription"]["StreamStatus"] = "ENABLING"
 
-    now[0] = 0.0
+    clock = ManualClock(min_step=1.0)
     with (
         hooked(client, "after-call.dynamodb-streams.DescribeStream", forever),
         pytest.raises(RuntimeFailure, match="not ready after 10s"),
     ):
-        ensure_stream(source, timeout=10, sleep=sleep, clock=lambda: now[0])
+        ensure_stream(source, timeout=10, clock=clock)
+
+
+def test_the_stream_step_reads_replace_stream_from_the_target_options(
+    endpoint: str, ddb: Any, table_name: Any
+) -> None:
+    """Issue 15: `TargetOptions` is the one home of `replace_stream`.
+
+    The SourceStream handler (and Validate) read it from the event's `target_options`, which
+    the definition passes them; the spec no longer carries a copy of its own.
+    """
+    name = table_name("s-opts")
+    _with_stream(ddb, name, "KEYS_ONLY")
+    source, target = location(endpoint, name), location(endpoint, f"{name}-t")
+    spec = MigrationSpec(
+        migration_id="replace-opts",
+        source=source,
+        target=target,
+        state=state_location("replace-opts", target),
+    )
+    event = {"spec": spec.model_dump(mode="json"), "action": "enable"}
+    with pytest.raises(StreamUnavailableError):
+        source_stream(StreamEvent.model_validate(event))
+    replaced = source_stream(
+        StreamEvent.model_validate({**event, "target_options": {"replace_stream": True}})
+    )
+    assert replaced["action"] == "replace" and not replaced["ready"]
+    table = ddb.describe_table(TableName=name)["Table"]
+    assert not (table.get("StreamSpecification") or {}).get("StreamEnabled")
+    with pytest.raises(ValidationError, match="replace_stream"):
+        MigrationSpec.model_validate({**event["spec"], "replace_stream": True})
+    definition = build()
+    for state in ("Enable source stream", "Check stream"):
+        parameters = definition["States"][state]["Parameters"]["Payload"]
+        assert parameters["target_options.$"] == "$.target_options"
+
+
+def test_every_stream_call_goes_through_the_factory_it_is_given(
+    endpoint: str, ddb: Any, table_name: Any
+) -> None:
+    """Issue 15 item 4: `ensure_stream` (enable, then poll) uses the client factory handed in;
+    the process's shared factory of that side makes no call."""
+    name = table_name("s-given")
+    _with_stream(ddb, name, None)
+    source = location(endpoint, name)
+    given = ClientFactory(source.side)
+    seen: dict[str, list[str]] = {"given": [], "shared": []}
+
+    def recorder(bucket: str) -> Any:
+        def record(event_name: str, **_: Any) -> None:
+            seen[bucket].append(event_name.rsplit(".", 1)[-1])
+
+        return record
+
+    shared = source.clients()
+    with contextlib.ExitStack() as stack:
+        for bucket, factory in (("given", given), ("shared", shared)):
+            for service in (factory.dynamodb(), factory.streams()):
+                stack.enter_context(hooked(service, "before-call", recorder(bucket)))
+        status = ensure_stream(source, timeout=30, clock=ManualClock(), clients=given)
+    assert status.ready and status.action == "enable"
+    assert {"DescribeTable", "UpdateTable", "DescribeStream"} <= set(seen["given"])
+    assert seen["shared"] == []

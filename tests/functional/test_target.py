@@ -34,6 +34,7 @@ from dynashift.target import (
     prepare_target,
     start_prepare_target,
 )
+from tests.support.clock import ManualClock
 
 REGION = "us-east-1"
 
@@ -168,10 +169,6 @@ def _tags(ddb: Any, name: str) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in ddb.list_tags_of_resource(ResourceArn=arn)["Tags"]}
 
 
-def _no_sleep(_seconds: float) -> None:
-    return None
-
-
 # --- creation ------------------------------------------------------------------------------------
 
 
@@ -185,7 +182,7 @@ def test_creation_mirrors_every_setting(endpoint: str, ddb: Any, table_name: Any
             location(endpoint, src),
             target,
             TargetOptions(tags={"migrated-by": "dynashift"}),
-            sleep=_no_sleep,
+            clock=ManualClock(),
         )
     assert result.ready and result.created and result.action == "create"
     assert len(creates) == 1
@@ -250,7 +247,7 @@ def test_options_override_billing_class_tags_protection(
         target_stream_view_type="NEW_IMAGE",
     )
     with capture(target.clients().dynamodb(), "CreateTable") as creates:
-        prepare_target(location(endpoint, src), target, options, sleep=_no_sleep)
+        prepare_target(location(endpoint, src), target, options, clock=ManualClock())
     (request,) = creates
     # moto does not report TableClass: assert the request
     assert request["TableClass"] == "STANDARD_INFREQUENT_ACCESS"
@@ -278,7 +275,7 @@ def test_on_demand_source_to_provisioned_needs_capacity(
         location(endpoint, src),
         location(endpoint, dst),
         TargetOptions(billing_mode="PROVISIONED", read_capacity=11, write_capacity=13),
-        sleep=_no_sleep,
+        clock=ManualClock(),
     )
     pt = ddb.describe_table(TableName=dst)["Table"]["ProvisionedThroughput"]
     assert (pt["ReadCapacityUnits"], pt["WriteCapacityUnits"]) == (11, 13)
@@ -313,7 +310,7 @@ def test_existing_compatible_target_reports_warnings_and_is_not_changed(
         assert expected in text, expected
     assert "PAY_PER_REQUEST" in text
     result = prepare_target(
-        location(endpoint, src), location(endpoint, dst), TargetOptions(), sleep=_no_sleep
+        location(endpoint, src), location(endpoint, dst), TargetOptions(), clock=ManualClock()
     )
     assert result.ready and result.action == "exists" and not result.created
     assert result.warnings == check.warnings
@@ -328,7 +325,7 @@ def test_existing_target_gets_only_explicit_tags(endpoint: str, ddb: Any, table_
         location(endpoint, src),
         location(endpoint, dst),
         TargetOptions(tags={"owner": "ops"}),
-        sleep=_no_sleep,
+        clock=ManualClock(),
     )
     assert result.ready
     assert _tags(ddb, dst) == {"owner": "ops"}
@@ -450,7 +447,7 @@ def test_kms_key_of_another_account_must_be_given(endpoint: str, ddb: Any, table
         location(endpoint, src),
         location(endpoint, dst),
         TargetOptions(sse_kms_key_id=mine),
-        sleep=_no_sleep,
+        clock=ManualClock(),
     )
     assert ddb.describe_table(TableName=dst)["Table"]["SSEDescription"]["KMSMasterKeyArn"] == mine
 
@@ -510,7 +507,7 @@ def test_replicas_added_one_at_a_time_waiting_for_each(
             location(endpoint, src),
             target,
             TargetOptions(replica_regions=("eu-west-1", "ap-southeast-2")),
-            sleep=_no_sleep,
+            clock=ManualClock(),
             timeout=60,
             progress=Recorder(),  # type: ignore[arg-type]
         )
@@ -543,13 +540,7 @@ def test_waiting_for_active_has_a_deadline(endpoint: str, ddb: Any, table_name: 
     simple_table(ddb, src)
     target = location(endpoint, dst)
     client = target.clients().dynamodb()
-    now = [0.0]
-
-    def clock() -> float:
-        return now[0]
-
-    def sleep(seconds: float) -> None:
-        now[0] += max(seconds, 1.0)
+    clock = ManualClock(min_step=1.0)
 
     def still_creating(parsed: dict[str, Any], **_: Any) -> None:
         table = parsed.get("Table")
@@ -560,10 +551,8 @@ def test_waiting_for_active_has_a_deadline(endpoint: str, ddb: Any, table_name: 
         hooked(client, "after-call.dynamodb.DescribeTable", still_creating),
         pytest.raises(RuntimeFailure, match="not ready after 30s: waiting for table CREATING"),
     ):
-        prepare_target(
-            location(endpoint, src), target, TargetOptions(), timeout=30, sleep=sleep, clock=clock
-        )
-    assert 30 <= now[0] <= 40
+        prepare_target(location(endpoint, src), target, TargetOptions(), timeout=30, clock=clock)
+    assert 30 <= clock.now <= 40 and clock.sleeps
 
 
 # --- settings parity, both ways (issue 13 item 4) ------------------------------------------------
@@ -827,7 +816,7 @@ def test_readiness_compares_with_the_options_the_target_was_prepared_with(
         tags={"owner": "ops"}, billing_mode="PROVISIONED", read_capacity=3, write_capacity=2
     )
     prepare_target(
-        location(endpoint, src), location(endpoint, dst), options, state, sleep=_no_sleep
+        location(endpoint, src), location(endpoint, dst), options, state, clock=ManualClock()
     )
     spec = MigrationSpec(
         migration_id=mid,

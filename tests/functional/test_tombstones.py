@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from dynashift.errors import NotReadyYet
 from dynashift.items import REPLICATED_ATTR, TOMBSTONE_ATTR, is_tombstone
 from dynashift.state import PHASE_BACKFILL, PHASE_PLAIN, StateStore
 from dynashift.tombstones import (
@@ -16,7 +17,9 @@ from dynashift.tombstones import (
     remove_tombstone,
     strip_marker,
     tombstone_item,
+    wait_for_backfill_workers,
 )
+from tests.support.clock import ManualClock
 from tests.support.reference import scan_all
 from tests.support.tables import client, create_table, fill, simple_items
 
@@ -158,3 +161,21 @@ def test_finish_strips_markers_and_removes_tombstones_of_one_registry(setup: Any
     assert (result.registered, result.removed, result.recreated, result.unmarked) == (2, 1, 1, 1)
     assert get(ddb, target, key(7)) == image and get(ddb, target, key(8)) is None
     assert list(store.tombstones()) == []
+
+
+def test_the_lease_wait_runs_on_the_clock_it_is_given(setup: Any) -> None:
+    """Issue 15 item 4: the wait for backfill leases sleeps on the injected clock.
+
+    A lease held for 20 s more is waited out at once (the manual clock moves when slept on),
+    through several sleeps; with a 5 s timeout the same wait gives up naming the segment.
+    """
+    _, _, state = setup
+    start = 1_900_000_000.0
+    state.take_lease(3, start + 20)
+    clock = ManualClock(wall_start=start)
+    wait_for_backfill_workers(state, timeout=60, clock=clock, poll=2.0)
+    assert clock.sleeps == [2.0] * 10 and clock.wall() == start + 20
+    impatient = ManualClock(wall_start=start)
+    with pytest.raises(NotReadyYet, match=r"segment\(s\) \[3\]"):
+        wait_for_backfill_workers(state, timeout=5, clock=impatient, poll=2.0)
+    assert impatient.sleeps == [2.0] * 3

@@ -37,6 +37,7 @@ from dynashift.retry import Backoff
 from dynashift.state import TOMBSTONE_PREFIX, StateStore
 from dynashift.tombstones import finish_backfill
 from tests.support import tables as support_tables
+from tests.support.clock import ManualClock
 
 REGION = "us-east-1"
 PK = "pk"
@@ -209,7 +210,7 @@ class Invocation:
         self._grant = False
         self._killed = False
         self._page_open = False
-        self._now = 0.0
+        self._clock = ManualClock()
         self._thread = threading.Thread(
             target=self._run, name=f"segment-{segment}-inv-{number}", daemon=True
         )
@@ -219,9 +220,6 @@ class Invocation:
         return f"<invocation {self.number} of segment {self.segment}, {state}>"
 
     # --- worker side -------------------------------------------------------------------------
-
-    def _clock(self) -> float:
-        return self._now
 
     def _run(self) -> None:
         env, mig = self.migration.env, self.migration
@@ -291,7 +289,7 @@ class Invocation:
 
     def expire(self) -> None:
         """The invocation's deadline arrives: it stops after the page in hand, returns a cursor."""
-        self._now = PAST_DEADLINE
+        self._clock.now = PAST_DEADLINE
         self.run_out()
 
     def run_out(self, max_steps: int = 1000) -> None:
@@ -393,7 +391,11 @@ class Migration:
             inv.run_out()
         later = time.time() + LEASES_LAPSED
         finish_backfill(
-            self.env.client, self.env.target, self.state, lease_wait_seconds=0, clock=lambda: later
+            self.env.client,
+            self.env.target,
+            self.state,
+            lease_wait_seconds=0,
+            clock=ManualClock(wall_start=later),
         )
 
     # --- replication -------------------------------------------------------------------------

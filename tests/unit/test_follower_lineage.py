@@ -4,6 +4,8 @@ per table), expired iterators, throttling, paging, restart, failure retry and dr
 from __future__ import annotations
 
 import json
+import random
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -14,6 +16,8 @@ import pytest
 from dynashift.errors import RuntimeFailure
 from dynashift.follower import StreamFollower, to_lambda_record
 from dynashift.replicator import ApplyResult
+from dynashift.retry import Backoff
+from tests.support.clock import ManualClock
 from tests.support.fake_streams import ARN, ChangingStreams, FakeStreams, botocore_record
 
 
@@ -85,7 +89,7 @@ def assert_lineage_order(applied: list[str]) -> None:
 
 
 def make(stream: FakeStreams, target: Any, state: Any = None, **kw: Any) -> StreamFollower:
-    return StreamFollower(ARN, stream, target, state, sleep=lambda _s: None, **kw)
+    return StreamFollower(ARN, stream, target, state, clock=ManualClock(), **kw)
 
 
 def test_parents_before_children_with_expired_iterators_and_throttling() -> None:
@@ -224,3 +228,30 @@ def test_drain_measures_from_the_streams_clock_not_the_local_one() -> None:
     follower = make(stream, rec, FakeState())
     follower.drain(timeout=30)
     assert rec.applied == ["1", "2", "3", "4"]
+
+
+def test_idle_waits_back_off_on_the_injected_clock() -> None:
+    """Issue 15 item 4: `run` waits between empty polls on the follower's clock (instant with a
+    manual one), backing off exponentially up to the cap, and ends when `stop` is set."""
+    stop = threading.Event()
+
+    class StopAfterFive(ManualClock):
+        def sleep(self, seconds: float) -> None:
+            super().sleep(seconds)
+            if len(self.sleeps) == 5:
+                stop.set()
+
+    clock = StopAfterFive()
+    rec = Recorder()
+    follower = StreamFollower(
+        ARN,
+        FakeStreams({"A": (None, [1, 2], False)}),
+        rec,
+        None,
+        clock=clock,
+        backoff=Backoff(base=1.0, cap=4.0, rng=random.Random(1)),
+    )
+    follower.run(stop)
+    assert sorted(rec.applied) == ["1", "2"]
+    assert len(clock.sleeps) == 5 and all(0 <= s <= 4.0 for s in clock.sleeps)
+    assert clock.now == sum(clock.sleeps)

@@ -4,7 +4,6 @@ numbers the limits page states."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 import uuid
@@ -19,6 +18,7 @@ from dynashift.tombstones import apply_delete, finish_backfill
 from dynashift.workflow import definition as builder
 from dynashift.workflow.runner import DEFINITION, ROOT
 from dynashift.workflow.steps import HISTORY_EVENTS_QUOTA, WorkflowSettings, estimate_loops
+from tests.support.clock import TickingClock
 from tests.support.tables import create_table
 
 KIB = 1024
@@ -74,12 +74,10 @@ def test_finish_backfill_is_a_budgeted_loop(endpoint: str, ddb: Any, table_name:
     keys = [{"pk": {"S": f"k{i:03d}"}} for i in range(7)]
     for key in keys:
         assert apply_delete(ddb, target, key, state) == "tombstone"
-    ticks = itertools.count()  # every clock read is one second later
+    clock = TickingClock()  # every clock read is one second later
     turns = []
     while True:
-        result = finish_backfill(
-            ddb, target, state, budget_seconds=3, clock=lambda: float(next(ticks))
-        )
+        result = finish_backfill(ddb, target, state, budget_seconds=3, clock=clock)
         turns.append(result)
         assert state.phase() == PHASE_PLAIN
         if result.done:

@@ -152,7 +152,7 @@ def _spec(args: argparse.Namespace) -> MigrationSpec:
     from dynashift.workflow.migrate import migration_id_for, state_location
 
     source, target = locations_from_args(args)
-    options = target_options_from_args(args)
+    target_options_from_args(args)  # bad target options stop here, before any AWS call
     migration_id = migration_id_for(source, target)
     try:
         return MigrationSpec(
@@ -166,8 +166,6 @@ def _spec(args: argparse.Namespace) -> MigrationSpec:
             ignore=tuple(args.ignore),
             max_write_rate=args.max_write_rate,
             skip_ttl_deletes=args.skip_ttl_deletes,
-            allow_nonempty_target=options.allow_nonempty_target,
-            replace_stream=options.replace_stream,
             worker_budget_seconds=args.worker_budget,
             lag_threshold_seconds=args.lag_threshold,
         )

@@ -428,7 +428,7 @@ def build() -> dict[str, Any]:
     states["Enable source stream"] = lambda_task(
         "Enable source stream",
         "SourceStream",
-        _spec_settings(action="enable"),
+        _spec_settings(**{"target_options.$": "$.target_options", "action": "enable"}),
         result_path="$.stream",
         next_state="Stream ready?",
     )
@@ -444,7 +444,7 @@ def build() -> dict[str, Any]:
     states["Check stream"] = lambda_task(
         "Check stream",
         "SourceStream",
-        _spec_settings(action="poll"),
+        _spec_settings(**{"target_options.$": "$.target_options", "action": "poll"}),
         result_path="$.stream",
         next_state="Stream ready?",
     )

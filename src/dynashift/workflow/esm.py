@@ -27,13 +27,13 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from dynashift.clock import SYSTEM_CLOCK, Clock
 from dynashift.follower import Delivery, Record, StreamFollower
 from dynashift.retry import Backoff
 
@@ -151,7 +151,7 @@ class MappingDelivery:
         invoke: Invoke,
         *,
         send_to_destination: Callable[[str, dict[str, Any]], None] | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
         keep_batches: int = 0,
     ) -> None:
         self.config = config
@@ -189,7 +189,7 @@ class MappingDelivery:
         if window <= 0 or size >= self.config.batch_size or state.limit:
             state.waiting = (None, 0.0)
             return False
-        now = self.clock()
+        now = self.clock.monotonic()
         if state.waiting[0] != first:
             state.waiting = (first, now)
         if now - state.waiting[1] < window:

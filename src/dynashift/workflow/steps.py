@@ -280,7 +280,7 @@ def validate(
             "source); replicas need on-demand or write auto scaling: set "
             "target_options.billing_mode to PAY_PER_REQUEST"
         )
-    stream = check_stream(spec.source, spec.replace_stream)
+    stream = check_stream(spec.source, event.target_options.replace_stream)
     if state is not None:
         state.segment_count(spec.segments)
     return ValidationResult(
@@ -311,10 +311,11 @@ def source_stream(event: StreamEvent) -> dict[str, Any]:
     from dynashift.stream import enable_stream, poll_stream
 
     spec = event.spec
+    replace = event.target_options.replace_stream
     status = (
-        enable_stream(spec.source, spec.replace_stream)
+        enable_stream(spec.source, replace)
         if event.action == "enable"
-        else poll_stream(spec.source, spec.replace_stream)
+        else poll_stream(spec.source, replace)
     )
     data = _dump(status)
     if data.get("ready") and data.get("arn"):

@@ -126,6 +126,8 @@ class PrepareTargetEvent(StepEvent):
 
 
 class StreamEvent(StepEvent):
+    #: `replace_stream` is read from here (TargetOptions is its one home).
+    target_options: TargetOptions = Field(default_factory=TargetOptions)
     action: Literal["enable", "poll"]
 
 
