@@ -23,7 +23,11 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-ROOT = Path(__file__).resolve().parents[3]
+from dynashift.workflow.deployed import CHECKOUT_ROOT
+
+#: The writer's target is the source checkout's committed file (an installed wheel's packaged
+#: copy, `dynashift.workflow.deployed`, is only read).
+ROOT = CHECKOUT_ROOT
 DEFINITION_PATH = ROOT / "statemachine" / "migration.asl.json"
 
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
