@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -442,8 +442,3 @@ def make_plan(
         fits_stream_retention=fits,
         warnings=warnings,
     )
-
-
-def plan_summary(plan: Plan) -> dict[str, Any]:
-    """The plan as JSON-ready data (what `--json` prints)."""
-    return plan.model_dump(mode="json")

@@ -332,10 +332,6 @@ class ProgressReport:
                 return None
         return max(ages)
 
-    def oldest_unapplied(self) -> float | None:
-        times = [w.behind_created for w in self.shards if w.behind_created is not None]
-        return min(times) if times else None
-
     def newest_applied(self) -> float | None:
         times = [w.newest_applied for w in self.shards if w.newest_applied is not None]
         return max(times) if times else None

@@ -195,11 +195,6 @@ def run_migrate(args: argparse.Namespace) -> int:
     from dynashift.workflow.migrate import plan_segment_count, run_local_migration, write_outputs
     from dynashift.workflow.steps import WorkflowInput, WorkflowSettings
 
-    if args.html:
-        import importlib.util
-
-        if importlib.util.find_spec("dynashift.report_html") is None:
-            raise BadInputError(f"--html {args.html}: HTML reports are not available in this build")
     spec = _spec(args)
     spec = spec.model_copy(update={"segments": plan_segment_count(spec, args.segments)})
     settings = WorkflowSettings(

@@ -221,12 +221,6 @@ class ReadinessOutput(BaseModel):
     rechecked: bool = True
 
 
-class StepResult(BaseModel):
-    """A small free-form result (the ASL reads only the fields it names)."""
-
-    model_config = ConfigDict(extra="allow")
-
-
 # --- helpers ---------------------------------------------------------------------------------
 
 M = TypeVar("M", bound=BaseModel)
