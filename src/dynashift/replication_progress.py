@@ -1,5 +1,8 @@
 """Replication progress: what the replicator records, and lag / caught-up / drain read from it.
 
+Size: one module because recording and checking share the record layout and the range rules
+(a range chains only from its exact start), which must stay in one place.
+
 The same code runs in AWS (the replicator Lambda behind an event source mapping) and locally
 (the follower or the mapping emulator feeding the same engine); see docs/replicator.md.
 

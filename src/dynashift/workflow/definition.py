@@ -1,5 +1,8 @@
 """The builder of `statemachine/migration.asl.json` (the one definition both runners execute).
 
+Size: one module because it builds the whole state machine state by state, in execution
+order, so the definition reads top to bottom.
+
 The JSON is generated from this module and committed; `python -m dynashift.workflow.definition`
 rewrites it, and a test checks that the builder reproduces the committed file byte for byte.
 Two functions carry the rules that a hand-written definition kept getting wrong:

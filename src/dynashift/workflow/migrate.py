@@ -1,5 +1,8 @@
 """A whole migration run locally: validate, execute the state machine, report, follow.
 
+Size: one module because a local run is one sequence — validate, execute, follow the
+history with its progress display, report — that the CLI calls once.
+
 `run_local_migration` is what `dynashift migrate` and `dynashift demo` call. It validates the
 input with the same step the state machine starts with (so bad input stops before anything is
 created), creates the state table next to the target, brings up the template's stack on the

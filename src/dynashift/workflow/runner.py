@@ -1,5 +1,8 @@
 """The local runner: executes `statemachine/migration.asl.json` as `sam deploy` deploys it.
 
+Size: one module because the private server, the stack created on it and the dispatch of
+invokes to the sandboxes share one lifecycle (start, stop, undo moto's patches).
+
 It starts a private moto server in this process (Step Functions, Lambda, SQS, SNS and IAM only
 — the data tables live wherever the spec says: real AWS or any endpoint) with moto's Amazon
 States Language interpreter switched on, and creates on it what the template's stack holds: one

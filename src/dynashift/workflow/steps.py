@@ -1,5 +1,8 @@
 """The engine side of every Task state of `statemachine/migration.asl.json`.
 
+Size: one module because it is the one table of Task states (a short function each) that the
+contract tests read against the definition and the handlers.
+
 Each function here is what exactly one Lambda handler in `functions/` calls: the handler parses
 its event into the pydantic model below, calls the function, and returns `model_dump(mode=
 "json")`. The same functions run in-process under the local runner. Errors are the engine's
