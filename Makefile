@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: install
-	$(BIN)/ruff check src functions tests bench
-	$(BIN)/ruff format --check src functions tests bench
+	$(BIN)/ruff check setup.py src functions tests bench
+	$(BIN)/ruff format --check setup.py src functions tests bench
 
 typecheck: install
 	$(BIN)/mypy
