@@ -120,8 +120,10 @@ def test_wheel_installed_in_a_fresh_venv_runs_the_demo_to_ready(tmp_path: Path) 
     assert Path(located[0]).is_relative_to(new_site), located
     assert Path(located[1]) == new_site / "dynashift" / PACKAGED, located
 
+    # The smallest demo: 100 items (its minimum), one segment, a few live writes a second.
+    demo = ["demo", "--items", "100", "--segments", "1", "--write-rate", "5"]
     out = _run(
-        [str(env_dir / "bin" / "dynashift"), "demo", "--items", "100", "--segments", "1"],
+        [str(env_dir / "bin" / "dynashift"), *demo],
         cwd=elsewhere,
         timeout=240,
         env=env,
