@@ -125,7 +125,7 @@ def test_wheel_installed_in_a_fresh_venv_runs_the_demo_to_ready(tmp_path: Path) 
     out = _run(
         [str(env_dir / "bin" / "dynashift"), *demo],
         cwd=elsewhere,
-        timeout=240,
+        timeout=180,
         env=env,
     )
     assert "\nREADY\n" in out, out[-2000:]
