@@ -7,11 +7,11 @@ STAMP := $(VENV)/.installed-stamp
 SAM_VENV := .venv-sam
 PYTEST_ARGS ?=
 
-.PHONY: install lint typecheck asl test demo build validate bench clean model-soak
+.PHONY: install lint typecheck asl test demo build python312 validate bench clean model-soak
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: install
-	$(BIN)/ruff check src functions tests bench
-	$(BIN)/ruff format --check src functions tests bench
+	$(BIN)/ruff check setup.py src functions tests bench
+	$(BIN)/ruff format --check setup.py src functions tests bench
 
 typecheck: install
 	$(BIN)/mypy
@@ -54,8 +54,22 @@ $(SAM_VENV)/bin/sam:
 validate: $(SAM_VENV)/bin/sam
 	$(SAM_VENV)/bin/sam validate --lint
 
-build: validate
-	PYENV_VERSION=$${PYENV_VERSION:-3.11.7:3.12.1} $(SAM_VENV)/bin/sam build
+# `sam build` needs the functions' runtime, python3.12, on PATH. With pyenv holding 3.11.7 and
+# 3.12.1 (and no PYENV_VERSION of your own), PYENV_VERSION exposes both; without pyenv, the
+# python3.12 on PATH is used; with none, the build stops before installing SAM.
+PYENV_PYTHONS := 3.11.7 3.12.1
+SAM_PYENV = $(shell [ -z "$$PYENV_VERSION" ] && command -v pyenv >/dev/null 2>&1 && \
+	[ "$$(pyenv versions --bare 2>/dev/null | grep -cxF -e 3.11.7 -e 3.12.1)" = 2 ] && \
+	echo $(subst $(eval) ,:,$(PYENV_PYTHONS)))
+WITH_PYTHON312 = $(if $(SAM_PYENV),PYENV_VERSION=$(SAM_PYENV) )
+
+python312:
+	@$(WITH_PYTHON312)python3.12 --version >/dev/null 2>&1 || { \
+	  echo "make build: sam build needs python3.12 (the functions' runtime) on PATH;" \
+	    "install it (or with pyenv: pyenv install 3.12 and set PYENV_VERSION)" >&2; exit 1; }
+
+build: python312 validate
+	$(WITH_PYTHON312)$(SAM_VENV)/bin/sam build
 
 # Model-based search (tests/model): DYNASHIFT_MODEL_EXAMPLES schedules per variant, shrunk.
 model-soak: install

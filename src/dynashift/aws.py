@@ -16,10 +16,10 @@ import boto3
 import botocore.session
 from botocore.config import Config
 from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
-from botocore.exceptions import ClientError, EndpointConnectionError, NoRegionError
+from botocore.exceptions import ClientError, NoRegionError
 from pydantic import BaseModel, ConfigDict, Field
 
-from dynashift.errors import BadInputError, EndpointUnreachableError
+from dynashift.errors import BadInputError
 
 RetryMode = Literal["standard", "adaptive"]
 
@@ -191,7 +191,3 @@ def error_code(exc: BaseException) -> str:
     if isinstance(exc, ClientError):
         return str(exc.response.get("Error", {}).get("Code", ""))
     return ""
-
-
-def unreachable(exc: EndpointConnectionError, endpoint: str | None) -> EndpointUnreachableError:
-    return EndpointUnreachableError(f"cannot reach endpoint {endpoint or '(AWS default)'}: {exc}")

@@ -1,5 +1,8 @@
 """The backfill segment worker (workflow step 5) and the write paths it shares with `copy`.
 
+Size: one module because both strategies' writes, the cursor commit and the straggler lease run
+inside one page loop whose invariants (I4, I5, I8) must be read together.
+
 `run_segment` scans one segment of a parallel scan of the source, page by page, and writes each
 page to the target; it commits the segment's cursor and counters to the state store after each
 page is written, and returns before its budget runs out with the next cursor (None when the

@@ -1,5 +1,8 @@
 """The local stream follower: what the Lambda event source mapping does, in a thread.
 
+Size: one module because discovery, lineage order, checkpoints, retries and drain all act on
+one shard map under one lock.
+
 `StreamFollower` reads every shard of a DynamoDB stream and feeds the records — converted to the
 exact JSON shape a Lambda handler receives — to a `Replicator`, to a Lambda handler, or to a
 `BatchInvoker` that decides itself how a batch is invoked and retried (the local runner's event

@@ -768,8 +768,3 @@ def make_plan(
         concurrency_deployed=deployed,
         warnings=warnings,
     )
-
-
-def plan_summary(plan: Plan) -> dict[str, Any]:
-    """The plan as JSON-ready data (what `--json` prints)."""
-    return plan.model_dump(mode="json")

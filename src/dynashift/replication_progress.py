@@ -1,5 +1,8 @@
 """Replication progress: what the replicator records, and lag / caught-up / drain read from it.
 
+Size: one module because recording and checking share the record layout and the range rules
+(a range chains only from its exact start), which must stay in one place.
+
 The same code runs in AWS (the replicator Lambda behind an event source mapping) and locally
 (the follower or the mapping emulator feeding the same engine); see docs/replicator.md.
 
@@ -331,10 +334,6 @@ class ProgressReport:
             elif w.empty_pages == 0:
                 return None
         return max(ages)
-
-    def oldest_unapplied(self) -> float | None:
-        times = [w.behind_created for w in self.shards if w.behind_created is not None]
-        return min(times) if times else None
 
     def newest_applied(self) -> float | None:
         times = [w.newest_applied for w in self.shards if w.newest_applied is not None]

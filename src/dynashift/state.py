@@ -1,5 +1,8 @@
 """The state store: one DynamoDB table holding a migration's durable progress.
 
+Size: one module because the state store owns every record of the state table through one key
+builder and one pager; split, the layout below would be spread over several files.
+
 Layout (partition key `migration_id`, sort key `sk`, both strings):
 
 | sk                    | what                                                            |

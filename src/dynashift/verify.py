@@ -1,5 +1,8 @@
 """Verification: compare each segment of the source with the target, then recheck suspects.
 
+Size: one module because the segment comparison (batch and merge lookups) and the recheck
+share one cursor, one set of counters and the same key lookups; apart they would import each other.
+
 The comparison rule is the sync engine's (`sync.ItemDiffer`, `sync.diff_page`,
 `sync.find_extra`); repairs are sync's conditional writes (`sync.repair_keys`). Nothing
 here decides on its own whether two items are equal.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from dynashift.aws import Side
@@ -60,16 +59,6 @@ def table_ref(text: str) -> TableRef:
         return parse_table_ref(text)
     except BadInputError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def json_object(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not valid JSON ({exc.msg})") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a JSON object")
-    return value
 
 
 def add_side_options(

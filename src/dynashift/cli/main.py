@@ -9,7 +9,6 @@ error carries (2 bad input, 3 runtime failure); nothing prints a traceback.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -25,11 +24,20 @@ from botocore.exceptions import (
 
 from dynashift import __version__
 from dynashift.aws import error_code
+from dynashift.cli import (
+    approve_cmd,
+    copy_cmd,
+    demo_cmd,
+    migrate_cmd,
+    plan_cmd,
+    status_cmd,
+    sync_cmd,
+)
 from dynashift.errors import DynashiftError
 
-#: Sub-command modules, in the order `--help` lists them. A module that does not exist yet is
-#: skipped, so the command set grows with the engine.
-COMMAND_MODULES = ("migrate", "plan", "copy", "sync", "approve", "status", "demo")
+#: Sub-command modules, in the order `--help` lists them (imported above: a missing or
+#: misspelt module fails at import, never silently drops a command).
+COMMAND_MODULES = (migrate_cmd, plan_cmd, copy_cmd, sync_cmd, approve_cmd, status_cmd, demo_cmd)
 
 log = logging.getLogger("dynashift")
 
@@ -50,13 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     sub.required = True
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"dynashift.cli.{name}_cmd")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"dynashift.cli.{name}_cmd":
-                continue
-            raise
+    for module in COMMAND_MODULES:
         module.register(sub)
     return parser
 

@@ -240,11 +240,6 @@ def build_workflow_input(args: argparse.Namespace) -> tuple[WorkflowInput, Concu
 def run_migrate(args: argparse.Namespace) -> int:
     from dynashift.workflow.migrate import run_local_migration, write_outputs
 
-    if args.html:
-        import importlib.util
-
-        if importlib.util.find_spec("dynashift.report_html") is None:
-            raise BadInputError(f"--html {args.html}: HTML reports are not available in this build")
     workflow_input, planned = build_workflow_input(args)
     spec = workflow_input.spec
     _confirm(args, spec)

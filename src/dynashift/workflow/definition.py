@@ -1,5 +1,8 @@
 """The builder of `statemachine/migration.asl.json` (the one definition both runners execute).
 
+Size: one module because it builds the whole state machine state by state, in execution
+order, so the definition reads top to bottom.
+
 The JSON is generated from this module and committed; `python -m dynashift.workflow.definition`
 rewrites it, and a test checks that the builder reproduces the committed file byte for byte.
 Two functions carry the rules that a hand-written definition kept getting wrong:
@@ -26,7 +29,11 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-ROOT = Path(__file__).resolve().parents[3]
+from dynashift.workflow.deployed import CHECKOUT_ROOT
+
+#: The writer's target is the source checkout's committed file (an installed wheel's packaged
+#: copy, `dynashift.workflow.deployed`, is only read).
+ROOT = CHECKOUT_ROOT
 DEFINITION_PATH = ROOT / "statemachine" / "migration.asl.json"
 
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"

@@ -1,5 +1,8 @@
 """A whole migration run locally: validate, execute the state machine, report, follow.
 
+Size: one module because a local run is one sequence — validate, execute, follow the
+history with its progress display, report — that the CLI calls once.
+
 `run_local_migration` is what `dynashift migrate` and `dynashift demo` call. It validates the
 input with the same step the state machine starts with (so bad input stops before anything is
 created), creates the state table next to the target, brings up the template's stack on the
@@ -443,12 +446,6 @@ def report_summary(report: dict[str, Any]) -> str:
     return ReadinessReport.model_validate(report).summary_line()
 
 
-def report_text(report: dict[str, Any]) -> str:
-    from dynashift.readiness import ReadinessReport
-
-    return ReadinessReport.model_validate(report).to_text()
-
-
 def failure_of(outcome: ExecutionOutcome) -> tuple[str, str | None]:
     """(error name, message) of a failed execution.
 
@@ -533,14 +530,9 @@ def write_outputs(
     if report_path:
         write_report_file(report_path, parsed)
     if html_path:
-        import importlib
+        from dynashift.report_html import write_html
 
-        # The HTML page is issue 7's (dynashift.report_html); refuse clearly until it exists.
-        try:
-            report_html: Any = importlib.import_module("dynashift.report_html")
-        except ModuleNotFoundError:
-            raise BadInputError("--html: HTML reports are not available in this build") from None
-        report_html.write_html(html_path, parsed)
+        write_html(html_path, parsed)
 
 
 def run_local_migration(workflow_input: WorkflowInput, **kwargs: Any) -> MigrationRun:

@@ -1,5 +1,8 @@
 """The local runner: executes `statemachine/migration.asl.json` as `sam deploy` deploys it.
 
+Size: one module because the private server, the stack created on it and the dispatch of
+invokes to the sandboxes share one lifecycle (start, stop, undo moto's patches).
+
 It starts a private moto server in this process (Step Functions, Lambda, SQS, SNS and IAM only
 — the data tables live wherever the spec says: real AWS or any endpoint) with moto's Amazon
 States Language interpreter switched on, and creates on it what the template's stack holds: one
@@ -38,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from dynashift.errors import RuntimeFailure
+from dynashift.workflow import deployed
 from dynashift.workflow.esm import EventSourceMappingEmulator, store_only_stream_mappings
 from dynashift.workflow.sandbox import FunctionPool, FunctionSpec, runtime_environment
 from dynashift.workflow.template import TEMPLATE, Stack, load_template
@@ -49,10 +53,11 @@ ACCOUNT_ID = "123456789012"
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9]+)\}")
 STATE_MACHINE = "MigrationStateMachine"
 
-#: Where the definition, the template and the handlers live (the repository root).
-ROOT = Path(__file__).resolve().parents[3]
-DEFINITION = ROOT / "statemachine" / "migration.asl.json"
-FUNCTIONS = ROOT / "functions"
+#: Where the definition, the template and the handlers live: the repository root, or an
+#: installed wheel's packaged copy (`dynashift.workflow.deployed`).
+ROOT = deployed.ROOT
+DEFINITION = deployed.DEFINITION
+FUNCTIONS = deployed.FUNCTIONS
 
 _active = threading.Lock()
 #: The dispatcher of the active run (the patched moto backend looks it up here).

@@ -1,5 +1,8 @@
 """The engine side of every Task state of `statemachine/migration.asl.json`.
 
+Size: one module because it is the one table of Task states (a short function each) that the
+contract tests read against the definition and the handlers.
+
 Each function here is what exactly one Lambda handler in `functions/` calls: the handler parses
 its event into the pydantic model below, calls the function, and returns `model_dump(mode=
 "json")`. The same functions run in-process under the local runner. Errors are the engine's
@@ -24,7 +27,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from dynashift.backfill import DEFAULT_IN_FLIGHT, SegmentResult, run_segment, start_backfill
 from dynashift.errors import BadInputError, DynashiftError, cause_message
@@ -84,12 +87,6 @@ VERIFY_BYTES_PER_SECOND = 1024 * 1024.0
 #: Seconds a worker function keeps beyond `worker_budget_seconds` (a page being written, the
 #: checkpoint): Validate refuses a budget closer than this to the function timeout.
 WORKER_TIMEOUT_MARGIN_SECONDS = 60.0
-
-
-class StepResult(BaseModel):
-    """A small free-form result (the ASL reads only the fields it names)."""
-
-    model_config = ConfigDict(extra="allow")
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -23,9 +23,10 @@ from typing import Any
 import yaml
 
 from dynashift.errors import RuntimeFailure
+from dynashift.workflow import deployed
 
-#: The repository's template (next to statemachine/ and functions/).
-TEMPLATE = Path(__file__).resolve().parents[3] / "template.yaml"
+#: The deployed template (next to statemachine/ and functions/: `dynashift.workflow.deployed`).
+TEMPLATE = deployed.TEMPLATE
 
 SERVERLESS_FUNCTION = "AWS::Serverless::Function"
 #: What `Ref` of a resource or parameter resolves to when a value is dropped (`AWS::NoValue`).
