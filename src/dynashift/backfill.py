@@ -72,13 +72,7 @@ from dynashift.items import (
 )
 from dynashift.models import MigrationSpec, factory_for
 from dynashift.plan import (
-    RETENTION_MARGIN,
-    STREAM_RETENTION_SECONDS,
-    backfill_duration_seconds,
-    backfill_fits_retention,
-    default_write_rate,
-    human_duration,
-    plan_segments,  # noqa: F401  (re-exported; the rule lives in plan.py)
+    replay_refusal,  # the one replay rule (plan.py)
 )
 from dynashift.progress import NullProgress, Progress
 from dynashift.ratelimit import RateLimiter, provisioned_wcu
@@ -149,38 +143,6 @@ class Counters:
 
 
 # --- planning --------------------------------------------------------------------------------
-
-
-def replay_refusal(
-    item_count: int,
-    table_size_bytes: int,
-    *,
-    max_write_rate: float | None = None,
-    target_wcu: int = 0,
-) -> str | None:
-    """Why the replay strategy is refused for this table (None: allowed).
-
-    Replay starts the replicator from TRIM_HORIZON only after the backfill, so every change made
-    during the backfill must still be in the stream then. The rule is the plan's
-    (`plan.backfill_fits_retention`: the estimate must stay within half the 24-hour retention),
-    at `max_write_rate`, else a share of a provisioned target's WCU, else an on-demand table's
-    initial throughput.
-    """
-    avg = table_size_bytes / item_count if item_count > 0 else 0.0
-    rate = max_write_rate or (
-        default_write_rate(avg, provisioned_wcu=target_wcu) if target_wcu else None
-    )
-    if backfill_fits_retention(item_count, avg, rate):
-        return None
-    seconds = backfill_duration_seconds(item_count, rate or default_write_rate(avg))
-    limit = STREAM_RETENTION_SECONDS * RETENTION_MARGIN
-    return (
-        f"--strategy replay: the backfill of {item_count:,} items is estimated at "
-        f"{human_duration(seconds)}, not well inside the stream's "
-        f"{STREAM_RETENTION_SECONDS // 3600} h retention (limit {human_duration(limit)}): "
-        "stream records written during it could expire before the replicator reads them; "
-        "use --strategy concurrent"
-    )
 
 
 def check_replay_allowed(

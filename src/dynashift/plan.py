@@ -1,5 +1,10 @@
 """What a migration will do and cost, before anything is touched.
 
+Size: one module because every estimate (units, durations, the stream-window rule, the
+strategy and the concurrency plan) feeds the one `Plan` that `plan`, Validate and `migrate` show;
+splitting the cost model from the concurrency plan is the next cut (issue 16 adds the export
+and import paths here).
+
 The estimate functions are pure and follow DynamoDB's rounding rules:
 
 - a write consumes 1 write unit per started KB of the item (`write_units_per_item`); every
@@ -407,10 +412,8 @@ def recommend_strategy(
 
     replay (BatchWriteItem, the replicator started after the backfill) when the target starts
     empty and the backfill is estimated well inside the 24-hour stream window — the rule that
-    refuses replay (`backfill.replay_refusal`) allows it; concurrent (a conditional put per item,
+    refuses replay (`replay_refusal`, below) allows it; concurrent (a conditional put per item,
     the replicator running during the backfill) otherwise."""
-    from dynashift.backfill import replay_refusal
-
     avg = size_bytes / item_count if item_count > 0 else 0.0
     rate = max_write_rate or default_write_rate(avg, provisioned_wcu=target_wcu or None)
     seconds = backfill_duration_seconds(item_count, rate)
@@ -767,4 +770,36 @@ def make_plan(
         concurrency=local,
         concurrency_deployed=deployed,
         warnings=warnings,
+    )
+
+
+def replay_refusal(
+    item_count: int,
+    table_size_bytes: int,
+    *,
+    max_write_rate: float | None = None,
+    target_wcu: int = 0,
+) -> str | None:
+    """Why the replay strategy is refused for this table (None: allowed).
+
+    Replay starts the replicator from TRIM_HORIZON only after the backfill, so every change made
+    during the backfill must still be in the stream then. The rule is the plan's
+    (`plan.backfill_fits_retention`: the estimate must stay within half the 24-hour retention),
+    at `max_write_rate`, else a share of a provisioned target's WCU, else an on-demand table's
+    initial throughput.
+    """
+    avg = table_size_bytes / item_count if item_count > 0 else 0.0
+    rate = max_write_rate or (
+        default_write_rate(avg, provisioned_wcu=target_wcu) if target_wcu else None
+    )
+    if backfill_fits_retention(item_count, avg, rate):
+        return None
+    seconds = backfill_duration_seconds(item_count, rate or default_write_rate(avg))
+    limit = STREAM_RETENTION_SECONDS * RETENTION_MARGIN
+    return (
+        f"--strategy replay: the backfill of {item_count:,} items is estimated at "
+        f"{human_duration(seconds)}, not well inside the stream's "
+        f"{STREAM_RETENTION_SECONDS // 3600} h retention (limit {human_duration(limit)}): "
+        "stream records written during it could expire before the replicator reads them; "
+        "use --strategy concurrent"
     )

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from dynashift.backfill import plan_segments
 from dynashift.items import is_tombstone
+from dynashift.plan import plan_segments
 from dynashift.state import PHASE_BACKFILL, PHASE_PLAIN, StateStore
 from dynashift.tombstones import apply_delete, finish_backfill
 from dynashift.workflow import definition as builder

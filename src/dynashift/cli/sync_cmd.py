@@ -19,7 +19,8 @@ from dynashift.errors import BadInputError, DynashiftError
 from dynashift.models import TableLocation
 from dynashift.progress import Progress
 from dynashift.settings import is_terminal_output
-from dynashift.sync import BATCH_GET_MAX, DEFAULT_BATCH_READ_LIMIT, SyncEngine, SyncOptions
+from dynashift.sync import DEFAULT_BATCH_READ_LIMIT, SyncEngine, SyncOptions
+from dynashift.tables import BATCH_GET_MAX
 
 
 def starting_key(text: str) -> Any:

@@ -40,10 +40,8 @@ from dynashift.sync.starting_key import (
     resume_token,
     starting_key_to_wire,
 )
-from dynashift.tables import BATCH_GET_MAX
 
 __all__ = [
-    "BATCH_GET_MAX",
     "DEFAULT_BATCH_READ_LIMIT",
     "DONE",
     "LOGGED_KEYS",

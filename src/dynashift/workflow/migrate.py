@@ -486,7 +486,7 @@ def plan_local_run(
     if spec.strategy == "replay":
         # The one replay rule (the first backfill invocation applies it too): refused before
         # the target is created or the stream enabled.
-        from dynashift.backfill import replay_refusal
+        from dynashift.plan import replay_refusal
 
         reason = replay_refusal(
             items, size, max_write_rate=spec.max_write_rate, target_wcu=wcu or 0
