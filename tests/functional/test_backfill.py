@@ -11,7 +11,6 @@ from dynashift.backfill import (
     COUNTERS,
     SegmentResult,
     backfill_all,
-    plan_segments,
     replay_refusal,
     run_segment,
     start_backfill,
@@ -19,6 +18,7 @@ from dynashift.backfill import (
 )
 from dynashift.errors import BadInputError, RuntimeFailure, TransientError
 from dynashift.items import TOMBSTONE_ATTR
+from dynashift.plan import plan_segments
 from dynashift.ratelimit import RateLimiter
 from dynashift.retry import Backoff
 from dynashift.state import PHASE_BACKFILL, PHASE_PLAIN
