@@ -450,8 +450,11 @@ class StateStore:
     @staticmethod
     def _segment_from(item: Mapping[str, Any]) -> SegmentState:
         counters = {k: int(v["N"]) for k, v in item.get("counters", {}).get("M", {}).items()}
+        # The segment number comes from the sort key, the one attribute every version of the
+        # record has: an emulator may serve a record that an UpdateItem (`claim_segment`) is still
+        # creating with its key alone (moto builds a new item attribute by attribute).
         return SegmentState(
-            segment=int(item["segment"]["N"]),
+            segment=int(item["sk"]["S"].removeprefix(SEGMENT_PREFIX)),
             cursor=_decode_cursor(item.get("cursor", {}).get("S")),
             done=bool(item.get("done", {}).get("BOOL", False)),
             counters=counters,
