@@ -69,6 +69,15 @@ class Prices(BaseModel):
     read_per_million: float = Field(default=0.125, ge=0)
     replicated_write_per_million: float = Field(default=0.625, ge=0)
     storage_per_gb_month: float = Field(default=0.25, ge=0)
+    #: Export to Amazon S3 (full export), per GB of table size at the exported point in time:
+    #: DynamoDB pricing page, "Export to Amazon S3", us-east-1, read 2026-12-03.
+    export_per_gb: float = Field(default=0.10, ge=0)
+    #: Import from Amazon S3, per GB of uncompressed source data: DynamoDB pricing page,
+    #: "Import from Amazon S3", us-east-1, read 2026-12-03.
+    import_per_gb: float = Field(default=0.15, ge=0)
+    #: Point-in-time recovery (continuous backups), per GB-month of table size: DynamoDB
+    #: pricing page, "Continuous backups (PITR)", us-east-1, read 2026-12-03.
+    pitr_per_gb_month: float = Field(default=0.20, ge=0)
 
 
 # --- pure estimates --------------------------------------------------------------------------
@@ -497,6 +506,14 @@ class Plan(BaseModel):
     #: deployed state machine (the Validate state plans with the same function).
     concurrency: ConcurrencyPlan
     concurrency_deployed: ConcurrencyPlan
+    #: Facts `paths.compare_plan` needs: the source's PITR (None: unreadable) and LSIs, whether
+    #: an existing target holds items, the target's provisioned / warm write units, replicas.
+    source_pitr: bool | None = None
+    source_lsis: list[str] = Field(default_factory=list)
+    target_nonempty: bool = False
+    target_wcu: int | None = None
+    target_warm_wcu: int | None = None
+    replica_count: int = 0
     warnings: list[str] = Field(default_factory=list)
 
     def to_json(self) -> str:
@@ -769,6 +786,12 @@ def make_plan(
         strategy_reason=strategy_reason,
         concurrency=local,
         concurrency_deployed=deployed,
+        source_pitr=src.pitr,
+        source_lsis=[str(i.get("IndexName", "")) for i in src.lsis],
+        target_nonempty=check.action == "exists" and check.nonempty,
+        target_wcu=wcu,
+        target_warm_wcu=warm,
+        replica_count=len(spec.replica_regions),
         warnings=warnings,
     )
 
