@@ -15,13 +15,17 @@
 Every figure comes from `plan`'s one model: request units (`backfill_write_units`,
 `scan_read_units`), on-demand prices (`Prices`, which also carries the export and import
 charges), the target's write rate (`target_write_rate`, the rule `concurrency_plan` plans
-with) and `backfill_duration_seconds`. The replay path's stream-window rule is
-`plan.replay_refusal`, nowhere else. Export and import durations are not documented by AWS: they
+with) and `backfill_duration_seconds`. The stream window: replay's rule is `plan.replay_refusal`
+(migrate refuses replay when it says no, so the path is ruled out); scan and export keep the
+replicator running throughout, and the plan's own rule (`fits_stream_retention`: end within half
+the 24-hour retention, counted from the stream's start, so an export's time counts) only warns.
+
+Export and import durations are not documented by AWS: they
 are `Assumptions` (a start-up time plus a rate, or the user's own figure) and printed as such.
 
 The cheapest path is the one with the lowest cost among those not ruled out — by the time limit,
 by PITR being off (dynashift never turns it on), by an existing target (import creates a new
-table; replay needs an empty one), by the stream window, by the source's LSIs (ImportTable
+table; replay needs an empty one), by replay's stream window, by the source's LSIs (ImportTable
 cannot create them), by `--no-source-reads`, or, for import, by needing a live catch-up. Ties go
 to the path listed first (scan before replay: they cost the same; concurrent is the safe one).
 """
@@ -34,10 +38,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from dynashift.plan import (
+    RETENTION_MARGIN,
+    STREAM_RETENTION_SECONDS,
     Plan,
     Prices,
     backfill_duration_seconds,
     backfill_write_units,
+    fits_stream_retention,
     human_bytes,
     human_duration,
     on_demand_cost,
@@ -50,6 +57,8 @@ from dynashift.plan import (
 PathName = Literal["scan", "replay", "export", "import"]
 PATHS: tuple[PathName, ...] = ("scan", "replay", "export", "import")
 GB = 1024**3
+#: A backfill should end within this many seconds of the stream's start (plan's rule).
+LIMIT_S = STREAM_RETENTION_SECONDS * RETENTION_MARGIN
 
 #: What each path runs.
 COMMANDS: dict[PathName, str] = {
@@ -314,28 +323,29 @@ class _Model(BaseModel):
         """(seconds, how they add up, the stream window, at risk) of one path."""
         load = human_duration(self.load_s)
         export = human_duration(self.export_s)
-        if name == "scan":
-            return (
-                self.load_s,
-                f"load {load}",
-                "not at risk: the replicator runs during the backfill",
-                False,
+        if name in ("scan", "export"):
+            # The replicator runs throughout; the plan's rule still wants the backfill (from the
+            # stream's start: export included) to end within half the retention (a warning).
+            seconds = self.load_s if name == "scan" else self.export_s + self.load_s
+            parts = f"load {load}" if name == "scan" else f"export {export} + load {load}"
+            risk = not fits_stream_retention(seconds)
+            window = (
+                f"AT RISK (a warning): ends after {human_duration(LIMIT_S)} (half the 24 h "
+                "retention)"
+                if risk
+                else f"not at risk: ends within {human_duration(LIMIT_S)}, the replicator "
+                "running throughout"
             )
+            return seconds, parts, window, risk
         if name == "replay":
             risk = self.replay_refusal is not None
             window = (
-                "AT RISK: the backfill is not well inside the 24 h retention"
+                f"AT RISK: ends after {human_duration(LIMIT_S)}, so migrate refuses replay"
                 if risk
-                else "not at risk: the backfill ends well inside the 24 h retention"
+                else f"not at risk: ends within {human_duration(LIMIT_S)}, then the replicator "
+                "replays the stream"
             )
             return self.load_s, f"load {load} (batch writes, same units)", window, risk
-        if name == "export":
-            return (
-                self.export_s + self.load_s,
-                f"export {export} + load {load}",
-                "not at risk: the replicator runs from before the export",
-                False,
-            )
         return (
             self.export_s + self.import_s,
             f"export {export} + import {human_duration(self.import_s)}",
@@ -355,7 +365,10 @@ class _Model(BaseModel):
         if name == "replay" and self.replay_refusal:
             out.append("the 24 h stream window is at risk: " + self.replay_refusal)
         if name == "replay" and facts.target_state == "nonempty":
-            out.append(f"needs an empty target: {target} holds items")
+            out.append(
+                f"needs an empty target: {target} holds items (batch writes overwrite them "
+                "unconditionally)"
+            )
         if name == "import":
             if facts.target_state != "new":
                 out.append(
