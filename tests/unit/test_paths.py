@@ -14,6 +14,7 @@ a new on-demand table, no replicas. Prices: the defaults (us-east-1 on-demand).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -182,3 +183,16 @@ def test_every_path_out_names_no_cheapest() -> None:
     c = _compare(source_pitr=False, no_source_reads=True)
     assert c.cheapest is None
     assert c.cheapest_reason.startswith("every path is ruled out")
+
+
+def test_the_docs_example_is_what_the_comparison_prints() -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs" / "paths.md"
+    facts = TableFacts(
+        source="eu-west-1:orders",
+        item_count=ITEMS,
+        size_bytes=SIZE,
+        source_pitr=True,
+        target="eu-west-1:orders-v2",
+    )
+    options = PathOptions(max_write_rate=10_000, refresh_ok=True, time_limit_hours=0.5)
+    assert compare_paths(facts, options).to_text() in docs.read_text(encoding="utf-8")
