@@ -2,6 +2,8 @@
 
     compare_paths(facts, options)   pure: units, charges, durations, stream-window risk, cheapest
     compare_plan(plan, options)     the same for the facts a `plan.Plan` gathered (no call)
+    source_facts(source, target_options)   read-only facts for a new target (`plan` without
+                                            --target)
 
     scan    `migrate` (strategy concurrent): parallel scan, a conditional put per item, the
             replicator running throughout. Reads the source, writes the target, live catch-up.
@@ -37,7 +39,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dynashift.models import TableLocation
 from dynashift.plan import (
+    DEFAULT_SAMPLE_ITEMS,
     RETENTION_MARGIN,
     STREAM_RETENTION_SECONDS,
     Plan,
@@ -47,12 +51,16 @@ from dynashift.plan import (
     fits_stream_retention,
     human_bytes,
     human_duration,
+    index_projections,
+    index_write_units_per_item,
+    measure_source,
     on_demand_cost,
     replay_refusal,
     scan_read_units,
     target_write_rate,
     write_units_per_item,
 )
+from dynashift.target import TargetOptions, build_target_spec, describe_source
 
 PathName = Literal["scan", "replay", "export", "import"]
 PATHS: tuple[PathName, ...] = ("scan", "replay", "export", "import")
@@ -502,3 +510,29 @@ def compare_plan(plan: Plan, options: PathOptions | None = None) -> PathComparis
     """The comparison for the facts a plan gathered, at the plan's prices unless given."""
     options = options or PathOptions(prices=plan.prices)
     return compare_paths(plan_facts(plan), options)
+
+
+def source_facts(
+    source: TableLocation, target_options: TargetOptions, sample_limit: int = DEFAULT_SAMPLE_ITEMS
+) -> tuple[TableFacts, list[str]]:
+    """(facts, warnings) for a target not named yet: a new table mirroring the source with the
+    options applied (read-only: DescribeTable & co., a bounded sample scan when DescribeTable's
+    size is 0 — the plan's `measure_source`)."""
+    src = describe_source(source)
+    spec = build_target_spec(src, target_options)
+    size = measure_source(source, src, sample_limit)
+    return (
+        TableFacts(
+            source=source.display() if source.side.region else src.display(),
+            item_count=size.item_count,
+            size_bytes=size.size_bytes,
+            index_units=index_write_units_per_item(size.avg_item_bytes, index_projections(src)),
+            replica_count=len(spec.replica_regions),
+            source_pitr=src.pitr,
+            source_lsis=[str(i.get("IndexName", "")) for i in src.lsis],
+            target=None,
+            target_state="new",
+            provisioned_wcu=spec.capacity[1] if spec.capacity else None,
+        ),
+        [*src.warnings, *spec.warnings, *size.warnings],
+    )

@@ -619,7 +619,55 @@ def sample_items(
     return count, size, complete
 
 
-def _index_projections(src: SourceDescription) -> list[str]:
+class SourceSize(BaseModel):
+    """A source's item count and size: DescribeTable's, else measured by a sample scan."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    item_count: int
+    item_count_from: Literal["DescribeTable", "sample scan"] = "DescribeTable"
+    size_bytes: int
+    avg_item_bytes: float
+    avg_item_from: Literal["DescribeTable", "sample scan", "none (empty table)"] = "DescribeTable"
+    sampled: int = 0
+    warnings: list[str] = Field(default_factory=list)
+
+
+def measure_source(
+    source: TableLocation, src: SourceDescription, sample_limit: int = DEFAULT_SAMPLE_ITEMS
+) -> SourceSize:
+    """DescribeTable's ItemCount and TableSizeBytes; when either is 0 (refreshed about every 6
+    hours; always 0 on moto) a bounded sample scan measures the average item (and the count,
+    when the sample read the whole table, else it is a lower bound, with a warning)."""
+    item_count, size_bytes = src.item_count, src.size_bytes
+    if item_count and size_bytes:
+        return SourceSize(
+            item_count=item_count, size_bytes=size_bytes, avg_item_bytes=size_bytes / item_count
+        )
+    count_from: Literal["DescribeTable", "sample scan"] = "DescribeTable"
+    warnings: list[str] = []
+    sampled, sampled_bytes, complete = sample_items(source, sample_limit)
+    avg = sampled_bytes / sampled if sampled else 0.0
+    if complete and sampled != item_count:
+        item_count, count_from = sampled, "sample scan"
+    elif not item_count and sampled:
+        item_count, count_from = sampled, "sample scan"
+        warnings.append(
+            "DescribeTable reports 0 items (it is refreshed about every 6 hours): the item "
+            f"count is at least {sampled:,}, the estimates are a lower bound"
+        )
+    return SourceSize(
+        item_count=item_count,
+        item_count_from=count_from,
+        size_bytes=size_bytes or round(avg * item_count),
+        avg_item_bytes=avg,
+        avg_item_from="sample scan" if sampled else "none (empty table)",
+        sampled=sampled,
+        warnings=warnings,
+    )
+
+
+def index_projections(src: SourceDescription) -> list[str]:
     return [str(i.get("Projection", {}).get("ProjectionType", "ALL")) for i in src.gsis + src.lsis]
 
 
@@ -646,28 +694,13 @@ def make_plan(
     spec = check.spec
     warnings = list(check.warnings)
 
-    item_count, size_bytes = src.item_count, src.size_bytes
-    count_from: Literal["DescribeTable", "sample scan"] = "DescribeTable"
-    avg_from: Literal["DescribeTable", "sample scan", "none (empty table)"] = "DescribeTable"
-    sampled = 0
-    if item_count and size_bytes:
-        avg = size_bytes / item_count
-    else:
-        sampled, sampled_bytes, complete = sample_items(source, sample_limit)
-        avg = sampled_bytes / sampled if sampled else 0.0
-        avg_from = "sample scan" if sampled else "none (empty table)"
-        if complete and sampled != item_count:
-            item_count, count_from = sampled, "sample scan"
-        elif not item_count and sampled:
-            item_count, count_from = sampled, "sample scan"
-            warnings.append(
-                "DescribeTable reports 0 items (it is refreshed about every 6 hours): the item "
-                f"count is at least {sampled:,}, the estimates are a lower bound"
-            )
-        size_bytes = size_bytes or round(avg * item_count)
+    size = measure_source(source, src, sample_limit)
+    warnings.extend(size.warnings)
+    item_count, size_bytes, avg = size.item_count, size.size_bytes, size.avg_item_bytes
+    count_from, avg_from, sampled = size.item_count_from, size.avg_item_from, size.sampled
 
     per_item = write_units_per_item(avg)
-    index_units = index_write_units_per_item(avg, _index_projections(src))
+    index_units = index_write_units_per_item(avg, index_projections(src))
     writes = backfill_write_units(item_count, avg, index_units)
     replicated = writes * len(spec.replica_regions)
     total_bytes = avg * item_count

@@ -99,3 +99,24 @@ def test_pitr_on_new_target_refresh_picks_import_existing_target_does_not(
     paths = {p["path"]: p for p in json.loads(out)["paths"]["paths"]}
     assert paths["import"]["out"][0].startswith(f"needs a fresh target: {dst} exists")
     assert paths["replay"]["out"] == [] and paths["export"]["out"] == []
+
+
+def test_without_target_the_paths_for_a_new_table(
+    endpoint: str, ddb: Any, capsys: Any, table_name: Any
+) -> None:
+    src = table_name("paths-src")
+    _source(ddb, src, pitr=False)
+    before = snapshot(ddb, src)
+    args = ("plan", "--source", src, "--endpoint-url", endpoint, "--max-write-rate", "10")
+    code, out, err = _run(capsys, *args)
+    assert code == 0, err
+    assert "(no --target: a new table; nothing changed)" in out
+    assert "dynashift never turns it on" in out and "Cheapest (no --time-limit): scan" in out
+    code, out, err = _run(capsys, *args, "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["target"] is None
+    scan = next(p for p in doc["paths"]["paths"] if p["path"] == "scan")
+    # the same sample-scan figures as with a target: 20 WU, 2.5 RU, 2 s at 10 items/s
+    assert (scan["target_write_units"], scan["source_read_units"], scan["seconds"]) == (20, 2.5, 2)
+    assert snapshot(ddb, src) == before

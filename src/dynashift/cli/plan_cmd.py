@@ -13,9 +13,10 @@ from dynashift.cli.migration_options import (
     add_table_options,
     add_target_options,
     locations_from_args,
+    source_location_from_args,
     target_options_from_args,
 )
-from dynashift.paths import Assumptions, PathOptions, compare_plan
+from dynashift.paths import Assumptions, PathOptions, compare_paths, compare_plan, source_facts
 from dynashift.plan import Prices, make_plan
 
 
@@ -40,7 +41,7 @@ def register(subparsers: Any) -> None:
         "cheapest within --time-limit. Runs the same checks as migrate: exit 2 when it would "
         "refuse.",
     )
-    add_table_options(parser)
+    add_table_options(parser, target_required=False)
     add_target_options(parser)
     est = parser.add_argument_group("estimates")
     est.add_argument(
@@ -137,7 +138,6 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    source, target = locations_from_args(args)
     options = target_options_from_args(args)
     prices = Prices(
         write_per_million=args.write_price,
@@ -148,21 +148,35 @@ def run(args: argparse.Namespace) -> int:
         import_per_gb=args.import_price,
         pitr_per_gb_month=args.pitr_price,
     )
-    plan = make_plan(source, target, options, write_rate=args.write_rate, prices=prices)
-    comparison = compare_plan(
-        plan,
-        PathOptions(
-            max_write_rate=args.write_rate,
-            time_limit_hours=args.time_limit,
-            refresh_ok=args.refresh,
-            no_source_reads=args.no_source_reads,
-            prices=prices,
-            assumptions=Assumptions(export_hours=args.export_hours, import_hours=args.import_hours),
-        ),
+    path_options = PathOptions(
+        max_write_rate=args.write_rate,
+        time_limit_hours=args.time_limit,
+        refresh_ok=args.refresh,
+        no_source_reads=args.no_source_reads,
+        prices=prices,
+        assumptions=Assumptions(export_hours=args.export_hours, import_hours=args.import_hours),
     )
+    if args.target is None:
+        # No target named: only the paths, for a new table mirroring the source.
+        facts, warnings = source_facts(source_location_from_args(args), options)
+        comparison = compare_paths(facts, path_options)
+        if args.json:
+            out: dict[str, Any] = {"source": facts.source, "target": None, "warnings": warnings}
+            out["paths"] = comparison.model_dump(mode="json")
+            sys.stdout.write(json.dumps(out, indent=2, sort_keys=True) + "\n")
+        else:
+            head = f"dynashift plan: {facts.source} (no --target: a new table; nothing changed)"
+            lines = [head, "", comparison.to_text()]
+            if warnings:
+                lines += ["", "Warnings", *(f"  - {w}" for w in warnings)]
+            sys.stdout.write("\n".join(lines) + "\n")
+        return 0
+    source, target = locations_from_args(args)
+    plan = make_plan(source, target, options, write_rate=args.write_rate, prices=prices)
+    comparison = compare_plan(plan, path_options)
     if args.json:
-        out = {**plan.model_dump(mode="json"), "paths": comparison.model_dump(mode="json")}
-        sys.stdout.write(json.dumps(out, indent=2, sort_keys=True) + "\n")
+        doc = {**plan.model_dump(mode="json"), "paths": comparison.model_dump(mode="json")}
+        sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     else:
         sys.stdout.write(plan.to_text() + "\n\n" + comparison.to_text() + "\n")
     return 0
