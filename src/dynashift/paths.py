@@ -1,5 +1,9 @@
 """The four ways to fill a target, compared: scan, replay, export, import (`dynashift plan`).
 
+Size: one module because the facts, the user's options and assumptions, the rule of each path
+(cost, duration, stream window, what rules it out) and the table `plan` prints are read together
+to check one figure; a third of it is field docs and the printed text (issue 16).
+
     compare_paths(facts, options)   pure: units, charges, durations, stream-window risk, cheapest
     compare_plan(plan, options)     the same for the facts a `plan.Plan` gathered (no call)
     source_facts(source, target_options)   read-only facts for a new target (`plan` without
