@@ -531,6 +531,16 @@ class Plan(BaseModel):
             + (f", {self.sample_items:,} items" if self.avg_item_from == "sample scan" else "")
             + ")"
         )
+        out.append(
+            "  PITR:          "
+            + (
+                "on"
+                if self.source_pitr
+                else "off (export and import need it; dynashift never turns it on)"
+                if self.source_pitr is False
+                else "unknown (DescribeContinuousBackups could not be read)"
+            )
+        )
         out.append("  changes:       " + ("; ".join(self.source_changes) or "none"))
         out.append("")
         verb = "will be created" if self.target_action == "create" else "exists (verified)"

@@ -85,6 +85,7 @@ def test_pitr_on_new_target_refresh_picks_import_existing_target_does_not(
     # import: $0.25/GB of 20,000 B (export + import) beats 20 WU x $0.625/M; it takes
     # 10 min + 10 min (the assumed set-up times) + a few ms of size: within 1 h
     assert "Cheapest within 60 min: import (copy --via-import)" in out
+    assert "  PITR:          on\n" in out
     assert "Assumptions (estimates, not facts)" in out
     assert "10 min + 100 GB/h (AWS documents no rate" in out
     # a 15-minute limit rules import out (~20 min): scan (the first of scan and replay)
@@ -111,6 +112,7 @@ def test_without_target_the_paths_for_a_new_table(
     code, out, err = _run(capsys, *args)
     assert code == 0, err
     assert "(no --target: a new table; nothing changed)" in out
+    assert f"export needs PITR, which is off on us-east-1:{src}; dynashift never turns it on" in out
     assert "dynashift never turns it on" in out and "Cheapest (no --time-limit): scan" in out
     code, out, err = _run(capsys, *args, "--json")
     assert code == 0, err
