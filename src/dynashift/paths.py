@@ -32,8 +32,9 @@ are `Assumptions` (a start-up time plus a rate, or the user's own figure) and pr
 The cheapest path is the one with the lowest cost among those not ruled out — by the time limit,
 by PITR being off (dynashift never turns it on), by an existing target (import creates a new
 table; replay needs an empty one), by replay's stream window, by the source's LSIs (ImportTable
-cannot create them), by `--no-source-reads`, or, for import, by needing a live catch-up. Ties go
-to the path listed first (scan before replay: they cost the same; concurrent is the safe one).
+cannot create them), by `--no-source-reads`, or, for import, by needing a live catch-up. scan and
+replay cost the same units: when both are candidates replay is named, as `plan`'s strategy
+recommendation names it under the same conditions (an empty target, the window safe).
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ from dynashift.target import TargetOptions, build_target_spec, describe_source
 
 PathName = Literal["scan", "replay", "export", "import"]
 PATHS: tuple[PathName, ...] = ("scan", "replay", "export", "import")
+#: Equal costs: replay before scan when both are candidates (the same rule as
+#: `plan.recommend_strategy`: an empty target, a backfill well inside the stream window).
+TIE_ORDER: tuple[PathName, ...] = ("replay", "scan", "export", "import")
 GB = 1024**3
 #: A backfill should end within this many seconds of the stream's start (plan's rule).
 LIMIT_S = STREAM_RETENTION_SECONDS * RETENTION_MARGIN
@@ -439,10 +443,12 @@ def _cheapest(paths: list[PathEstimate]) -> tuple[PathName | None, str]:
     candidates = [p for p in paths if not p.out]
     if not candidates:
         return None, "every path is ruled out (see OUT above)"
-    best = min(candidates, key=lambda p: p.cost_usd)  # min keeps the first of equal costs
+    best = min(candidates, key=lambda p: (round(p.cost_usd, 9), TIE_ORDER.index(p.path)))
     others = [f"{p.path} ${p.cost_usd:,.4f}" for p in candidates if p.path != best.path]
     reason = f"it costs ${best.cost_usd:,.4f}, the least of the candidates" + (
-        f" ({', '.join(others)}; equal costs go to the path listed first)" if others else ""
+        f" ({', '.join(others)}; at equal cost replay comes first, as plan's strategy)"
+        if others
+        else ""
     )
     ruled_out = [p.path for p in paths if p.out]
     if ruled_out:

@@ -66,7 +66,8 @@ def test_pitr_off_rules_out_export_and_import_and_nothing_changes(
     # export: 20,000 B / 2^30 x $0.10; no source reads
     assert paths["export"]["export_usd"] == pytest.approx(20_000 / GB * 0.10)
     assert paths["export"]["source_read_units"] == 0
-    assert doc["paths"]["cheapest"] == "scan"
+    # scan and replay cost the same; the target is new and the window safe: replay
+    assert doc["paths"]["cheapest"] == "replay"
     assert "DescribeContinuousBackups" in made
     assert set(made) <= READ_ONLY, set(made) - READ_ONLY
     assert snapshot(ddb, src) == before
@@ -88,10 +89,10 @@ def test_pitr_on_new_target_refresh_picks_import_existing_target_does_not(
     assert "  PITR:          on\n" in out
     assert "Assumptions (estimates, not facts)" in out
     assert "10 min + 100 GB/h (AWS documents no rate" in out
-    # a 15-minute limit rules import out (~20 min): scan (the first of scan and replay)
+    # a 15-minute limit rules import out (~20 min): replay (scan costs the same)
     code, out, err = _run(capsys, *args, "--target", dst, "--time-limit", "0.25")
     assert code == 0, err
-    assert "Cheapest within 15 min: scan" in out
+    assert "Cheapest within 15 min: replay" in out
     assert "over the time limit: ~20 min > 15 min" in out
     # an existing (empty) target: import needs a fresh one
     simple_table(ddb, dst)
@@ -113,7 +114,7 @@ def test_without_target_the_paths_for_a_new_table(
     assert code == 0, err
     assert "(no --target: a new table; nothing changed)" in out
     assert f"export needs PITR, which is off on us-east-1:{src}; dynashift never turns it on" in out
-    assert "dynashift never turns it on" in out and "Cheapest (no --time-limit): scan" in out
+    assert "dynashift never turns it on" in out and "Cheapest (no --time-limit): replay" in out
     code, out, err = _run(capsys, *args, "--json")
     assert code == 0, err
     doc = json.loads(out)

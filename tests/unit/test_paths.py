@@ -103,9 +103,10 @@ def test_every_figure_of_the_four_paths_matches_the_hand_calculation() -> None:
 
 def test_two_time_limits_pick_different_paths() -> None:
     # 0.5 h = 1,800 s: scan and replay (1,000 s) fit; export (1,943 s) and import (2,917 s) do
-    # not. scan and replay both cost $6.40625: the tie goes to scan (listed first).
+    # not. scan and replay both cost $6.40625: replay is named (the target is new and the window
+    # safe: the conditions under which plan recommends the replay strategy).
     tight = _compare(time_limit_hours=0.5)
-    assert tight.cheapest == "scan"
+    assert tight.cheapest == "replay"
     assert tight.path("export").out == ["over the time limit: ~32 min > 30 min"]
     assert tight.path("import").out == ["over the time limit: ~49 min > 30 min"]
     # 1 h = 3,600 s: all four fit; import ($2.38) is the cheapest
@@ -144,7 +145,7 @@ def test_pitr_off_rules_out_export_and_import_and_says_it_is_never_turned_on() -
     said = "export needs PITR, which is off on us-east-1:orders; dynashift never turns it on"
     assert c.path("export").out == [said]
     assert said in c.path("import").out
-    assert c.cheapest == "scan"
+    assert c.cheapest == "replay"
     assert said in c.to_text()
 
 
@@ -154,6 +155,8 @@ def test_existing_target_live_writes_lsis_and_spared_source() -> None:
     assert any(o.startswith("needs a fresh target: dst exists") for o in imp.out)
     assert any("LSIs by-day" in o for o in imp.out)
     assert any(o.startswith("no live catch-up") for o in imp.out)
+    # replay is out too: scan ($6.40625) is cheaper than export ($7.20)
+    assert c.cheapest == "scan"
     assert c.path("replay").out == [
         "needs an empty target: dst holds items (batch writes overwrite them unconditionally)"
     ]
