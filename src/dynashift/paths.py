@@ -201,13 +201,13 @@ class PathComparison(BaseModel):
             f"target at {self.write_rate:,.0f} items/s ({self.write_rate_from})"
         ]
         head = (
-            f"  {'path':<7}{'source reads':>15}{'target writes':>15}{'export':>10}"
+            f"  {'path':<7}{'source reads':>17}{'target writes':>15}{'export':>10}"
             f"{'import':>10}{'cost':>11}{'duration':>10}  PITR  stream window"
         )
         out.append(head)
         for p in self.paths:
             out.append(
-                f"  {p.path:<7}{p.source_read_units:>12,.0f} RU{p.target_write_units:>12,.0f} WU"
+                f"  {p.path:<7}{p.source_read_units:>14,.1f} RU{p.target_write_units:>12,.0f} WU"
                 f"{'$' + format(p.export_usd, ',.2f'):>10}{'$' + format(p.import_usd, ',.2f'):>10}"
                 f"{'$' + format(p.cost_usd, ',.4f'):>11}{human_duration(p.seconds):>10}  "
                 f"{'yes ' if p.needs_pitr else 'no  '}  {p.stream_window}"
@@ -446,7 +446,7 @@ def _cheapest(paths: list[PathEstimate]) -> tuple[PathName | None, str]:
     best = min(candidates, key=lambda p: (round(p.cost_usd, 9), TIE_ORDER.index(p.path)))
     others = [f"{p.path} ${p.cost_usd:,.4f}" for p in candidates if p.path != best.path]
     reason = f"it costs ${best.cost_usd:,.4f}, the least of the candidates" + (
-        f" ({', '.join(others)}; at equal cost replay comes first, as plan's strategy)"
+        f" ({', '.join(others)}; at equal cost replay comes first, as plan's strategy recommends)"
         if others
         else ""
     )
