@@ -69,6 +69,15 @@ class Prices(BaseModel):
     read_per_million: float = Field(default=0.125, ge=0)
     replicated_write_per_million: float = Field(default=0.625, ge=0)
     storage_per_gb_month: float = Field(default=0.25, ge=0)
+    #: Export to Amazon S3 (full export), per GB of table size at the exported point in time:
+    #: DynamoDB pricing page, "Export to Amazon S3", us-east-1, read 2026-12-03.
+    export_per_gb: float = Field(default=0.10, ge=0)
+    #: Import from Amazon S3, per GB of uncompressed source data: DynamoDB pricing page,
+    #: "Import from Amazon S3", us-east-1, read 2026-12-03.
+    import_per_gb: float = Field(default=0.15, ge=0)
+    #: Point-in-time recovery (continuous backups), per GB-month of table size: DynamoDB
+    #: pricing page, "Continuous backups (PITR)", us-east-1, read 2026-12-03.
+    pitr_per_gb_month: float = Field(default=0.20, ge=0)
 
 
 # --- pure estimates --------------------------------------------------------------------------
@@ -497,6 +506,14 @@ class Plan(BaseModel):
     #: deployed state machine (the Validate state plans with the same function).
     concurrency: ConcurrencyPlan
     concurrency_deployed: ConcurrencyPlan
+    #: Facts `paths.compare_plan` needs: the source's PITR (None: unreadable) and LSIs, whether
+    #: an existing target holds items, the target's provisioned / warm write units, replicas.
+    source_pitr: bool | None = None
+    source_lsis: list[str] = Field(default_factory=list)
+    target_nonempty: bool = False
+    target_wcu: int | None = None
+    target_warm_wcu: int | None = None
+    replica_count: int = 0
     warnings: list[str] = Field(default_factory=list)
 
     def to_json(self) -> str:
@@ -513,6 +530,16 @@ class Plan(BaseModel):
             f"{self.avg_item_bytes:,.0f} B (from {self.avg_item_from}"
             + (f", {self.sample_items:,} items" if self.avg_item_from == "sample scan" else "")
             + ")"
+        )
+        out.append(
+            "  PITR:          "
+            + (
+                "on"
+                if self.source_pitr
+                else "off (export and import need it; dynashift never turns it on)"
+                if self.source_pitr is False
+                else "unknown (DescribeContinuousBackups could not be read)"
+            )
         )
         out.append("  changes:       " + ("; ".join(self.source_changes) or "none"))
         out.append("")
@@ -602,7 +629,55 @@ def sample_items(
     return count, size, complete
 
 
-def _index_projections(src: SourceDescription) -> list[str]:
+class SourceSize(BaseModel):
+    """A source's item count and size: DescribeTable's, else measured by a sample scan."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    item_count: int
+    item_count_from: Literal["DescribeTable", "sample scan"] = "DescribeTable"
+    size_bytes: int
+    avg_item_bytes: float
+    avg_item_from: Literal["DescribeTable", "sample scan", "none (empty table)"] = "DescribeTable"
+    sampled: int = 0
+    warnings: list[str] = Field(default_factory=list)
+
+
+def measure_source(
+    source: TableLocation, src: SourceDescription, sample_limit: int = DEFAULT_SAMPLE_ITEMS
+) -> SourceSize:
+    """DescribeTable's ItemCount and TableSizeBytes; when either is 0 (refreshed about every 6
+    hours; always 0 on moto) a bounded sample scan measures the average item (and the count,
+    when the sample read the whole table, else it is a lower bound, with a warning)."""
+    item_count, size_bytes = src.item_count, src.size_bytes
+    if item_count and size_bytes:
+        return SourceSize(
+            item_count=item_count, size_bytes=size_bytes, avg_item_bytes=size_bytes / item_count
+        )
+    count_from: Literal["DescribeTable", "sample scan"] = "DescribeTable"
+    warnings: list[str] = []
+    sampled, sampled_bytes, complete = sample_items(source, sample_limit)
+    avg = sampled_bytes / sampled if sampled else 0.0
+    if complete and sampled != item_count:
+        item_count, count_from = sampled, "sample scan"
+    elif not item_count and sampled:
+        item_count, count_from = sampled, "sample scan"
+        warnings.append(
+            "DescribeTable reports 0 items (it is refreshed about every 6 hours): the item "
+            f"count is at least {sampled:,}, the estimates are a lower bound"
+        )
+    return SourceSize(
+        item_count=item_count,
+        item_count_from=count_from,
+        size_bytes=size_bytes or round(avg * item_count),
+        avg_item_bytes=avg,
+        avg_item_from="sample scan" if sampled else "none (empty table)",
+        sampled=sampled,
+        warnings=warnings,
+    )
+
+
+def index_projections(src: SourceDescription) -> list[str]:
     return [str(i.get("Projection", {}).get("ProjectionType", "ALL")) for i in src.gsis + src.lsis]
 
 
@@ -629,28 +704,13 @@ def make_plan(
     spec = check.spec
     warnings = list(check.warnings)
 
-    item_count, size_bytes = src.item_count, src.size_bytes
-    count_from: Literal["DescribeTable", "sample scan"] = "DescribeTable"
-    avg_from: Literal["DescribeTable", "sample scan", "none (empty table)"] = "DescribeTable"
-    sampled = 0
-    if item_count and size_bytes:
-        avg = size_bytes / item_count
-    else:
-        sampled, sampled_bytes, complete = sample_items(source, sample_limit)
-        avg = sampled_bytes / sampled if sampled else 0.0
-        avg_from = "sample scan" if sampled else "none (empty table)"
-        if complete and sampled != item_count:
-            item_count, count_from = sampled, "sample scan"
-        elif not item_count and sampled:
-            item_count, count_from = sampled, "sample scan"
-            warnings.append(
-                "DescribeTable reports 0 items (it is refreshed about every 6 hours): the item "
-                f"count is at least {sampled:,}, the estimates are a lower bound"
-            )
-        size_bytes = size_bytes or round(avg * item_count)
+    size = measure_source(source, src, sample_limit)
+    warnings.extend(size.warnings)
+    item_count, size_bytes, avg = size.item_count, size.size_bytes, size.avg_item_bytes
+    count_from, avg_from, sampled = size.item_count_from, size.avg_item_from, size.sampled
 
     per_item = write_units_per_item(avg)
-    index_units = index_write_units_per_item(avg, _index_projections(src))
+    index_units = index_write_units_per_item(avg, index_projections(src))
     writes = backfill_write_units(item_count, avg, index_units)
     replicated = writes * len(spec.replica_regions)
     total_bytes = avg * item_count
@@ -769,6 +829,12 @@ def make_plan(
         strategy_reason=strategy_reason,
         concurrency=local,
         concurrency_deployed=deployed,
+        source_pitr=src.pitr,
+        source_lsis=[str(i.get("IndexName", "")) for i in src.lsis],
+        target_nonempty=check.action == "exists" and check.nonempty,
+        target_wcu=wcu,
+        target_warm_wcu=warm,
+        replica_count=len(spec.replica_regions),
         warnings=warnings,
     )
 

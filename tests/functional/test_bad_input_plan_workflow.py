@@ -47,7 +47,9 @@ def unchanged(ddb: Any, world: dict[str, str]) -> Any:
 P = "plan --endpoint-url {ep} --source {src} "
 PLAN_CASES = [
     ("plan-no-source", "plan --endpoint-url {ep} --target new-p0", 2, "source"),
-    ("plan-no-target", "plan --endpoint-url {ep} --source {src}", 2, "target"),
+    # without --target, plan compares the paths for a new table (docs/paths.md): its flags
+    ("plan-time-limit-zero", P + "--time-limit 0", 2, "time-limit|0"),
+    ("plan-no-target-provisioned", P + "--billing-mode PROVISIONED", 2, "capacity"),
     (
         "plan-unknown-source",
         "plan --endpoint-url {ep} --source nosuch-p --target new-px",

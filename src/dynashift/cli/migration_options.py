@@ -3,6 +3,7 @@
     add_table_options(parser)     --source/--target and each side's credentials and endpoint
     add_target_options(parser)    overrides for the target table and the source stream
     locations_from_args(args)     -> (source TableLocation, target TableLocation)
+    source_location_from_args(args) -> source TableLocation (`plan` without --target)
     target_options_from_args(args) -> TargetOptions
 
 Every value is validated here or by the pydantic models; a bad one raises BadInputError naming
@@ -43,14 +44,18 @@ def _tag(text: str) -> tuple[str, str]:
     return key, value
 
 
-def add_table_options(parser: argparse.ArgumentParser) -> None:
+def add_table_options(parser: argparse.ArgumentParser, *, target_required: bool = True) -> None:
     """--source/--target [REGION:]TABLE, per-side credentials and endpoints, --endpoint-url."""
     tables = parser.add_argument_group("tables")
     tables.add_argument(
         "--source", required=True, type=table_ref, metavar="[REGION:]TABLE", help="source table"
     )
     tables.add_argument(
-        "--target", required=True, type=table_ref, metavar="[REGION:]TABLE", help="target table"
+        "--target",
+        required=target_required,
+        type=table_ref,
+        metavar="[REGION:]TABLE",
+        help="target table" + ("" if target_required else " (plan: optional, a new table)"),
     )
     tables.add_argument(
         "--endpoint-url",
@@ -142,15 +147,21 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def locations_from_args(args: argparse.Namespace) -> tuple[TableLocation, TableLocation]:
-    """The source and target locations the table options describe."""
+def source_location_from_args(args: argparse.Namespace) -> TableLocation:
+    """The source location the table options describe."""
     source_ref: TableRef = args.source
-    target_ref: TableRef = args.target
     endpoint = getattr(args, "endpoint_url", None)
     source_side = side_from_args(args, "source-", region=source_ref.region, endpoint_url=endpoint)
+    return TableLocation(name=source_ref.name, side=source_side)
+
+
+def locations_from_args(args: argparse.Namespace) -> tuple[TableLocation, TableLocation]:
+    """The source and target locations the table options describe."""
+    target_ref: TableRef = args.target
+    endpoint = getattr(args, "endpoint_url", None)
     target_side = side_from_args(args, "target-", region=target_ref.region, endpoint_url=endpoint)
     return (
-        TableLocation(name=source_ref.name, side=source_side),
+        source_location_from_args(args),
         TableLocation(name=target_ref.name, side=target_side),
     )
 
