@@ -1,4 +1,4 @@
-"""The moto race that `tests.support.moto_server` closes (the test server's own fix)."""
+"""The moto race that `dynashift.emulator.serial_stream_records` closes (the emulator's own fix)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from moto.dynamodb.models import table as moto_table
 
-from tests.support.moto_server import serial_stream_records
+from dynashift.emulator import serial_stream_records
 
 
 class SlowRecord:
