@@ -52,8 +52,8 @@ from typing import Any
 from dynashift.errors import RuntimeFailure
 
 #: At most this many items per export data file (AWS writes at least one file per partition;
-#: a test with a few thousand items gets several files, so the loader's per-file work shows).
-EXPORT_ITEMS_PER_FILE = 500
+#: a test with a few hundred items gets several files, so the loader's per-file work shows).
+EXPORT_ITEMS_PER_FILE = 100
 
 #: The manifest version AWS writes (manifest-summary.json "version").
 MANIFEST_VERSION = "2020-06-30"
