@@ -52,8 +52,8 @@ from typing import Any
 from dynashift.errors import RuntimeFailure
 
 #: At most this many items per export data file (AWS writes at least one file per partition;
-#: a test with a few thousand items gets several files, so the loader's per-file work shows).
-EXPORT_ITEMS_PER_FILE = 500
+#: a test with a few hundred items gets several files, so the loader's per-file work shows).
+EXPORT_ITEMS_PER_FILE = 100
 
 #: The manifest version AWS writes (manifest-summary.json "version").
 MANIFEST_VERSION = "2020-06-30"
@@ -213,7 +213,7 @@ class _ExportPatch:
         from moto.dynamodb.responses import DynamoHandler
 
         self.items_per_file = items_per_file
-        self.tokens: dict[tuple[str, str, str], str] = {}
+        self.tokens: dict[tuple[str, str, str], tuple[str, str]] = {}
         self.lock = threading.Lock()
         self.originals: dict[tuple[type, str], Callable[[Any], Any]] = {
             (TableExport, "run"): TableExport.run,
@@ -283,17 +283,30 @@ class _ExportPatch:
 
     def start(self, handler: Any) -> Any:
         """ExportTableToPointInTime: ClientToken, ExportTime, SSE and the bucket owner kept."""
+        from moto.core.exceptions import JsonRESTError
         from moto.core.responses import ActionResult
-        from moto.dynamodb.exceptions import PointInTimeRecoveryUnavailable, TableNotFoundException
+        from moto.dynamodb.exceptions import (
+            ERROR_TYPE_PREFIX,
+            PointInTimeRecoveryUnavailable,
+            TableNotFoundException,
+        )
         from moto.dynamodb.models.table_export import TableExport
 
         body, backend = handler.body, handler.dynamodb_backend
         table_arn = body["TableArn"]
         token = body.get("ClientToken") or None
         token_key = (backend.account_id, backend.region_name, token or "")
+        params = json.dumps(
+            {k: v for k, v in body.items() if k != "ClientToken"}, sort_keys=True, default=str
+        )
         with self.lock:
-            known = self.tokens.get(token_key) if token else None
+            known, known_params = self.tokens.get(token_key, ("", "")) if token else ("", "")
         if known in backend.table_exports:
+            if known_params != params:
+                raise JsonRESTError(
+                    ERROR_TYPE_PREFIX + "ExportConflictException",
+                    f"ClientToken {token} was used with other parameters",
+                )
             return ActionResult({"ExportDescription": backend.table_exports[known].response()})
         table = next((t for t in backend.tables.values() if t.table_arn == table_arn), None)
         if table is None:
@@ -324,7 +337,7 @@ class _ExportPatch:
         backend.table_exports[export.arn] = export
         if token:
             with self.lock:
-                self.tokens[token_key] = export.arn
+                self.tokens[token_key] = (export.arn, params)
         export.start()
         return ActionResult({"ExportDescription": export.response()})
 

@@ -64,3 +64,92 @@ def test_without_the_lock_moto_repeats_a_sequence_number(monkeypatch: pytest.Mon
     monkeypatch.setattr(moto_table, "StreamRecord", SlowRecord)
     seqs = add_concurrently(shard(), 4)
     assert len(set(seqs)) < len(seqs)
+
+
+# --- the export snapshot (aws_export_layout) -------------------------------------------------
+
+
+def busy_table(n: int) -> tuple[Any, threading.Event, threading.Thread, list[int]]:
+    """An in-process moto table of `n` items and a thread that keeps adding, updating and
+    removing items in it until the event is set."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import Table
+
+    table = Table(
+        "t",
+        account_id="123456789012",
+        region="us-east-1",
+        schema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        attr=[{"AttributeName": "pk", "AttributeType": "S"}],
+    )
+    for i in range(n):
+        table.put_item({"pk": {"S": f"base{i:05d}"}, "v": {"N": str(i)}})
+    stop = threading.Event()
+    writes = [0]
+
+    def write() -> None:
+        i = 0
+        while not stop.is_set():
+            table.put_item({"pk": {"S": f"w{i % 500}"}, "v": {"N": str(i)}})
+            if i % 3 == 0:
+                table.delete_item(DynamoType({"S": f"w{(i * 7) % 500}"}), None)
+            i += 1
+            writes[0] = i
+
+    thread = threading.Thread(target=write, daemon=True)
+    return table, stop, thread, writes
+
+
+def race(read: Any, seconds: float = 3.0) -> tuple[int, list[BaseException]]:
+    """Call `read()` against a busy table for `seconds`; (reads done, errors raised)."""
+    import sys
+
+    table, stop, thread, writes = busy_table(2_000)
+    errors: list[BaseException] = []
+    reads = 0
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often: the window is a few bytecodes wide
+    thread.start()
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not errors:
+            try:
+                read(table)
+                reads += 1
+            except RuntimeError as exc:
+                errors.append(exc)
+    finally:
+        stop.set()
+        thread.join(10)
+        sys.setswitchinterval(interval)
+    assert writes[0] > 100, "the writer thread did not run"
+    return reads, errors
+
+
+def test_the_export_snapshot_survives_concurrent_writes() -> None:
+    from dynashift.emulator import snapshot_lines
+
+    seen: list[int] = []
+
+    def read(table: Any) -> None:
+        lines = snapshot_lines(table)
+        keys = [line.split('"pk": {"S": "')[1].split('"')[0] for line in lines]
+        assert len(set(keys)) == len(keys)
+        assert sum(k.startswith("base") for k in keys) == 2_000
+        seen.append(len(lines))
+
+    reads, errors = race(read, seconds=1.0)
+    assert errors == [] and reads >= 3
+
+
+def test_moto_s_own_export_read_fails_under_concurrent_writes() -> None:
+    """The bug the snapshot closes (moto's TableExport iterates `table.all_items()` and
+    serialises each item while the server's threads write): shows the test above tests
+    something; a moto that fixes it shows up here."""
+
+    def read(table: Any) -> None:
+        for item in table.all_items():
+            item.to_json(root_attr_name="Item")
+
+    _reads, errors = race(read, seconds=5.0)
+    assert errors and "changed size" in str(errors[0])
