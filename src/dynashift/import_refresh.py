@@ -34,6 +34,7 @@ Rules, each written once here:
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import uuid
 from collections.abc import Iterator
@@ -48,6 +49,7 @@ from dynashift.errors import BadInputError, RuntimeFailure, UnsafeTargetError
 from dynashift.export import (
     ExportManifest,
     ExportRequest,
+    ExportStatus,
     data_prefix,
     describe_export,
     read_manifest,
@@ -108,7 +110,8 @@ class ImportRefreshOptions(BaseModel):
 
     export: ExportRequest
     target: TargetOptions = Field(default_factory=TargetOptions)
-    #: Seconds between two DescribeExport / DescribeImport calls (a status line each ~10 s).
+    #: The longest pause between two DescribeExport / DescribeImport calls (the first ones come
+    #: sooner); the status line is printed every ~10 s whatever the pause.
     poll_seconds: float = Field(default=10.0, gt=0)
     #: How long the export, and then the import, may take (big tables take hours).
     timeout_seconds: float = Field(default=48 * 3600.0, gt=0)
@@ -121,7 +124,7 @@ class ImportRefreshSummary(BaseModel):
     target: str
     export_arn: str
     export_time: str | None = None
-    exported_items: int | None = None
+    exported_items: int = 0
     import_arn: str
     imported_items: int = 0
     processed_items: int = 0
@@ -280,15 +283,25 @@ def _left_running(what: str, lookup: str) -> Iterator[None]:
         raise
 
 
+def _pauses(longest: float, first: float = 0.1) -> Iterator[float]:
+    """Seconds between two polls: from `first`, doubling up to `longest` (a small job is seen
+    done at once, a long one is polled every `longest` seconds)."""
+    pause = min(first, longest)
+    while True:
+        yield pause
+        pause = min(pause * 2, longest)
+
+
 def _wait_export(
     client: Any,
     arn: str,
     options: ImportRefreshOptions,
     clock: Clock,
     progress: Progress,
-) -> Any:
+) -> ExportStatus:
     deadline = clock.monotonic() + options.timeout_seconds
     lookup = f"aws dynamodb describe-export --export-arn {arn}"
+    pause = _pauses(options.poll_seconds)
     with _left_running("export", lookup):
         while True:
             status = describe_export(client, arn)  # RuntimeFailure when FAILED
@@ -299,7 +312,7 @@ def _wait_export(
                 raise RuntimeFailure(
                     f"export {arn} not done after {options.timeout_seconds:.0f}s ({lookup})"
                 )
-            clock.sleep(options.poll_seconds)
+            clock.sleep(next(pause))
 
 
 def _wait_import(
@@ -311,6 +324,7 @@ def _wait_import(
 ) -> dict[str, Any]:
     deadline = clock.monotonic() + options.timeout_seconds
     lookup = f"aws dynamodb describe-import --import-arn {arn}"
+    pause = _pauses(options.poll_seconds)
     with _left_running("import", lookup):
         while True:
             desc: dict[str, Any] = client.describe_import(ImportArn=arn)["ImportTableDescription"]
@@ -324,7 +338,11 @@ def _wait_import(
                 raise RuntimeFailure(
                     f"import {arn} not done after {options.timeout_seconds:.0f}s ({lookup})"
                 )
-            clock.sleep(options.poll_seconds)
+            clock.sleep(next(pause))
+
+
+def _iso(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="seconds")
 
 
 def _log_group(desc: dict[str, Any]) -> str:
@@ -334,7 +352,7 @@ def _log_group(desc: dict[str, Any]) -> str:
     return DEFAULT_IMPORT_LOG_GROUP
 
 
-def _check_import(desc: dict[str, Any], exported: int | None, target: str) -> None:
+def _check_import(desc: dict[str, Any], exported: int, target: str) -> None:
     status = desc.get("ImportStatus")
     errors = int(desc.get("ErrorCount") or 0)
     imported = int(desc.get("ImportedItemCount") or 0)
@@ -350,7 +368,7 @@ def _check_import(desc: dict[str, Any], exported: int | None, target: str) -> No
             f"import into {target}: {errors} items could not be imported (logged in {where}); "
             f"{imported} imported"
         )
-    if exported is not None and imported != exported:
+    if imported != exported:
         raise RuntimeFailure(
             f"import into {target}: {imported} items imported, the export holds {exported}"
         )
@@ -396,6 +414,8 @@ def import_refresh(
     )
     log.info("export of %s started: %s", source.display(), export_arn)
     export = _wait_export(source_client, export_arn, options, clock, progress)
+    if not export.manifest_key:
+        raise RuntimeFailure(f"export {export_arn} is COMPLETED but names no manifest")
     manifest = read_manifest(target_s3, options.export.bucket, export.manifest_key)
     log.info(
         "export done: %s items under s3://%s/%s",
@@ -415,7 +435,7 @@ def import_refresh(
     import_arn = str(desc["ImportArn"])
     log.info("import into %s started: %s", target.display(), import_arn)
     desc = _wait_import(target_client, import_arn, options, clock, progress)
-    exported = manifest.item_count if manifest.item_count is not None else export.item_count
+    exported = manifest.item_count
     _check_import(desc, exported, target.display())
 
     applied = _converge(source, target, options, plan.spec, clock, progress, target_client)
@@ -425,7 +445,7 @@ def import_refresh(
         source=source.display(),
         target=target.display(),
         export_arn=export_arn,
-        export_time=str(export.export_time) if export.export_time else None,
+        export_time=_iso(manifest.export_time),
         exported_items=exported,
         import_arn=import_arn,
         imported_items=int(desc.get("ImportedItemCount") or 0),
@@ -449,6 +469,7 @@ def _converge(
 ) -> list[str]:
     """Apply what ImportTable cannot set (`poll_target` with created=True) until ready."""
     deadline = clock.monotonic() + options.timeout_seconds
+    pause = _pauses(options.poll_seconds)
     applied: list[str] = []
     while True:
         result = poll_target(
@@ -462,4 +483,4 @@ def _converge(
         if clock.monotonic() > deadline:
             raise RuntimeFailure(f"target {target.display()} not ready: {result.step}")
         if result.wait_seconds:
-            clock.sleep(min(options.poll_seconds, result.wait_seconds))
+            clock.sleep(next(pause))

@@ -9,8 +9,6 @@ import json
 import sys
 from typing import Any
 
-from pydantic import ValidationError
-
 from dynashift.cli.common import bounded_int, positive_float, positive_int
 from dynashift.cli.migration_options import (
     add_table_options,
@@ -29,7 +27,6 @@ from dynashift.import_refresh import (
 )
 from dynashift.progress import Progress
 from dynashift.settings import is_terminal_output
-from dynashift.validation import option_error
 
 
 def register(subparsers: Any) -> None:
@@ -171,12 +168,13 @@ def _import_options(args: argparse.Namespace) -> ImportRefreshOptions:
     try:
         request = ExportRequest(
             bucket=args.export_bucket,
-            prefix=args.export_prefix or "dynashift",
+            prefix=args.export_prefix or "",
             bucket_owner=args.export_bucket_owner,
             kms_key_id=args.export_kms_key_id,
         )
-    except ValidationError as exc:
-        raise option_error(exc, "export-") from None
+    except BadInputError as exc:  # "field: why" -> "--export-field: why"
+        field, _, why = exc.message.partition(":")
+        raise BadInputError(f"--export-{field.replace('_', '-')}:{why}") from None
     return ImportRefreshOptions(export=request, target=target_options_from_args(args))
 
 
