@@ -292,13 +292,15 @@ def _pauses(longest: float, first: float = 0.1) -> Iterator[float]:
         pause = min(pause * 2, longest)
 
 
-def _wait_export(
+def watch_export(
     client: Any,
     arn: str,
     options: ImportRefreshOptions,
     clock: Clock,
     progress: Progress,
 ) -> ExportStatus:
+    """Poll DescribeExport until COMPLETED (RuntimeFailure when FAILED or after the timeout),
+    a status line through `progress`; on Ctrl-C, log how to look the export up."""
     deadline = clock.monotonic() + options.timeout_seconds
     lookup = f"aws dynamodb describe-export --export-arn {arn}"
     pause = _pauses(options.poll_seconds)
@@ -315,13 +317,15 @@ def _wait_export(
             clock.sleep(next(pause))
 
 
-def _wait_import(
+def watch_import(
     client: Any,
     arn: str,
     options: ImportRefreshOptions,
     clock: Clock,
     progress: Progress,
 ) -> dict[str, Any]:
+    """Poll DescribeImport until it is no longer IN_PROGRESS: its ImportTableDescription
+    (RuntimeFailure after the timeout); on Ctrl-C, log how to look the import up."""
     deadline = clock.monotonic() + options.timeout_seconds
     lookup = f"aws dynamodb describe-import --import-arn {arn}"
     pause = _pauses(options.poll_seconds)
@@ -352,7 +356,9 @@ def _log_group(desc: dict[str, Any]) -> str:
     return DEFAULT_IMPORT_LOG_GROUP
 
 
-def _check_import(desc: dict[str, Any], exported: int, target: str) -> None:
+def check_import_counts(desc: dict[str, Any], exported: int, target: str) -> None:
+    """RuntimeFailure unless the import COMPLETED with no error and every exported item; the
+    message names the CloudWatch log group where DynamoDB logged the lines it rejected."""
     status = desc.get("ImportStatus")
     errors = int(desc.get("ErrorCount") or 0)
     imported = int(desc.get("ImportedItemCount") or 0)
@@ -413,7 +419,7 @@ def import_refresh(
         source_client, plan.source.arn, options.export, client_token=str(uuid.uuid4())
     )
     log.info("export of %s started: %s", source.display(), export_arn)
-    export = _wait_export(source_client, export_arn, options, clock, progress)
+    export = watch_export(source_client, export_arn, options, clock, progress)
     if not export.manifest_key:
         raise RuntimeFailure(f"export {export_arn} is COMPLETED but names no manifest")
     manifest = read_manifest(target_s3, options.export.bucket, export.manifest_key)
@@ -434,9 +440,9 @@ def import_refresh(
     desc = target_client.import_table(**request)["ImportTableDescription"]
     import_arn = str(desc["ImportArn"])
     log.info("import into %s started: %s", target.display(), import_arn)
-    desc = _wait_import(target_client, import_arn, options, clock, progress)
+    desc = watch_import(target_client, import_arn, options, clock, progress)
     exported = manifest.item_count
-    _check_import(desc, exported, target.display())
+    check_import_counts(desc, exported, target.display())
 
     applied = _converge(source, target, options, plan.spec, clock, progress, target_client)
     existing = describe_location(target, "target", target_client)

@@ -13,8 +13,16 @@ from typing import Any
 import pytest
 
 from dynashift.cli.main import main
+from dynashift.errors import RuntimeFailure
 from dynashift.export import ExportRequest
-from dynashift.import_refresh import cross_account_refusal
+from dynashift.import_refresh import (
+    ImportRefreshOptions,
+    check_import_counts,
+    cross_account_refusal,
+    watch_import,
+)
+from dynashift.progress import NullProgress
+from tests.support.clock import ManualClock
 from tests.support.reference import assert_identical
 from tests.support.tables import ACCOUNT, client, fill, list_tables, varied_items
 
@@ -246,3 +254,68 @@ def test_cross_account_needs_the_bucket_owner() -> None:
     assert cross_account_refusal(ACCOUNT, None, request) is None
     owned = ExportRequest(bucket="exports-bucket", prefix="p", bucket_owner=other)
     assert cross_account_refusal(ACCOUNT, other, owned) is None
+
+
+# --- waiting and counts, against a stand-in for AWS's DescribeImport -----------------------------
+
+ARN = f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/staging/import/01234567890123456789012345"
+
+
+class ImportInProgress:
+    """DescribeImport of an import that is still running (AWS's answer, not dynashift's)."""
+
+    def describe_import(self, ImportArn: str) -> dict[str, Any]:
+        return {
+            "ImportTableDescription": {
+                "ImportArn": ImportArn,
+                "ImportStatus": "IN_PROGRESS",
+                "ProcessedItemCount": 7,
+            }
+        }
+
+
+class CtrlCClock(ManualClock):
+    def sleep(self, seconds: float) -> None:
+        raise KeyboardInterrupt
+
+
+def options(**kw: Any) -> ImportRefreshOptions:
+    return ImportRefreshOptions(export=ExportRequest(bucket="exports-bucket"), **kw)
+
+
+def test_ctrl_c_leaves_the_import_running_and_says_how_to_look_it_up(caplog: Any) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        watch_import(ImportInProgress(), ARN, options(), CtrlCClock(), NullProgress())
+    assert f"keeps running; look it up with: aws dynamodb describe-import --import-arn {ARN}" in (
+        caplog.text
+    )
+
+
+def test_a_stuck_import_fails_at_the_timeout_with_its_lookup() -> None:
+    clock = ManualClock()
+    with pytest.raises(RuntimeFailure, match="describe-import --import-arn"):
+        watch_import(ImportInProgress(), ARN, options(timeout_seconds=60), clock, NullProgress())
+    assert 60 <= clock.now <= 71 and max(clock.sleeps) == 10.0  # backs off to poll_seconds
+
+
+def test_import_errors_and_missing_items_fail_naming_the_log_group() -> None:
+    done = {"ImportArn": ARN, "ImportStatus": "COMPLETED", "ImportedItemCount": 10}
+    check_import_counts(done, 10, "staging")
+    with pytest.raises(
+        RuntimeFailure, match=r"2 items could not be imported.*/aws-dynamodb/imports"
+    ):
+        check_import_counts({**done, "ErrorCount": 2, "ImportedItemCount": 8}, 10, "staging")
+    group = f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:/custom/imports:*"
+    with pytest.raises(RuntimeFailure, match=r"FAILED: S3NoSuchBucket.*log group /custom/imports"):
+        check_import_counts(
+            {
+                **done,
+                "ImportStatus": "FAILED",
+                "FailureCode": "S3NoSuchBucket",
+                "CloudWatchLogGroupArn": group,
+            },
+            10,
+            "staging",
+        )
+    with pytest.raises(RuntimeFailure, match="9 items imported, the export holds 10"):
+        check_import_counts({**done, "ImportedItemCount": 9}, 10, "staging")
