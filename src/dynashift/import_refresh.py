@@ -1,5 +1,8 @@
 """`dynashift copy --via-import`: refresh a table by export to S3 and ImportTable.
 
+Size: one module because its parts are the steps of one command, read in their order (the
+refusals, the ImportTable request, the two waits, the settings set after the import).
+
 For environment refreshes where the target may be created fresh: the source is exported with
 ExportTableToPointInTime (no source read capacity), and ImportTable creates the target from
 the export's data files (no target write capacity). What ImportTable cannot set is set once
@@ -20,8 +23,9 @@ Rules, each written once here:
   (key subsets, truncation, a write rate) are refused by the CLI (`VIA_IMPORT_CONFLICTS`).
 - The target's settings come from `target.build_target_spec` (the one mapping from a source
   description to a target): ImportTable gets the creation parameters it accepts
-  (`IMPORT_CREATION_KEYS`); TTL, PITR, tags, table class, deletion protection, a stream and
-  replicas are applied afterwards by `target.poll_target` (created=True), one call per poll.
+  (`IMPORT_CREATION_KEYS`); TTL, PITR, tags and replicas are applied afterwards by
+  `target.poll_target` (created=True, as for a target `migrate` creates), and table class, a
+  stream and deletion protection — which CreateTable would have set — by `table_updates`.
 - Idempotent ClientTokens: one per run for the export (a retried call does not start a
   second export), and one derived from the export and the target for the import (a retried
   or repeated import of one export into one table is one import).
@@ -73,7 +77,7 @@ from dynashift.target.describe import location_region
 log = logging.getLogger("dynashift")
 
 #: The CreateTable parameters ImportTable's TableCreationParameters accept; everything else
-#: of the spec is applied after the import (`poll_target`).
+#: of the spec is applied after the import (`poll_target`, `table_updates`).
 IMPORT_CREATION_KEYS = (
     "TableName",
     "AttributeDefinitions",
@@ -464,6 +468,22 @@ def import_refresh(
     )
 
 
+def table_updates(spec: TargetSpec, table: TableDescription) -> list[tuple[str, dict[str, Any]]]:
+    """What CreateTable would have set from `spec` but ImportTable cannot, as UpdateTable calls
+    (what each does, its arguments beside TableName); one setting a call, as AWS requires."""
+    updates: list[tuple[str, dict[str, Any]]] = []
+    if spec.table_class and table.table_class != spec.table_class:
+        updates.append((f"set table class {spec.table_class}", {"TableClass": spec.table_class}))
+    if spec.stream_view_type and table.stream_view_type != spec.stream_view_type:
+        stream = {"StreamEnabled": True, "StreamViewType": spec.stream_view_type}
+        updates.append(
+            (f"enabled a {spec.stream_view_type} stream", {"StreamSpecification": stream})
+        )
+    if spec.deletion_protection and not table.deletion_protection:
+        updates.append(("turned deletion protection on", {"DeletionProtectionEnabled": True}))
+    return updates
+
+
 def _converge(
     source: TableLocation,
     target: TableLocation,
@@ -473,20 +493,31 @@ def _converge(
     progress: Progress,
     target_client: Any,
 ) -> list[str]:
-    """Apply what ImportTable cannot set (`poll_target` with created=True) until ready."""
+    """Apply what ImportTable cannot set, until the target is ready; what was done, in order.
+
+    `poll_target` (created=True: TTL, PITR, tags, replicas — the steps `migrate` takes for a
+    target it creates) waits for ACTIVE between steps; the `table_updates` computed once from
+    the imported table's description are made whenever it is ready, one at a time.
+    """
     deadline = clock.monotonic() + options.timeout_seconds
     pause = _pauses(options.poll_seconds)
+    updates = table_updates(spec, describe_location(target, "target", target_client))
     applied: list[str] = []
     while True:
         result = poll_target(
             source, target, options.target, created=True, spec=spec, target_client=target_client
         )
-        if result.ready:
+        step = result.step
+        if result.ready and not updates:
             return applied
-        if not result.step.startswith("waiting"):
-            applied.append(result.step)
-        progress.advance(0, note=result.step)
+        if result.ready:
+            step, kwargs = updates.pop(0)
+            target_client.update_table(TableName=target.name, **kwargs)
+            log.info("target %s: %s", target.display(), step)
+        if not step.startswith("waiting"):
+            applied.append(step)
+        progress.advance(0, note=step)
         if clock.monotonic() > deadline:
-            raise RuntimeFailure(f"target {target.display()} not ready: {result.step}")
-        if result.wait_seconds:
+            raise RuntimeFailure(f"target {target.display()} not ready: {step}")
+        if result.wait_seconds or result.ready:
             clock.sleep(next(pause))

@@ -19,9 +19,11 @@ from dynashift.import_refresh import (
     ImportRefreshOptions,
     check_import_counts,
     cross_account_refusal,
+    table_updates,
     watch_import,
 )
 from dynashift.progress import NullProgress
+from dynashift.target import TableDescription, TargetOptions, build_target_spec
 from tests.support.clock import ManualClock
 from tests.support.reference import assert_identical
 from tests.support.tables import ACCOUNT, client, fill, list_tables, varied_items
@@ -319,3 +321,27 @@ def test_import_errors_and_missing_items_fail_naming_the_log_group() -> None:
         )
     with pytest.raises(RuntimeFailure, match="9 items imported, the export holds 10"):
         check_import_counts({**done, "ImportedItemCount": 9}, 10, "staging")
+
+
+def test_table_updates_are_what_create_table_would_have_set() -> None:
+    imported = TableDescription(
+        name="staging",
+        table={
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+            "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+        },
+    )
+    spec = build_target_spec(
+        imported.model_copy(
+            update={"table": {**imported.table, "DeletionProtectionEnabled": True}}
+        ),
+        TargetOptions(
+            table_class="STANDARD_INFREQUENT_ACCESS", target_stream_view_type="NEW_IMAGE"
+        ),
+    )
+    assert [kwargs for _, kwargs in table_updates(spec, imported)] == [
+        {"TableClass": "STANDARD_INFREQUENT_ACCESS"},
+        {"StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}},
+        {"DeletionProtectionEnabled": True},
+    ]
+    assert table_updates(build_target_spec(imported, TargetOptions()), imported) == []

@@ -90,19 +90,6 @@ def _pending(
             PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
         )
         return PendingStep("enabled point-in-time recovery", 0)
-    # CreateTable sets these three; a table created another way (ImportTable) gets them here.
-    if created and spec.table_class and desc.table_class != spec.table_class:
-        client.update_table(TableName=name, TableClass=spec.table_class)
-        return PendingStep(f"set table class {spec.table_class}", WAIT_TABLE)
-    if created and spec.stream_view_type and desc.stream_view_type is None:
-        client.update_table(
-            TableName=name,
-            StreamSpecification={"StreamEnabled": True, "StreamViewType": spec.stream_view_type},
-        )
-        return PendingStep(f"enabled a {spec.stream_view_type} stream", WAIT_TABLE)
-    if created and spec.deletion_protection and not desc.deletion_protection:
-        client.update_table(TableName=name, DeletionProtectionEnabled=True)
-        return PendingStep("turned deletion protection on", 0)
     wanted_tags = spec.tags if created else dict(options.tags)
     if desc.tags is not None and desc.arn:
         missing = {k: v for k, v in wanted_tags.items() if desc.tags.get(k) != v}
