@@ -371,16 +371,18 @@ def check_import_counts(desc: dict[str, Any], exported: int, target: str) -> Non
         raise RuntimeFailure(
             f"import {desc.get('ImportArn')} into {target} is {status}: "
             f"{desc.get('FailureCode') or ''} {desc.get('FailureMessage') or ''}".rstrip()
-            + f" ({errors} item errors, logged in {where})"
+            + f" ({errors} item errors, logged in {where}); "
+            f"delete {target}, if created, before retrying"
         )
     if errors:
         raise RuntimeFailure(
             f"import into {target}: {errors} items could not be imported (logged in {where}); "
-            f"{imported} imported"
+            f"{imported} imported — delete {target} before trying again"
         )
     if imported != exported:
         raise RuntimeFailure(
-            f"import into {target}: {imported} items imported, the export holds {exported}"
+            f"import into {target}: {imported} items imported, the export holds {exported} — "
+            f"delete {target} before trying again"
         )
 
 
@@ -463,7 +465,7 @@ def import_refresh(
         error_count=int(desc.get("ErrorCount") or 0),
         settings_applied=applied,
         parity=compare_target(plan.spec, existing, options.target),
-        warnings=plan.warnings + list(plan.spec.warnings),
+        warnings=plan.warnings,
         seconds=round(clock.monotonic() - started, 3),
     )
 
