@@ -242,6 +242,27 @@ def test_refusals_exit_2_and_start_nothing(
     refused(endpoint, ddb, capsys, lsi_src, dst, *with_bucket, needles=("by-l", "local secondary"))
 
 
+def test_a_target_in_another_account_needs_the_bucket_owner(
+    endpoint: str, ddb: Any, bucket: str, table_name: Any, capsys: Any
+) -> None:
+    src, dst = table_name("isrc"), table_name("idst")
+    make_source(ddb, src)
+    role = "arn:aws:iam::111122223333:role/staging-importer"  # moto: that account's credentials
+    line = refused(
+        endpoint,
+        ddb,
+        capsys,
+        src,
+        dst,
+        "--export-bucket",
+        bucket,
+        "--target-role-arn",
+        role,
+        needles=("--export-bucket-owner", ACCOUNT, "111122223333"),
+    )
+    assert bucket in line
+
+
 def test_export_flags_need_via_import(endpoint: str, capsys: Any) -> None:
     code = run_cli(endpoint, "--source", "a-table", "--target", "b-table", "--export-bucket", "b")
     assert code == 2
