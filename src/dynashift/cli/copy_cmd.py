@@ -173,8 +173,9 @@ def _import_options(args: argparse.Namespace) -> ImportRefreshOptions:
             kms_key_id=args.export_kms_key_id,
         )
     except BadInputError as exc:  # "field: why" -> "--export-field: why"
-        field, _, why = exc.message.partition(":")
-        raise BadInputError(f"--export-{field.replace('_', '-')}:{why}") from None
+        field, _, why = exc.message.partition(": ")
+        why = why.removeprefix("Value error, ")
+        raise BadInputError(f"--export-{field.replace('_', '-')}: {why}") from None
     return ImportRefreshOptions(export=request, target=target_options_from_args(args))
 
 
