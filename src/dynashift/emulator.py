@@ -148,7 +148,9 @@ def _write_export(export: Any, s3_backend: Any, items_per_file: int) -> None:
     """Write `export`'s objects in AWS's layout (runs in moto's export thread)."""
     base = f"{export.s3_prefix.rstrip('/')}/" if export.s3_prefix else ""
     root = f"{base}AWSDynamoDB/{export.export_id}"
-    sse = {"encryption": export.sse_algorithm, "kms_key_id": export.kms_key_id}
+    # The API's S3SseAlgorithm KMS is S3's `aws:kms`; AES256 is S3's default anyway.
+    encryption = "aws:kms" if export.sse_algorithm == "KMS" else export.sse_algorithm
+    sse = {"encryption": encryption, "kms_key_id": export.kms_key_id}
 
     def put(key: str, body: bytes) -> Any:
         return s3_backend.put_object(bucket_name=export.s3_bucket, key_name=key, value=body, **sse)

@@ -30,7 +30,7 @@ from dynashift.state import PHASE_BACKFILL
 from dynashift.tombstones import finish_backfill
 from tests.support.backfill import StreamApplier, make_spec, make_state, on_put_of
 from tests.support.clock import ManualClock
-from tests.support.export import enable_pitr, make_bucket, plain
+from tests.support.export import account_client, enable_pitr, make_bucket, plain
 from tests.support.reference import assert_identical, scan_all
 from tests.support.tables import (
     HASH_RANGE,
@@ -251,6 +251,27 @@ def test_the_destination_parameters(ddb: Any) -> None:
         "S3SseAlgorithm": "KMS",
         "S3SseKmsKeyId": "k-1",
     }
+
+
+def test_an_export_to_another_account_s_bucket_with_a_kms_key(
+    endpoint: str, ddb: Any, table_name: Any
+) -> None:
+    """The bucket belongs to the target's account: S3BucketOwner finds it there, and the
+    export's objects are SSE-KMS with the given key (as far as moto's S3 records it)."""
+    other = account_client(endpoint, "111122223333")
+    bucket = make_bucket(other, "target-side")
+    src = create_table(ddb, table_name("ex-x"))
+    fill(ddb, src, simple_items(12))
+    arn = enable_pitr(ddb, src)
+    key = "arn:aws:kms:us-east-1:111122223333:key/made-up"
+    request = ExportRequest(bucket=bucket, prefix="x", bucket_owner="111122223333", kms_key_id=key)
+    export_arn = start_export(ddb, arn, request, client_token=token())
+    status = wait_export(ddb, export_arn, timeout=30, poll_seconds=0.05)
+    manifest = read_manifest(other, bucket, str(status.manifest_key))
+    (data_file,) = manifest.data_files
+    head = other.head_object(Bucket=bucket, Key=data_file.key)
+    assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", key)
+    assert len(list(iter_items(other, bucket, data_file))) == 12
 
 
 def test_refusals_start_nothing(ddb: Any, s3: Any, table_name: Any) -> None:
