@@ -335,6 +335,13 @@ class _ExportPatch:
         export.kms_key_id = body.get("S3SseKmsKeyId") or None
         export.requested_at = now
         export.export_time = _as_datetime(body.get("ExportTime"))
+        if export.export_time is not None:
+            earliest = _as_datetime(pitr.get("EarliestRestorableDateTime"))
+            if export.export_time > now or (earliest and export.export_time < earliest):
+                raise JsonRESTError(
+                    ERROR_TYPE_PREFIX + "InvalidExportTimeException",
+                    "ExportTime must fall between the earliest restorable time and now",
+                )
         export.start_time = export.end_time = export.manifest_key = None
         backend.table_exports[export.arn] = export
         if token:

@@ -63,7 +63,13 @@ def test_an_export_is_written_in_aws_layout_and_reads_back_equal_to_the_table(
     fill(ddb, src, items)
     arn = enable_pitr(ddb, src)
     bucket = make_bucket(s3)
-    asked = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    time.sleep(0.01)
+    asked = dt.datetime.fromtimestamp(int(time.time() * 1000) / 1000, dt.UTC)
+    with pytest.raises(ClientError) as future:  # inside the PITR window only
+        ddb.export_table_to_point_in_time(
+            TableArn=arn, S3Bucket=bucket, ExportTime=asked + dt.timedelta(hours=1)
+        )
+    assert future.value.response["Error"]["Code"] == "InvalidExportTimeException"
     started = ddb.export_table_to_point_in_time(
         TableArn=arn, S3Bucket=bucket, S3Prefix="team/orders", ExportTime=asked
     )["ExportDescription"]
@@ -86,7 +92,7 @@ def test_an_export_is_written_in_aws_layout_and_reads_back_equal_to_the_table(
     assert summary["exportArn"] == started["ExportArn"]
     assert summary["itemCount"] == description["ItemCount"] == 300
     assert summary["outputFormat"] == "DYNAMODB_JSON"
-    assert summary["exportTime"] == "2026-01-02T03:04:05.000Z"
+    assert summary["exportTime"] == asked.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     assert len(export["files"]) == -(-300 // EXPORT_ITEMS_PER_FILE) >= 3
     for entry in export["files"]:
         assert set(entry) == {"itemCount", "md5Checksum", "etag", "dataFileS3Key"}

@@ -284,6 +284,8 @@ def test_refusals_start_nothing(ddb: Any, s3: Any, table_name: Any) -> None:
     with pytest.raises(BadInputError, match="client_token"):
         start_export(ddb, arn, request, client_token="a$b")
     enable_pitr(ddb, src)
+    with pytest.raises(BadInputError, match="export_time"):  # before PITR was enabled
+        start_export(ddb, arn, request, client_token=token(), export_time=1_000_000_000.0)
     tok = token()
     start_export(ddb, arn, request, client_token=tok)
     with pytest.raises(BadInputError, match="client_token"):  # same token, other parameters
