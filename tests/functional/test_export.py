@@ -73,7 +73,7 @@ def test_start_is_idempotent_and_the_manifest_lists_every_item(
     ddb: Any, s3: Any, table_name: Any
 ) -> None:
     src = create_table(ddb, table_name("ex"))
-    fill(ddb, src, varied_items(250))  # every attribute type, binary included
+    fill(ddb, src, varied_items(210))  # every attribute type, binary included
     arn = enable_pitr(ddb, src)
     assert pitr_enabled(ddb, src)
     bucket = make_bucket(s3)
@@ -83,20 +83,20 @@ def test_start_is_idempotent_and_the_manifest_lists_every_item(
     assert start_export(ddb, arn, request, client_token=tok) == first  # a retried step
     assert len(ddb.list_exports(TableArn=arn)["ExportSummaries"]) == 1
     status = wait_export(ddb, first, timeout=30, poll_seconds=0.05)
-    assert status.done and status.item_count == 250 and status.export_time is not None
+    assert status.done and status.item_count == 210 and status.export_time is not None
     assert describe_export(ddb, first) == status
 
     manifest = read_manifest(s3, bucket, str(status.manifest_key))
-    assert (manifest.export_arn, manifest.item_count) == (first, 250)
+    assert (manifest.export_arn, manifest.item_count) == (first, 210)
     assert manifest.export_time == status.export_time
     assert len(manifest.data_files) == 3
-    assert sum(f.item_count for f in manifest.data_files) == 250
+    assert sum(f.item_count for f in manifest.data_files) == 210
     prefix = data_prefix(manifest)
     assert prefix.startswith("runs/2026/AWSDynamoDB/") and prefix.endswith("/data/")
     assert all(f.key.startswith(prefix) for f in manifest.data_files)
     read = [item for f in manifest.data_files for _, item in iter_items(s3, bucket, f)]
     by_key = {i["pk"]["S"]: plain(i) for i in read}
-    assert len(by_key) == 250
+    assert len(by_key) == 210
     assert by_key == {i["pk"]["S"]: plain(i) for i in scan_all(ddb, src)}
 
 
@@ -134,6 +134,25 @@ def test_a_load_stopped_mid_file_resumes_from_its_line_and_writes_nothing_twice(
     with writer_for(ddb, dst, ("pk",)) as again:  # a whole re-run changes nothing
         rerun = load_file(s3, again, manifest.bucket, data_file)
     assert (rerun.counters["written"], rerun.counters["skipped_newer"]) == (0, 90)
+
+
+def test_a_load_stops_when_told_to_before_a_batch(ddb: Any, s3: Any, table_name: Any) -> None:
+    """`keep_going` (a straggler's phase check) is asked before each batch."""
+    src, dst = create_table(ddb, table_name("ex-k")), create_table(ddb, table_name("ex-kd"))
+    fill(ddb, src, simple_items(30))
+    manifest = exported(ddb, s3, src)
+    answers = iter([True, False])  # before the first batch, before the second
+    with writer_for(ddb, dst, ("pk",)) as writer:
+        progress = load_file(
+            s3,
+            writer,
+            manifest.bucket,
+            manifest.data_files[0],
+            batch_size=10,
+            keep_going=lambda: next(answers),
+        )
+    assert (progress.done, progress.line, progress.counters["written"]) == (False, 10, 10)
+    assert len(scan_all(ddb, dst)) == 10
 
 
 def test_a_delete_and_an_update_during_the_load_win_over_the_export(
@@ -314,6 +333,18 @@ def test_waiting_gives_up_after_its_timeout(ddb: Any, table_name: Any) -> None:
     with pytest.raises(RuntimeFailure, match="did not finish within 60 s"):
         wait_export(Pending(), "arn", timeout=60, poll_seconds=10, clock=clock)
     assert sum(clock.sleeps) == 60
+
+
+def test_an_export_without_aws_manifest_is_a_runtime_failure() -> None:
+    """What plain moto answers (no ExportManifest, no ExportTime): refused by name, not a
+    KeyError later in the loader."""
+
+    class PlainMoto:
+        def describe_export(self, **_: Any) -> Any:
+            return {"ExportDescription": {"ExportArn": "arn", "ExportStatus": "COMPLETED"}}
+
+    with pytest.raises(RuntimeFailure, match="does not export like AWS"):
+        wait_export(PlainMoto(), "arn", timeout=1, poll_seconds=1, clock=ManualClock())
 
 
 def test_the_export_time_must_not_precede_the_stream() -> None:
