@@ -14,11 +14,12 @@ import pytest
 
 from dynashift.cli.main import main
 from dynashift.errors import RuntimeFailure
-from dynashift.export import ExportRequest
+from dynashift.export import ExportManifest, ExportRequest
 from dynashift.import_refresh import (
     ImportRefreshOptions,
     check_import_counts,
     cross_account_refusal,
+    import_request,
     table_updates,
     watch_import,
 )
@@ -366,3 +367,46 @@ def test_table_updates_are_what_create_table_would_have_set() -> None:
         {"DeletionProtectionEnabled": True},
     ]
     assert table_updates(build_target_spec(imported, TargetOptions()), imported) == []
+
+
+def test_import_request_passes_what_import_table_accepts_and_names_the_owner() -> None:
+    source = TableDescription(
+        name="orders",
+        table={
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+            "AttributeDefinitions": [
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "g", "AttributeType": "S"},
+            ],
+            "BillingModeSummary": {"BillingMode": "PROVISIONED"},
+            "ProvisionedThroughput": {"ReadCapacityUnits": 5, "WriteCapacityUnits": 7},
+            "GlobalSecondaryIndexes": [{**GSI, "KeySchema": [GSI["KeySchema"][0]]}],
+            "DeletionProtectionEnabled": True,
+        },
+        tags={"team": "orders"},
+    )
+    key = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/made-up"
+    spec = build_target_spec(source, TargetOptions(sse_kms_key_id=key))
+    manifest = ExportManifest(
+        export_arn="arn:aws:dynamodb:us-east-1:111122223333:table/orders/export/1",
+        export_time=0.0,
+        bucket="exports-bucket",
+        summary_key="refresh/AWSDynamoDB/1/manifest-summary.json",
+        item_count=0,
+        data_files=(),
+    )
+    owned = ExportRequest(bucket="exports-bucket", prefix="refresh", bucket_owner=ACCOUNT)
+    request = import_request(spec, "staging", manifest, owned, client_token="t-1")
+    assert request["S3BucketSource"] == {
+        "S3Bucket": "exports-bucket",
+        "S3KeyPrefix": "refresh/AWSDynamoDB/1/data/",
+        "S3BucketOwner": ACCOUNT,
+    }
+    assert (request["InputFormat"], request["InputCompressionType"]) == ("DYNAMODB_JSON", "GZIP")
+    params = request["TableCreationParameters"]
+    assert params["TableName"] == "staging" and params["BillingMode"] == "PROVISIONED"
+    assert params["ProvisionedThroughput"] == {"ReadCapacityUnits": 5, "WriteCapacityUnits": 7}
+    assert params["SSESpecification"]["KMSMasterKeyId"] == key
+    assert [g["IndexName"] for g in params["GlobalSecondaryIndexes"]] == ["by-g"]
+    # Set after the import, not accepted by ImportTable:
+    assert not {"Tags", "DeletionProtectionEnabled", "TableClass"} & set(params)
