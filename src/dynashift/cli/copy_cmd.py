@@ -1,5 +1,6 @@
 """`dynashift copy`: one-shot copy of a table or a key subset (no streams). A thin adapter:
-parse the flags, confirm a truncation, call `copy.copy_table`, print the summary."""
+parse the flags, confirm a truncation, call `copy.copy_table` — or, with `--via-import`,
+`import_refresh.import_refresh` (export to S3, then ImportTable) — and print the summary."""
 
 from __future__ import annotations
 
@@ -17,6 +18,13 @@ from dynashift.cli.migration_options import (
 )
 from dynashift.copy import CopyOptions, CopySummary, copy_table
 from dynashift.errors import BadInputError
+from dynashift.export import ExportRequest
+from dynashift.import_refresh import (
+    VIA_IMPORT_CONFLICTS,
+    ImportRefreshOptions,
+    ImportRefreshSummary,
+    import_refresh,
+)
 from dynashift.progress import Progress
 from dynashift.settings import is_terminal_output
 
@@ -37,7 +45,6 @@ def register(subparsers: Any) -> None:
     g.add_argument(
         "--segments",
         type=bounded_int(1, 1000),
-        default=4,
         metavar="N",
         help="parallel scan segments (default 4)",
     )
@@ -71,7 +78,29 @@ def register(subparsers: Any) -> None:
     )
     g.add_argument("--page-size", type=positive_int, metavar="N", help="items per Scan/Query page")
     g.add_argument("--json", action="store_true", help="print the summary as JSON")
+    imp = p.add_argument_group(
+        "via import (docs/import-refresh.md)",
+        "export the source to S3 (needs point-in-time recovery on it) and create the target "
+        "with ImportTable: no source read or target write capacity is used; the target must "
+        "not exist",
+    )
+    imp.add_argument(
+        "--via-import", action="store_true", help="refresh through an export and ImportTable"
+    )
+    imp.add_argument("--export-bucket", metavar="BUCKET", help="S3 bucket of the export")
+    imp.add_argument("--export-prefix", metavar="PREFIX", help="key prefix of the export")
+    imp.add_argument(
+        "--export-bucket-owner",
+        metavar="ACCOUNT",
+        help="account owning the bucket (required when source and target accounts differ)",
+    )
+    imp.add_argument(
+        "--export-kms-key-id", metavar="KEY", help="KMS key the export's objects are encrypted with"
+    )
     p.set_defaults(func=run)
+
+
+_EXPORT_FLAGS = ("export_bucket", "export_prefix", "export_bucket_owner", "export_kms_key_id")
 
 
 def _confirm_truncate(args: argparse.Namespace, target: str) -> bool:
@@ -109,12 +138,67 @@ def format_summary(summary: CopySummary) -> str:
     return "\n".join(lines)
 
 
+def format_import_summary(summary: ImportRefreshSummary) -> str:
+    lines = [
+        f"imported {summary.source} -> {summary.target} (export, then ImportTable)",
+        f"  export: {summary.export_arn} ({summary.exported_items} items"
+        + (f", as of {summary.export_time})" if summary.export_time else ")"),
+        f"  import: {summary.import_arn}",
+        f"  imported {summary.imported_items} of {summary.processed_items} items read, "
+        f"{summary.error_count} errors, in {summary.seconds:.1f}s",
+    ]
+    lines.extend(f"  set after the import: {step}" for step in summary.settings_applied)
+    lines.extend(f"  settings differ: {p}" for p in summary.parity)
+    if not summary.parity:
+        lines.append("  settings: the target's match the source's")
+    lines.extend(f"  warning: {w}" for w in summary.warnings)
+    return "\n".join(lines)
+
+
+def _import_options(args: argparse.Namespace) -> ImportRefreshOptions:
+    if not args.via_import:
+        given = [f"--{f.replace('_', '-')}" for f in _EXPORT_FLAGS if getattr(args, f)]
+        if given:
+            raise BadInputError(f"{given[0]}: only meaningful with --via-import")
+    for attr, flag in VIA_IMPORT_CONFLICTS.items():
+        if getattr(args, attr, None):
+            raise BadInputError(f"{flag}: cannot be combined with --via-import")
+    if not args.export_bucket:
+        raise BadInputError("--export-bucket: required with --via-import")
+    try:
+        request = ExportRequest(
+            bucket=args.export_bucket,
+            prefix=args.export_prefix or "",
+            bucket_owner=args.export_bucket_owner,
+            kms_key_id=args.export_kms_key_id,
+        )
+    except BadInputError as exc:  # "field: why" -> "--export-field: why"
+        field, _, why = exc.message.partition(": ")
+        why = why.removeprefix("Value error, ")
+        raise BadInputError(f"--export-{field.replace('_', '-')}: {why}") from None
+    return ImportRefreshOptions(export=request, target=target_options_from_args(args))
+
+
+def _run_import(args: argparse.Namespace) -> int:
+    options = _import_options(args)
+    source, target = locations_from_args(args)
+    progress = Progress("copy --via-import", tty=is_terminal_output())
+    summary = import_refresh(source, target, options, progress=progress)
+    if args.json:
+        print(json.dumps(summary.model_dump(mode="json"), indent=2, sort_keys=True))
+    else:
+        print(format_import_summary(summary))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.via_import or any(getattr(args, f) for f in _EXPORT_FLAGS):
+        return _run_import(args)
     source, target = locations_from_args(args)
     if args.no_backup and not args.truncate_target:
         raise BadInputError("--no-backup: only meaningful with --truncate-target")
     options = CopyOptions(
-        segments=args.segments,
+        segments=args.segments or 4,
         max_write_rate=args.max_write_rate,
         truncate_target=args.truncate_target,
         backup=not args.no_backup,
