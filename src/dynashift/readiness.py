@@ -413,8 +413,9 @@ def evaluate(inputs: ReadinessInputs, now: float | None = None) -> ReadinessRepo
             counts |= {
                 "sampled_segments": v.sample.segments,
                 "key_space_segments": v.sample.total_segments,
-                "divergence_bound": v.sample.bound,
             }
+            if not problems:  # the bound is what a clean, complete sample shows
+                counts["divergence_bound"] = v.sample.bound
         checks.append(
             CheckItem(
                 name=COUNTS,
