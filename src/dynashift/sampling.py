@@ -51,7 +51,7 @@ MAX_KEY_SPACE_SEGMENTS = 1 << 19
 #: Items per key-space segment aimed at (each sampled piece stays small: one worker turn).
 ITEMS_PER_SAMPLE_SEGMENT = 1_000
 #: Segments a sample holds at least (so f = m/V stays close to the fraction asked for).
-MIN_SAMPLED_SEGMENTS = 8
+MIN_SAMPLED_SEGMENTS = 4
 #: Segments a sample holds at most: their numbers travel in the Map's items (256 KB payload).
 MAX_SAMPLED_SEGMENTS = 10_000
 

@@ -141,7 +141,7 @@ def test_sample_is_drawn_once_and_a_resume_verifies_the_same(tables: Tables) -> 
     sample = recorded_sample(tables.store)
     assert sample is not None and sample.fraction == FRACTION
     assert plan.verify_segments == sample.segments and plan.segments == [0, 1]
-    assert len(sample.segments) == 8 and sample.total_segments == 32
+    assert len(sample.segments) == 4 and sample.total_segments == 16
     # A resume (the plan step again, another store object) keeps the seed and the numbers.
     plan_again = plan_segments(StepEvent(spec=tables.spec))
     again = plan_sample(
@@ -157,7 +157,7 @@ def test_sample_is_drawn_once_and_a_resume_verifies_the_same(tables: Tables) -> 
             check_sample(tables.store, other)
     # A segment number outside the sample is refused by the worker's config.
     outside = next(n for n in range(sample.total_segments) if n not in sample.segments)
-    with pytest.raises(BadInputError, match="not one of the 8 sampled key-space segments"):
+    with pytest.raises(BadInputError, match="not one of the 4 sampled key-space segments"):
         segment_config(tables.spec, tables.store, outside, VerifyConfig())
 
 
@@ -179,12 +179,12 @@ def test_sampled_verification_reads_only_the_sampled_segments(tables: Tables) ->
     expected = sum(len(tables.segment_keys(n, sample.total_segments)) for n in sample.segments)
     assert summary.scanned_source == summary.scanned_target == expected
     assert 0 < expected < ITEMS / 2
-    assert summary.segments_verified == summary.segments_total == 8
+    assert summary.segments_verified == summary.segments_total == 4
     report = _verdict(summary)
     assert report.verdict == READY_SAMPLED
     detail = next(c.detail for c in report.checks if c.name == DIVERGENT)
     assert detail.startswith(
-        "sampled: 8 of 32 key-space segments (25%), 0 divergent; "
+        "sampled: 4 of 16 key-space segments (25%), 0 divergent; "
         "with 99.9% confidence fewer than 25 divergent partition keys"
     )
     assert "proven" not in report.to_text().lower()
@@ -210,4 +210,4 @@ def test_divergence_in_a_sampled_segment_is_not_ready(tables: Tables) -> None:
     report = _verdict(summary)
     assert report.verdict == NOT_READY and not report.ready
     detail = next(c.detail for c in report.checks if c.name == DIVERGENT)
-    assert detail == "1 divergent (sampled: 8 of 32 key-space segments (25%))"
+    assert detail == "1 divergent (sampled: 4 of 16 key-space segments (25%))"

@@ -60,8 +60,8 @@ def test_bound_refuses_a_fraction_outside_0_1(fraction: float) -> None:
 
 
 def test_partition_is_a_power_of_two_with_small_pieces_within_scans_limit() -> None:
-    # A small table: at least 8 sampled segments, so m/V is close to f.
-    assert sample_partition(0.25, 200) == (32, 8)
+    # A small table: at least 4 sampled segments, so m/V is close to f.
+    assert sample_partition(0.25, 200) == (16, 4)
     # 10 M items: pieces of at most ~1,000 items (16,384 segments), 1% of them sampled.
     total, sampled = sample_partition(0.01, 10_000_000)
     assert total == 16_384 and sampled == math.ceil(0.01 * 16_384) == 164
@@ -86,13 +86,13 @@ def test_sample_is_deterministic_by_seed_and_uniform_without_repeats() -> None:
     assert first == again
     assert first.segments != other.segments
     assert first.segments == sorted(set(first.segments))
-    assert len(first.segments) == 8 and first.total_segments == 32
-    assert all(0 <= n < 32 for n in first.segments)
+    assert len(first.segments) == 4 and first.total_segments == 16
+    assert all(0 <= n < 16 for n in first.segments)
     assert first.effective_fraction == 0.25 and first.bound == 25
     # The record round-trips (what the state store keeps for a resume).
     assert type(first).model_validate(json.loads(first.model_dump_json())) == first
     # Over many seeds every segment number is drawn about equally often (m/V = 1/4 each).
-    counts = [0] * 32
+    counts = [0] * 16
     for seed in range(2_000):
         for n in draw_sample(0.25, 200, seed=seed).segments:
             counts[n] += 1
@@ -101,7 +101,7 @@ def test_sample_is_deterministic_by_seed_and_uniform_without_repeats() -> None:
 
 # --- readiness wording and verdict ---------------------------------------------------------------
 
-SAMPLE = SampleSummary(segments=8, total_segments=32, fraction=0.25, confidence=0.999, bound=25)
+SAMPLE = SampleSummary(segments=4, total_segments=16, fraction=0.25, confidence=0.999, bound=25)
 
 
 def _inputs(verification: VerificationSummary) -> ReadinessInputs:
@@ -123,8 +123,8 @@ def _inputs(verification: VerificationSummary) -> ReadinessInputs:
 
 def _summary(**fields: Any) -> VerificationSummary:
     values: dict[str, Any] = {
-        "segments_total": 8,
-        "segments_verified": 8,
+        "segments_total": 4,
+        "segments_verified": 4,
         "scanned_source": 50,
         "scanned_target": 50,
         "sample": SAMPLE,
@@ -145,11 +145,11 @@ def test_clean_sample_is_ready_sampled_states_the_bound_and_never_proven() -> No
     line = next(c for c in report.checks if c.name == DIVERGENT)
     assert line.ok
     assert line.detail.startswith(
-        "sampled: 8 of 32 key-space segments (25%), 0 divergent; "
+        "sampled: 4 of 16 key-space segments (25%), 0 divergent; "
         "with 99.9% confidence fewer than 25 divergent partition keys"
     ), line.detail
     assert report.summary_line() == (
-        "READY (SAMPLED): sampled: 8 of 32 key-space segments (25%), 0 divergent; "
+        "READY (SAMPLED): sampled: 4 of 16 key-space segments (25%), 0 divergent; "
         "with 99.9% confidence fewer than 25 divergent partition keys"
     )
     assert report.counts["divergence_bound"] == 25
@@ -176,17 +176,17 @@ def test_divergence_found_in_the_sample_is_not_ready() -> None:
     assert report.verdict == NOT_READY and not report.ready
     line = next(c for c in report.checks if c.name == DIVERGENT)
     assert not line.ok
-    assert line.detail == "3 divergent (sampled: 8 of 32 key-space segments (25%))"
+    assert line.detail == "3 divergent (sampled: 4 of 16 key-space segments (25%))"
     # No bound is claimed from a dirty sample.
     assert "confidence" not in report.to_text() + report.summary_line()
     assert "divergence_bound" not in report.counts
 
 
 def test_unfinished_sample_is_not_ready() -> None:
-    report = evaluate(_inputs(_summary(segments_verified=5)))
+    report = evaluate(_inputs(_summary(segments_verified=3)))
     assert report.verdict == NOT_READY
     line = next(c for c in report.checks if c.name == DIVERGENT)
-    assert "5/8 sampled key-space segments verified" in line.detail
+    assert "3/4 sampled key-space segments verified" in line.detail
 
 
 def test_status_shows_the_sample_not_a_full_verification() -> None:
@@ -194,12 +194,12 @@ def test_status_shows_the_sample_not_a_full_verification() -> None:
         migration_id="m1",
         segments_total=2,
         verdict=READY_SAMPLED,
-        sample="sampled: 8 of 32 key-space segments (25%)",
+        sample="sampled: 4 of 16 key-space segments (25%)",
         sample_verified=3,
-        sample_segments=8,
+        sample_segments=4,
     )
     text = status.to_text()
-    assert "verified    3/8 of the sample (sampled: 8 of 32 key-space segments (25%))" in text
+    assert "verified    3/4 of the sample (sampled: 4 of 16 key-space segments (25%))" in text
     assert "readiness   READY (SAMPLED)" in text
 
 
