@@ -247,3 +247,21 @@ def test_definition_routes_a_sample_to_the_separate_verify_maps() -> None:
     }
     selector = states["Plan segments"]["ResultSelector"]
     assert selector["verify_segments.$"] == "$.Payload.verify_segments"
+
+
+# --- the flag ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flag", "expected"),
+    [(["--verify-sample", "0.25"], 0.25), (["--verify-sample", "1"], None), ([], None)],
+)
+def test_flag_sets_the_spec_field_and_one_means_full(
+    flag: list[str], expected: float | None
+) -> None:
+    from dynashift.cli.main import build_parser
+    from dynashift.cli.migrate_cmd import _spec
+
+    argv = ["migrate", "--source", "us-east-1:src-t", "--target", "us-east-1:tgt-t", *flag]
+    args = build_parser().parse_args(argv)
+    assert _spec(args).verify_sample == expected
