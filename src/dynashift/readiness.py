@@ -1,5 +1,9 @@
 """The readiness checklist, its verdict, and where the report goes (terminal, JSON, state, SNS).
 
+Size: one module because the checklist table below, the pure verdict that fills it (`evaluate`)
+and the report model it returns are read together; gathering the inputs from the tables is the
+part to move into a module of its own next.
+
 The verdict is `READY` only when every required check holds (invariant I6); otherwise it is
 `NOT READY` and names the failing checks. The checks:
 
@@ -52,7 +56,7 @@ from dynashift.approval_token import (  # noqa: F401  (re-exported for older imp
     save_approval_token,
     send_approval,
 )
-from dynashift.sampling import bound_line, sample_line, sample_scope
+from dynashift.sampling import SampleSummary, sample_scope
 from dynashift.state import StateStore, state_store
 
 Verdict = Literal["READY", "READY (SAMPLED)", "NOT READY"]
@@ -76,27 +80,6 @@ VERIFY_PREFIX = "verify#"
 
 
 # --- models ----------------------------------------------------------------------------------
-
-
-class SampleSummary(BaseModel):
-    """What a sampled verification read and the bound a clean one proves (`dynashift.sampling`)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    #: m: key-space segments verified.
-    segments: int
-    #: V: key-space segments of the verification's partition.
-    total_segments: int
-    #: m/V: the share of the partition keys in the sample.
-    fraction: float
-    confidence: float
-    #: N: a clean sample shows fewer than N divergent partition keys with `confidence`.
-    bound: int
-
-    def line(self, divergent: int) -> str:
-        """`sampled: 8 of 32 key-space segments (25%), 0 divergent`, and the bound when clean."""
-        text = sample_line(self.segments, self.total_segments, self.fraction, divergent)
-        return f"{text}; {bound_line(self.confidence, self.bound)}" if not divergent else text
 
 
 class VerificationSummary(BaseModel):

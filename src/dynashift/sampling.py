@@ -80,6 +80,37 @@ class VerifySample(BaseModel):
         """N: a clean sample shows fewer than N divergent partition keys (with `confidence`)."""
         return divergence_bound(self.effective_fraction, self.confidence)
 
+    def summary(self) -> SampleSummary:
+        """What the readiness checklist states about this sample."""
+        return SampleSummary(
+            segments=len(self.segments),
+            total_segments=self.total_segments,
+            fraction=self.effective_fraction,
+            confidence=self.confidence,
+            bound=self.bound,
+        )
+
+
+class SampleSummary(BaseModel):
+    """What a sampled verification read and the bound a clean one proves (module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: m: key-space segments verified.
+    segments: int
+    #: V: key-space segments of the verification's partition.
+    total_segments: int
+    #: m/V: the share of the partition keys in the sample.
+    fraction: float
+    confidence: float
+    #: N: a clean sample shows fewer than N divergent partition keys with `confidence`.
+    bound: int
+
+    def line(self, divergent: int) -> str:
+        """`sampled: 8 of 32 key-space segments (25%), 0 divergent`, and the bound when clean."""
+        text = sample_line(self.segments, self.total_segments, self.fraction, divergent)
+        return f"{text}; {bound_line(self.confidence, self.bound)}" if not divergent else text
+
 
 def divergence_bound(fraction: float, confidence: float = DEFAULT_CONFIDENCE) -> int:
     """The smallest N such that a sample of `fraction` of the partition keys that found no

@@ -67,7 +67,7 @@ from dynashift.items import (
     to_event_json,
 )
 from dynashift.models import MigrationSpec
-from dynashift.readiness import VERIFY_PREFIX, SampleSummary, VerificationSummary
+from dynashift.readiness import VERIFY_PREFIX, VerificationSummary
 from dynashift.sampling import VerifySample, recorded_sample
 from dynashift.state import StateStore, existing_state_store
 from dynashift.sync import ItemDiffer, diff_page, find_extra, lookup_keys, repair_keys
@@ -1021,13 +1021,7 @@ def verification_summary(
     if sample is None:
         return summarize(results, recheck_result, spec.segments)
     summary = summarize(results, recheck_result, len(sample.segments))
-    summary.sample = SampleSummary(
-        segments=len(sample.segments),
-        total_segments=sample.total_segments,
-        fraction=sample.effective_fraction,
-        confidence=sample.confidence,
-        bound=sample.bound,
-    )
+    summary.sample = sample.summary()
     return summary
 
 
