@@ -23,6 +23,7 @@ from dynashift.readiness import (
 )
 from dynashift.sampling import VerifySample, check_sample, plan_sample, recorded_sample
 from dynashift.state import StateStore, state_table_name
+from dynashift.target import TargetOptions
 from dynashift.verify import (
     VerifyConfig,
     recheck_migration,
@@ -30,7 +31,7 @@ from dynashift.verify import (
     verification_summary,
     verify_segment,
 )
-from dynashift.workflow.steps import StepEvent, plan_segments
+from dynashift.workflow.steps import StepEvent, ValidateEvent, plan_segments, validate
 from tests.conftest import REGION
 from tests.support.tables import create_table, fill, simple_items
 
@@ -151,10 +152,16 @@ def test_sample_is_drawn_once_and_a_resume_verifies_the_same(tables: Tables) -> 
         seed=sample.seed + 1,
     )
     assert plan_again.verify_segments == sample.segments and again == sample
-    # Another fraction, or a full verification, on resume: refused naming the field.
+    # Another fraction, or a full verification, on resume: refused naming the field, by the
+    # read-only Validate step already.
     for other in (0.5, None):
         with pytest.raises(BadInputError, match=r"^spec\.verify_sample: .*resume it with"):
             check_sample(tables.store, other)
+    resumed = tables.spec.model_copy(update={"verify_sample": 0.5})
+    options = TargetOptions(allow_nonempty_target=True)
+    with pytest.raises(BadInputError, match=r"^spec\.verify_sample: 0\.5, but"):
+        validate(ValidateEvent(spec=resumed, target_options=options))
+    assert recorded_sample(tables.store) == sample
     # A segment number outside the sample is refused by the worker's config.
     outside = next(n for n in range(sample.total_segments) if n not in sample.segments)
     with pytest.raises(BadInputError, match="not one of the 4 sampled key-space segments"):
