@@ -429,7 +429,8 @@ def plan_segments(event: StepEvent) -> PlanResult:
         sample=None if sample is None else (len(sample.segments), sample.total_segments),
     )
     # An inline Map runs at most 40 iterations at once: more planned workers need it distributed.
-    wide = min(event.settings.max_concurrency, spec.segments) > INLINE_MAP_CONCURRENCY
+    iterations = max(spec.segments, len(verify_segments))
+    wide = min(event.settings.max_concurrency, iterations) > INLINE_MAP_CONCURRENCY
     return PlanResult(
         segments=list(range(spec.segments)),
         count=spec.segments,
