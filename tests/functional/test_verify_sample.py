@@ -23,6 +23,7 @@ from dynashift.readiness import (
 )
 from dynashift.sampling import VerifySample, check_sample, plan_sample, recorded_sample
 from dynashift.state import StateStore, state_table_name
+from dynashift.status import migration_status
 from dynashift.target import TargetOptions
 from dynashift.verify import (
     VerifyConfig,
@@ -195,6 +196,13 @@ def test_sampled_verification_reads_only_the_sampled_segments(tables: Tables) ->
         "with 99.9% confidence fewer than 25 divergent partition keys"
     )
     assert "proven" not in report.to_text().lower()
+    # `dynashift status` counts the sample, not the backfill's segments.
+    status = migration_status(tables.store, tables.spec.segments)
+    assert (status.sample_verified, status.sample_segments) == (4, 4)
+    assert "verified    4/4 of the sample (sampled: 4 of 16 key-space segments (25%))" in (
+        status.to_text()
+    )
+    assert all(s.verified is None for s in status.segments)
 
 
 def test_divergence_in_a_sampled_segment_is_not_ready(tables: Tables) -> None:
