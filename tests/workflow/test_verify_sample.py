@@ -48,6 +48,9 @@ def test_sampled_migration_reads_only_the_sample_and_states_the_bound(
 
     assert run.exit_code == 0, run.summary
     assert run.summary == f"READY (SAMPLED): {BOUND_LINE}"
+    # The execution's output says so too (not a bare READY).
+    assert run.outcome is not None and run.outcome.status == "SUCCEEDED"
+    assert run.outcome.output["outcome"] == "READY (SAMPLED)"
     state = state_store(wf.spec)
     sample = recorded_sample(state)
     assert sample is not None and len(sample.segments) == 4 and sample.total_segments == 16

@@ -741,8 +741,10 @@ def report(
     On the failure paths the spec is read leniently from the state (`event.input`), which may
     be the raw console input that Validate rejected.
     """
+    from dynashift.readiness import READY_SAMPLED
+
     spec = event.spec or _lenient_spec(event.input)
-    outcome = event.outcome
+    outcome: str = event.outcome
     failure = event.failure or (event.input or {}).get("failure") or {}
     raw_spec = (event.input or {}).get("spec")
     raw = raw_spec if isinstance(raw_spec, Mapping) else {}
@@ -762,6 +764,9 @@ def report(
             saved = state.report()
             if saved and outcome in ("READY", "NOT_READY"):
                 data["readiness"] = saved
+                if outcome == "READY" and saved.get("verdict") == READY_SAMPLED:
+                    # A sampled verification: never taken for a full one (readiness module).
+                    outcome = data["outcome"] = READY_SAMPLED
             state.put_meta(outcome=outcome, finished=time.time(), **_error_meta(data))
     if sns_client is not None and topic:
         message = data.get("cause") or data.get("readiness", {}).get("verdict") or outcome
