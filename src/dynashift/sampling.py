@@ -11,7 +11,10 @@ with another fraction is refused.
 Why the bound holds. DynamoDB assigns every item to a scan segment by a hash of its partition
 key, the same on both tables (they share the key schema), so the source scan of a sampled
 segment and the target scan of the same segment see the same partition keys: every kind of
-divergence (missing, differing, extra) of a key in a sampled segment is found. The sample is a
+divergence (missing, differing, extra) of a key in a sampled segment is found (a DynamoDB-
+compatible target that hashes differently changes nothing: its extra keys are then in the sample
+with the same probability by its own hash, and the other kinds are found from the source side).
+The sample is a
 uniformly random m-subset of the V segment numbers, drawn without looking at the data. With the
 hash spreading keys uniformly over the V segments, a divergent partition key escapes the sample
 with probability exactly `1 - f` (f = m/V) and — the step that matters — this stays exactly
