@@ -80,6 +80,14 @@ class MigrationSpec(BaseModel):
     worker_budget_seconds: float = Field(default=600.0, gt=0, le=840)
     #: Replication lag under which the migration may be called READY.
     lag_threshold_seconds: float = Field(default=5.0, gt=0)
+    #: Verify a random sample of this fraction of the key space (`dynashift.sampling`) instead
+    #: of the whole table; None (or 1) verifies everything.
+    verify_sample: float | None = Field(default=None, gt=0, le=1)
+
+    @field_validator("verify_sample")
+    @classmethod
+    def _whole_is_full(cls, value: float | None) -> float | None:
+        return None if value == 1 else value
 
     @field_validator("target")
     @classmethod

@@ -1,5 +1,9 @@
 """The readiness checklist, its verdict, and where the report goes (terminal, JSON, state, SNS).
 
+Size: one module because the checklist table below, the pure verdict that fills it (`evaluate`)
+and the report model it returns are read together; gathering the inputs from the tables is the
+part to move into a module of its own next.
+
 The verdict is `READY` only when every required check holds (invariant I6); otherwise it is
 `NOT READY` and names the failing checks. The checks:
 
@@ -14,7 +18,18 @@ The verdict is `READY` only when every required check holds (invariant I6); othe
 |                           | still held every change since the first scan page (replay)         |
 | `divergent items`         | zero keys still differ after the recheck, none left unchecked      |
 |                           | (keys differing only by a TTL expiry are counted apart, noted)     |
+|                           | — or, sampled, zero in the sample, with the bound it proves       |
 | `item counts` (info only) | source and target items seen by the verification scans             |
+
+Sampled verification (`--verify-sample`, `dynashift.sampling`) proves less than a full one: not
+that the tables are identical, only that, with the stated confidence, fewer than N partition keys
+diverge. A clean sample is still a pass — the operator asked for exactly that trade, and a run
+that could never pass would make the option useless (exit 0, `ready` true, so the cutover may
+follow) — but it can never be taken for a full verification: the verdict is `READY (SAMPLED)`,
+not `READY`, so a script or a Choice comparing the verdict with "READY" does not match it; the
+divergence line, the summary line, the JSON (`sample`), the HTML page and `dynashift status` all
+say "sampled: m of V key-space segments" with the bound, and never "proven" or "identical".
+Divergent keys found in a sample are real (rechecked like any): NOT READY, reported as always.
 
 `evaluate` is pure (inputs in, report out) so every verdict is unit-tested without AWS;
 `gather_readiness` collects the inputs from the tables and the state store. A value that could
@@ -41,11 +56,14 @@ from dynashift.approval_token import (  # noqa: F401  (re-exported for older imp
     save_approval_token,
     send_approval,
 )
+from dynashift.sampling import SampleSummary, sample_scope
 from dynashift.state import StateStore, state_store
 
-Verdict = Literal["READY", "NOT READY"]
+Verdict = Literal["READY", "READY (SAMPLED)", "NOT READY"]
 
 READY: Verdict = "READY"
+#: Every check holds, the verification being a sample (module docstring).
+READY_SAMPLED: Verdict = "READY (SAMPLED)"
 NOT_READY: Verdict = "NOT READY"
 
 TARGET_ACTIVE = "target ACTIVE"
@@ -86,6 +104,9 @@ class VerificationSummary(BaseModel):
     #: Keys different only because DynamoDB's TTL expired the item on one side (extra target
     #: items the source expired, kept while TTL deletes are skipped): not divergent.
     expired: int = 0
+    #: A sampled verification (segments_* then count the sampled key-space segments); None:
+    #: every segment of the table was verified.
+    sample: SampleSummary | None = None
 
 
 class CheckItem(BaseModel):
@@ -201,18 +222,24 @@ class ReadinessReport(BaseModel):
     checks: list[CheckItem]
     counts: dict[str, int] = Field(default_factory=dict)
     phases: list[PhaseTiming] = Field(default_factory=list)
+    #: Set when the verification was a sample: what it read and the bound it proves.
+    sample: SampleSummary | None = None
 
     @property
     def ready(self) -> bool:
-        return self.verdict == READY
+        """Every required check holds (READY, or READY (SAMPLED) when sampling was asked for)."""
+        return self.verdict in (READY, READY_SAMPLED)
 
     def failing(self) -> list[CheckItem]:
         return [c for c in self.checks if c.required and not c.ok]
 
     def summary_line(self) -> str:
-        """`READY` or `NOT READY: <check>: <detail>; ...` — the CLI prints this last."""
+        """`READY`, `READY (SAMPLED): sampled: ...; with 99.9% confidence fewer than N ...` or
+        `NOT READY: <check>: <detail>; ...` — the CLI prints this last."""
+        if self.verdict == READY_SAMPLED and self.sample is not None:
+            return f"{READY_SAMPLED}: {self.sample.line(0)}"
         if self.ready:
-            return READY
+            return self.verdict
         return f"{NOT_READY}: " + "; ".join(f"{c.name}: {c.detail}" for c in self.failing())
 
     def to_json(self) -> dict[str, Any]:
@@ -324,8 +351,9 @@ def evaluate(inputs: ReadinessInputs, now: float | None = None) -> ReadinessRepo
         checks.append(CheckItem(name=DIVERGENT, ok=False, detail="not verified"))
     else:
         problems = []
+        unit = "sampled key-space segments" if v.sample is not None else "segments"
         if v.segments_verified < v.segments_total:
-            problems.append(f"{v.segments_verified}/{v.segments_total} segments verified")
+            problems.append(f"{v.segments_verified}/{v.segments_total} {unit} verified")
         if v.divergent:
             problems.append(f"{v.divergent} divergent")
         if v.unsettled:
@@ -339,15 +367,21 @@ def evaluate(inputs: ReadinessInputs, now: float | None = None) -> ReadinessRepo
             if v.expired
             else ""
         )
-        checks.append(
-            CheckItem(
-                name=DIVERGENT,
-                ok=not problems,
-                detail=("; ".join(problems) + expired)
+        if v.sample is not None:
+            # Never "proven": what was read, and the bound when clean (module docstring).
+            part = v.sample
+            detail = (
+                "; ".join(problems)
+                + f" ({sample_scope(part.segments, part.total_segments, part.fraction)})"
+                + expired
                 if problems
-                else f"0 divergent ({v.suspects} suspects rechecked{repaired}){expired}",
+                else f"{part.line(0)} ({v.suspects} suspects rechecked{repaired}){expired}"
             )
-        )
+        elif problems:
+            detail = "; ".join(problems) + expired
+        else:
+            detail = f"0 divergent ({v.suspects} suspects rechecked{repaired}){expired}"
+        checks.append(CheckItem(name=DIVERGENT, ok=not problems, detail=detail))
         counts = {
             "source_items": v.scanned_source,
             "target_items": v.scanned_target,
@@ -358,26 +392,39 @@ def evaluate(inputs: ReadinessInputs, now: float | None = None) -> ReadinessRepo
             "repaired": v.repaired,
             "expired": v.expired,
         }
+        if v.sample is not None:
+            counts |= {
+                "sampled_segments": v.sample.segments,
+                "key_space_segments": v.sample.total_segments,
+            }
+            if not problems:  # the bound is what a clean, complete sample shows
+                counts["divergence_bound"] = v.sample.bound
         checks.append(
             CheckItem(
                 name=COUNTS,
                 ok=v.scanned_source == v.scanned_target,
                 required=False,
                 detail=f"source {v.scanned_source}, target {v.scanned_target} "
-                "(from the verification scans, taken while writes continue)",
+                + (
+                    "(from the verification scans, taken while writes continue)"
+                    if v.sample is None
+                    else "(in the sampled key-space segments only, while writes continue)"
+                ),
             )
         )
 
     ready = all(c.ok for c in checks if c.required)
+    sample = v.sample if v is not None else None
     return ReadinessReport(
         migration_id=inputs.migration_id,
         source=inputs.source,
         target=inputs.target,
         generated_at=time.time() if now is None else now,
-        verdict=READY if ready else NOT_READY,
+        verdict=NOT_READY if not ready else READY if sample is None else READY_SAMPLED,
         checks=checks,
         counts=counts,
         phases=list(inputs.phases),
+        sample=sample,
     )
 
 

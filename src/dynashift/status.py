@@ -1,5 +1,9 @@
 """The status view of a run (`dynashift status`): phase, per-segment progress, lag and the saved
-verdict, read from the state store plus what the caller knows of the execution."""
+verdict, read from the state store plus what the caller knows of the execution.
+
+A sampled verification (`dynashift.sampling`) verifies key-space segments of its own partition,
+not the backfill's: its progress is one line ("sampled: m of V key-space segments"), never
+shown per backfill segment, and never called a full verification."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dynashift.approval_token import load_approval_token
 from dynashift.readiness import VERIFY_PREFIX
+from dynashift.sampling import recorded_sample, sample_scope
 from dynashift.state import StateStore
 
 
@@ -40,17 +45,28 @@ class MigrationStatus(BaseModel):
     lag_seconds: float | None = None
     lag_detail: str = ""
     verdict: str | None = None
+    #: A sampled verification: `sampled: 8 of 32 key-space segments (25%)`.
+    sample: str | None = None
+    #: Sampled key-space segments whose verification is done.
+    sample_verified: int = 0
+    sample_segments: int = 0
 
     def to_text(self) -> str:
         done = sum(1 for s in self.segments if s.backfill_done)
         verified = sum(1 for s in self.segments if s.verified)
+        verified_line = (
+            f"  verified    {verified}/{self.segments_total} segments"
+            if self.sample is None
+            else f"  verified    {self.sample_verified}/{self.sample_segments} of the sample "
+            f"({self.sample})"
+        )
         lines = [
             f"migration {self.migration_id}",
             f"  execution   {self.execution_status or '-'}"
             + (f" (step: {self.current_step})" if self.current_step else ""),
             f"  phase       {self.phase or '-'}",
             f"  backfill    {done}/{self.segments_total} segments done",
-            f"  verified    {verified}/{self.segments_total} segments",
+            verified_line,
             "  lag         "
             + ("-" if self.lag_seconds is None else f"{self.lag_seconds:.1f} s")
             + (f" ({self.lag_detail})" if self.lag_detail else ""),
@@ -83,9 +99,15 @@ def migration_status(
 ) -> MigrationStatus:
     """What the state store says about a run (plus what the caller knows of its execution)."""
     meta = state.get_meta() or {}
+    sample = recorded_sample(state)
     verify: dict[int, tuple[bool, int]] = {}
+    sampled: dict[int, bool] = {}
     for item in state.records(VERIFY_PREFIX):
         data = json.loads(item["data"]["S"])
+        if sample is not None:
+            if int(data.get("total_segments", 0)) == sample.total_segments:
+                sampled[int(data["segment"])] = bool(data.get("done"))
+            continue
         verify[int(data["segment"])] = (
             bool(data.get("done")),
             int(data.get("missing", 0)) + int(data.get("differing", 0)) + int(data.get("extra", 0)),
@@ -119,4 +141,9 @@ def migration_status(
         lag_seconds=lag_seconds,
         lag_detail=lag_detail,
         verdict=(saved or {}).get("verdict"),
+        sample=None
+        if sample is None
+        else sample_scope(len(sample.segments), sample.total_segments, sample.effective_fraction),
+        sample_verified=sum(1 for n in (sample.segments if sample else []) if sampled.get(n)),
+        sample_segments=len(sample.segments) if sample else 0,
     )

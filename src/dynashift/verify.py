@@ -68,6 +68,7 @@ from dynashift.items import (
 )
 from dynashift.models import MigrationSpec
 from dynashift.readiness import VERIFY_PREFIX, VerificationSummary
+from dynashift.sampling import VerifySample, recorded_sample
 from dynashift.state import StateStore, existing_state_store
 from dynashift.sync import ItemDiffer, diff_page, find_extra, lookup_keys, repair_keys
 from dynashift.tables import BATCH_GET_MAX, BatchStats, describe_table, scan_pages, table_keys
@@ -997,7 +998,7 @@ def recheck_migration(
     The workflow's Recheck step: pass `caught_up` built from the replicator's lag (see `recheck`).
     """
     store = _store(spec, state)
-    results = load_verify_results(store)
+    results = run_results(spec, store, recorded_sample(store))
     result = recheck(
         spec, all_suspects(results), caught_up=caught_up, images=images, repair=repair, **kwargs
     )
@@ -1007,8 +1008,52 @@ def recheck_migration(
 
 def verification_summary(
     spec: MigrationSpec, state: StateStore | None = None
-) -> VerificationSummary:
-    """The checklist's view of the saved verification and recheck of `spec`."""
+) -> VerificationSummary | None:
+    """The checklist's view of the saved verification and recheck of `spec`; a sampled one
+    (a sample recorded in the state store) carries the sample and its bound. None when a sample
+    was asked for but never drawn (nothing verified: the checklist says so)."""
     store = _store(spec, state)
-    results = [r for r in load_verify_results(store) if r.segment < spec.segments]
-    return summarize(results, load_recheck_result(store), spec.segments)
+    sample = recorded_sample(store)
+    if sample is None and spec.verify_sample is not None:
+        return None
+    results = run_results(spec, store, sample)
+    recheck_result = load_recheck_result(store)
+    if sample is None:
+        return summarize(results, recheck_result, spec.segments)
+    summary = summarize(results, recheck_result, len(sample.segments))
+    summary.sample = sample.summary()
+    return summary
+
+
+def run_results(
+    spec: MigrationSpec, store: StateStore, sample: VerifySample | None
+) -> list[VerifyResult]:
+    """The saved segment results of this migration's verification: those of the sampled
+    key-space segments (`sample`), or of the backfill's segments (a full verification)."""
+    results = load_verify_results(store)
+    if sample is None:
+        return [r for r in results if r.segment < spec.segments]
+    chosen = set(sample.segments)
+    return [r for r in results if r.total_segments == sample.total_segments and r.segment in chosen]
+
+
+def segment_config(
+    spec: MigrationSpec, state: StateStore, segment: int, config: VerifyConfig
+) -> VerifyConfig:
+    """`config` for `segment` of this migration's verification. A sampled one (`dynashift.
+    sampling`) scans its own key-space partition: TotalSegments V, and only the recorded
+    sampled numbers (BadInputError for another, or when no sample was drawn)."""
+    if spec.verify_sample is None:
+        return config
+    sample = recorded_sample(state)
+    if sample is None:
+        raise BadInputError(
+            f"spec.verify_sample: no verification sample is recorded for migration "
+            f"{spec.migration_id} (the Plan segments step draws it)"
+        )
+    if segment not in sample.segments:
+        raise BadInputError(
+            f"segment {segment} is not one of the {len(sample.segments)} sampled key-space "
+            f"segments of {sample.total_segments}"
+        )
+    return replace(config, total_segments=sample.total_segments)

@@ -130,6 +130,9 @@ case(
     "deletion",
 )
 case("migrate-verify-mode", M + "--target {empty} --verify-mode psychic", 2, "psychic")
+case("migrate-verify-sample-zero", M + "--target {empty} --verify-sample 0", 2, "verify-sample")
+case("migrate-verify-sample-over", M + "--target {empty} --verify-sample 1.5", 2, "verify-sample")
+case("migrate-verify-sample-text", M + "--target {empty} --verify-sample all", 2, "verify-sample")
 case(
     "migrate-bad-region",
     "migrate --yes --endpoint-url {ep} --source '??:{src}' --target new-t7",

@@ -134,6 +134,8 @@ FIELD_CASES = [
     ("poll-negative", "settings.poll_seconds", -1, "poll_seconds"),
     ("concurrency-zero", "settings.max_concurrency", 0, "max_concurrency"),
     ("verify-mode", "settings.verify_mode", "psychic", "verify_mode"),
+    ("verify-sample-zero", "spec.verify_sample", 0, "verify_sample"),
+    ("verify-sample-over", "spec.verify_sample", 1.5, "verify_sample"),
     ("catchup-zero", "settings.catchup_timeout_seconds", 0, "catchup_timeout_seconds"),
     ("unknown-setting", "settings.turbo", True, "turbo"),
     ("billing-mode", "target_options.billing_mode", "FREE", "billing_mode"),

@@ -98,6 +98,15 @@ def register(subparsers: Any) -> None:
         default="auto",
         help="verification lookups: batch reads of the target, or a merged scan (default auto)",
     )
+    group.add_argument(
+        "--verify-sample",
+        type=positive_float_at_most(1, "a fraction of the key space; 1 verifies everything"),
+        metavar="FRACTION",
+        help="verify a random sample of this fraction of the key space instead of the whole "
+        "table (0 < FRACTION <= 1, default 1): the report then states the bound it proves "
+        "(with 99.9%% confidence fewer than N divergent partition keys) and the verdict is "
+        "READY (SAMPLED), never a proof that the tables are identical",
+    )
     run = parser.add_argument_group("run")
     run.add_argument(
         "--follow",
@@ -168,6 +177,7 @@ def _spec(args: argparse.Namespace) -> MigrationSpec:
             skip_ttl_deletes=args.skip_ttl_deletes,
             worker_budget_seconds=args.worker_budget,
             lag_threshold_seconds=args.lag_threshold,
+            verify_sample=args.verify_sample,
         )
     except ValidationError as exc:
         raise option_error(exc) from None

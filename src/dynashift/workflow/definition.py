@@ -16,7 +16,10 @@ Two functions carry the rules that a hand-written definition kept getting wrong:
   definition that repeats a name, nested Maps included: DUPLICATE_STATE_NAME). The backfill
   Map's iteration goes on, for the concurrent strategy, into the verification of its own
   segment (`overlap`), so verification overlaps the copy of the other segments; the replay
-  strategy verifies in the separate Map after its replicator started.
+  strategy verifies in the separate Map after its replicator started. A sampled verification
+  (`spec.verify_sample`, `dynashift.sampling`) verifies its own key-space segments, not the
+  backfill's: whatever the strategy, it skips the in-Map verification and runs the separate
+  Map over `$.plan.verify_segments` (the sampled numbers) after the backfill.
 
 Every `${...}` placeholder is filled by the template's DefinitionSubstitutions (in AWS) or by the
 local runner (`dynashift.workflow.runner`).
@@ -228,6 +231,24 @@ OVERLAP: dict[str, str] = {
 #: only through the replicator, as after the whole backfill; any other strategy (replay: the
 #: replicator starts after the whole backfill) is verified by the separate Map afterwards.
 OVERLAP_STRATEGY = "concurrent"
+#: Per phase: the list its Map iterates (the verification's may be a sample of another
+#: partition: `dynashift.sampling`).
+ITEMS_PATHS: dict[Phase, str] = {
+    "backfill": "$.plan.segments",
+    "verify": "$.plan.verify_segments",
+}
+
+
+def overlap_rule(next_state: str) -> dict[str, Any]:
+    """The Choice rule "verified inside the backfill iteration": the OVERLAP_STRATEGY with a full
+    verification (a sampled one verifies its own key-space segments in the separate Map)."""
+    return {
+        "And": [
+            {"Variable": "$.spec.strategy", "StringEquals": OVERLAP_STRATEGY},
+            {"Variable": "$.spec.verify_sample", "IsNull": True},
+        ],
+        "Next": next_state,
+    }
 
 
 def _suffix(mode: MapMode) -> str:
@@ -318,14 +339,9 @@ def segment_loop(
         states[more["choice"]] = {
             "Type": "Choice",
             "Comment": "Concurrent strategy: verify this segment now, while others still copy "
-            "(its replicator already runs); other strategies verify after the whole backfill.",
-            "Choices": [
-                {
-                    "Variable": "$.spec.strategy",
-                    "StringEquals": OVERLAP_STRATEGY,
-                    "Next": more["task"],
-                }
-            ],
+            "(its replicator already runs); other strategies, and sampled verifications, "
+            "verify after the whole backfill.",
+            "Choices": [overlap_rule(more["task"])],
             "Default": names["done"],
         }
         verify = PHASES["verify"]["function"]
@@ -338,7 +354,7 @@ def segment_loop(
     state: dict[str, Any] = {
         "Type": "Map",
         "Comment": f"{verb} every segment; each iteration loops its worker with the cursor.",
-        "ItemsPath": "$.plan.segments",
+        "ItemsPath": ITEMS_PATHS[phase],
         "ItemSelector": _spec_settings(**selector),
         "MaxConcurrencyPath": "$.settings.max_concurrency",
         "ItemProcessor": {
@@ -471,6 +487,7 @@ def build() -> dict[str, Any]:
             "segments.$": "$.Payload.segments",
             "distributed.$": "$.Payload.distributed",
             "count.$": "$.Payload.count",
+            "verify_segments.$": "$.Payload.verify_segments",
             "invocations.$": "$.Payload.invocations",
         },
         result_path="$.plan",
@@ -524,9 +541,15 @@ def build() -> dict[str, Any]:
     states["Segments verified already?"] = {
         "Type": "Choice",
         "Comment": "The concurrent strategy verified each segment inside the backfill Map, as "
-        "soon as its copy was done: straight to the catch-up. Other strategies verify now.",
+        "soon as its copy was done: straight to the catch-up; sampled, its replicator runs "
+        "already: verify the sample now. Other strategies verify now.",
         "Choices": [
-            {"Variable": "$.spec.strategy", "StringEquals": OVERLAP_STRATEGY, "Next": clock}
+            overlap_rule(clock),
+            {
+                "Variable": "$.spec.strategy",
+                "StringEquals": OVERLAP_STRATEGY,
+                "Next": "Verify in parallel?",
+            },
         ],
         "Default": "Start replicator (replay strategy)",
     }

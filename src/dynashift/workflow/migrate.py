@@ -187,7 +187,9 @@ class _Watcher:
         if name.startswith("Backfill segments"):
             self._open("backfill", self.runner.source_items)
         elif name.startswith("Verify segments"):
-            self._open("verify", self.runner.source_items)
+            total, share = self.runner.source_items, self.runner.spec.verify_sample
+            # A sampled verification reads about its share of the items.
+            self._open("verify", round(total * share) if total and share else total)
 
     def _open(self, label: str, total: int | None) -> None:
         self.bars[label] = Progress(label, total or None, stream=self.runner.err)
@@ -396,7 +398,8 @@ class MigrationRunner:
 
         if outcome.status == "SUCCEEDED":
             summary = report_summary(report) if report else "READY"
-            return run(0 if summary == "READY" else 1, summary)
+            # READY, or READY (SAMPLED) when the operator asked for a sampled verification.
+            return run(0 if report is None or report_ready(report) else 1, summary)
         if outcome.error == "NotReady":
             return run(1, report_summary(report) if report else "NOT READY")
         error, message = failure_of(outcome)
@@ -444,6 +447,12 @@ def report_summary(report: dict[str, Any]) -> str:
     from dynashift.readiness import ReadinessReport
 
     return ReadinessReport.model_validate(report).summary_line()
+
+
+def report_ready(report: dict[str, Any]) -> bool:
+    from dynashift.readiness import ReadinessReport
+
+    return ReadinessReport.model_validate(report).ready
 
 
 def failure_of(outcome: ExecutionOutcome) -> tuple[str, str | None]:

@@ -34,6 +34,7 @@ from dynashift.errors import BadInputError, DynashiftError, cause_message
 from dynashift.models import MigrationSpec
 from dynashift.plan import INLINE_MAP_CONCURRENCY, WORKER_ITEMS_PER_SECOND
 from dynashift.ratelimit import RateLimiter
+from dynashift.sampling import check_sample, plan_sample, sampled_numbers
 from dynashift.state import StateStore, existing_state_store, state_store
 from dynashift.tables import describe_table
 from dynashift.tombstones import finish_backfill as _finish_backfill
@@ -280,6 +281,7 @@ def validate(
     stream = check_stream(spec.source, event.target_options.replace_stream)
     if state is not None:
         state.segment_count(spec.segments)
+        check_sample(state, spec.verify_sample)  # a resume keeps its verification sample
     return ValidationResult(
         source=spec.source.display(),
         target=spec.target.display(),
@@ -414,6 +416,9 @@ def plan_segments(event: StepEvent) -> PlanResult:
     if "backfill_started" not in meta:
         state.put_meta(backfill_started=time.time())
     items, size = describe_source_size(spec)
+    # A sampled verification's segments, drawn once and recorded (a resume verifies the same).
+    sample = plan_sample(state, spec.verify_sample, items)
+    verify_segments = sampled_numbers(sample, spec.segments)
     estimate = estimate_loops(
         items,
         size,
@@ -421,12 +426,15 @@ def plan_segments(event: StepEvent) -> PlanResult:
         spec.worker_budget_seconds,
         threshold=event.settings.distributed_threshold,
         strategy=spec.strategy,
+        sample=None if sample is None else (len(sample.segments), sample.total_segments),
     )
     # An inline Map runs at most 40 iterations at once: more planned workers need it distributed.
-    wide = min(event.settings.max_concurrency, spec.segments) > INLINE_MAP_CONCURRENCY
+    iterations = max(spec.segments, len(verify_segments))
+    wide = min(event.settings.max_concurrency, iterations) > INLINE_MAP_CONCURRENCY
     return PlanResult(
         segments=list(range(spec.segments)),
         count=spec.segments,
+        verify_segments=list(verify_segments),
         distributed=estimate.distributed or wide,
         invocations=estimate.invocations,
         history_events=estimate.history_events,
@@ -441,6 +449,7 @@ def estimate_loops(
     *,
     threshold: int = DISTRIBUTED_THRESHOLD,
     strategy: str = "concurrent",
+    sample: tuple[int, int] | None = None,
 ) -> LoopEstimate:
     """Worker invocations and inline history events of the backfill and verification loops.
 
@@ -452,24 +461,29 @@ def estimate_loops(
     The concurrent strategy verifies each segment inside its backfill iteration (the
     definition's `segment_loop(..., overlap=True)`): both loops' turns are events of that one
     iteration. Any other strategy verifies in a second Map, whose iterations add theirs.
+    `sample` (m, V): a sampled verification verifies m of V key-space segments, each 1/V of
+    the table, in the second Map (whatever the strategy).
     """
     from dynashift.workflow.definition import OVERLAP_STRATEGY
 
     segments = max(1, segments)
-    per_items = max(item_count, 0) / segments
-    per_bytes = max(size_bytes, 0) / segments
+    verified, partition = sample or (segments, segments)
 
-    def turns(items_rate: float, bytes_rate: float) -> int:
+    def turns(items_rate: float, bytes_rate: float, parts: int) -> int:
+        per_items = max(item_count, 0) / parts
+        per_bytes = max(size_bytes, 0) / parts
         seconds = max(per_items / items_rate, per_bytes / bytes_rate)
         return max(1, math.ceil(seconds / budget_seconds))
 
-    backfill = turns(BACKFILL_ITEMS_PER_SECOND, BACKFILL_BYTES_PER_SECOND) * segments
-    verify = turns(VERIFY_ITEMS_PER_SECOND, VERIFY_BYTES_PER_SECOND) * segments
-    iterations = 1 if strategy == OVERLAP_STRATEGY else 2
-    per_segment = iterations * EVENTS_PER_ITERATION + EVENTS_PER_STRATEGY_CHOICE
-    events = (backfill + verify) * EVENTS_PER_LOOP_TURN + segments * per_segment
+    backfill = turns(BACKFILL_ITEMS_PER_SECOND, BACKFILL_BYTES_PER_SECOND, segments) * segments
+    verify = turns(VERIFY_ITEMS_PER_SECOND, VERIFY_BYTES_PER_SECOND, partition) * verified
+    overlap = strategy == OVERLAP_STRATEGY and sample is None
+    separate = 0 if overlap else verified * EVENTS_PER_ITERATION
+    per_segment = EVENTS_PER_ITERATION + EVENTS_PER_STRATEGY_CHOICE
+    events = (backfill + verify) * EVENTS_PER_LOOP_TURN + segments * per_segment + separate
     return LoopEstimate(
         segments=segments,
+        verify_segments=verified,
         backfill_invocations=backfill,
         verify_invocations=verify,
         invocations=backfill + verify,
@@ -525,14 +539,16 @@ def verify_segment(event: SegmentEvent) -> VerifyOutput:
     """Compare one segment of the source with the target (resumable with a cursor); the
     result, with its suspect keys, is checkpointed in the state store and only the cursor and
     counts go back to the state machine (bounded whatever the key size)."""
-    from dynashift.verify import VerifyConfig
+    from dynashift.verify import VerifyConfig, segment_config
     from dynashift.verify import verify_segment as _verify
 
     spec = event.spec
+    state = state_store(spec)
     config = VerifyConfig(
         mode=event.settings.verify_mode, budget_seconds=spec.worker_budget_seconds
     )
-    result = _verify(spec, event.segment, event.cursor, config, state=state_store(spec))
+    config = segment_config(spec, state, event.segment, config)  # a sample's own partition
+    result = _verify(spec, event.segment, event.cursor, config, state=state)
     return verify_output(result)
 
 
@@ -650,7 +666,8 @@ def phase_timings(spec: MigrationSpec, state: StateStore) -> list[Any]:
     verification, which overlaps the copy of the others. The two phases may overlap.
     """
     from dynashift.readiness import PhaseTiming
-    from dynashift.verify import load_verify_results
+    from dynashift.sampling import recorded_sample
+    from dynashift.verify import run_results
 
     meta = state.get_meta() or {}
     phases = []
@@ -666,7 +683,7 @@ def phase_timings(spec: MigrationSpec, state: StateStore) -> list[Any]:
             items=copied,
         )
     )
-    results = [r for r in load_verify_results(state) if r.segment < spec.segments]
+    results = run_results(spec, state, recorded_sample(state))
     if results:
         finished = [r.finished_at for r in results if r.finished_at]
         phases.append(
@@ -724,8 +741,10 @@ def report(
     On the failure paths the spec is read leniently from the state (`event.input`), which may
     be the raw console input that Validate rejected.
     """
+    from dynashift.readiness import READY_SAMPLED
+
     spec = event.spec or _lenient_spec(event.input)
-    outcome = event.outcome
+    outcome: str = event.outcome
     failure = event.failure or (event.input or {}).get("failure") or {}
     raw_spec = (event.input or {}).get("spec")
     raw = raw_spec if isinstance(raw_spec, Mapping) else {}
@@ -745,6 +764,9 @@ def report(
             saved = state.report()
             if saved and outcome in ("READY", "NOT_READY"):
                 data["readiness"] = saved
+                if outcome == "READY" and saved.get("verdict") == READY_SAMPLED:
+                    # A sampled verification: never taken for a full one (readiness module).
+                    outcome = data["outcome"] = READY_SAMPLED
             state.put_meta(outcome=outcome, finished=time.time(), **_error_meta(data))
     if sns_client is not None and topic:
         message = data.get("cause") or data.get("readiness", {}).get("verdict") or outcome

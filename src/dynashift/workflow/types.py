@@ -182,6 +182,9 @@ class PlanResult(BaseModel):
     segments: list[int]
     count: int
     distributed: bool
+    #: The segment numbers the verification Maps iterate: the backfill's, or the sampled
+    #: key-space segments of a sampled verification (`dynashift.sampling`).
+    verify_segments: list[int] = Field(default_factory=list)
     #: Estimated worker invocations of the backfill and verification loops together.
     invocations: int = 0
     #: Estimated history events of those loops if the Maps ran inline.
@@ -192,6 +195,8 @@ class LoopEstimate(BaseModel):
     """What the segment loops of a table will cost (docs/limits.md)."""
 
     segments: int
+    #: Segments verified (the sampled ones when sampled, else `segments`).
+    verify_segments: int = 0
     backfill_invocations: int
     verify_invocations: int
     invocations: int
