@@ -204,6 +204,15 @@ INLINE_MAP_CONCURRENCY = 40
 #: Segments per worker: a worker that finishes a segment takes the next one, so a segment is
 #: verified while others still copy and one slow segment does not hold the tail alone.
 SEGMENTS_PER_WORKER = 2
+#: ...and up to this many where every segment still carries SEGMENT_MIN_WORK_SECONDS of one
+#: worker's writing: the tail (the last segments, copied and verified while others are done)
+#: is then a quarter of a worker's share instead of a half. Not against a local emulator: moto
+#: reads the whole table for every Scan page (it filters segments item by item), so each extra
+#: segment there costs a full pass of the table in the backfill and twice in verification.
+MAX_SEGMENTS_PER_WORKER = 4
+#: The least work (seconds of one worker at WORKER_ITEMS_PER_SECOND) a segment beyond
+#: SEGMENTS_PER_WORKER must carry: 20x its fixed cost (SEGMENT_OVERHEAD_SECONDS).
+SEGMENT_MIN_WORK_SECONDS = 10.0
 MIN_SEGMENTS = 4
 #: Requests in flight that saturate a single-process local emulator (moto): conditional puts
 #: from 16 threads reach its ceiling (issue 14's measurement); more only queue.
@@ -323,8 +332,10 @@ def concurrency_plan(
       worker as a process on this machine: against a local emulator at most max(2, cpus)
       (the emulator is one process saturated by EMULATOR_REQUESTS_IN_FLIGHT requests), against
       a remote endpoint at most REMOTE_WORKERS_PER_CPU x cpus;
-    - segments = max(the size's need (`plan_segments`), SEGMENTS_PER_WORKER x workers,
-      MIN_SEGMENTS); workers never exceed segments;
+    - segments = max(the size's need (`plan_segments`), per-worker x workers, MIN_SEGMENTS),
+      per-worker from SEGMENTS_PER_WORKER up to MAX_SEGMENTS_PER_WORKER as far as every segment
+      keeps SEGMENT_MIN_WORK_SECONDS of a worker's writing (`segments_per_worker`; always
+      SEGMENTS_PER_WORKER against a local emulator); workers never exceed segments;
     - in-flight = ceil(R / workers x put latency x IN_FLIGHT_HEADROOM), 1..MAX_IN_FLIGHT; against
       a local emulator EMULATOR_REQUESTS_IN_FLIGHT shared by the workers.
     """
@@ -365,10 +376,13 @@ def concurrency_plan(
         n_segments = segments
         why.append(f"--segments {segments}")
     else:
-        n_segments = max(needed, SEGMENTS_PER_WORKER * n_workers, MIN_SEGMENTS)
+        per_segment_worker = (
+            SEGMENTS_PER_WORKER if emulator else segments_per_worker(item_count, n_workers)
+        )
+        n_segments = max(needed, per_segment_worker * n_workers, MIN_SEGMENTS)
         why.append(
-            f"{SEGMENTS_PER_WORKER} segments per worker"
-            if n_segments == SEGMENTS_PER_WORKER * n_workers > max(needed, MIN_SEGMENTS)
+            f"{per_segment_worker} segments per worker"
+            if n_segments == per_segment_worker * n_workers > max(needed, MIN_SEGMENTS)
             else "one segment per 256 MiB / 500k items"
             if n_segments == needed > MIN_SEGMENTS
             else f"at least {MIN_SEGMENTS} segments"
@@ -397,6 +411,15 @@ def concurrency_plan(
         put_latency_seconds=latency,
         reason="; ".join(why),
     )
+
+
+def segments_per_worker(item_count: int, workers: int) -> int:
+    """Segments per worker (see MAX_SEGMENTS_PER_WORKER): as many as keep every segment at
+    SEGMENT_MIN_WORK_SECONDS of one worker's writing, between SEGMENTS_PER_WORKER and
+    MAX_SEGMENTS_PER_WORKER."""
+    per_segment = WORKER_ITEMS_PER_SECOND * SEGMENT_MIN_WORK_SECONDS
+    fits = int(max(item_count, 0) // (max(1, workers) * per_segment))
+    return max(SEGMENTS_PER_WORKER, min(MAX_SEGMENTS_PER_WORKER, fits))
 
 
 def expected_backfill_seconds(plan: ConcurrencyPlan, item_count: int) -> float:

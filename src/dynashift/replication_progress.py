@@ -26,10 +26,13 @@ unambiguous.
 
 Read budget per check (`ReadBudget`): one DescribeStream pass (one page per 100 shards, a
 second pass only when a shard closed during the check), at most `get_records_per_shard`
-(default 2) GetRecords calls per shard, and no check of a shard sooner than `min_interval`
-seconds (default 5) after the previous one — a check inside that interval answers from the
-saved walk. A shard's read limit is 5 GetRecords/s shared by every reader; the checker takes at
-most 2 per 5 s (0.4/s) and leaves the rest to the event source mapping.
+(default EMPTY_PAGES_AT_TIP + 1 = 4: one page of records and the empty pages that prove the
+tip, so a stream that went quiet is settled by ONE check instead of a second one
+`min_interval` later) GetRecords calls per shard, and no check of a shard sooner than
+`min_interval` seconds (default 5) after the previous one — a check inside that interval
+answers from the saved walk. A shard's read limit is 5 GetRecords/s shared by every reader; the
+checker takes at most 4 per 5 s (0.8/s) and leaves the rest (4.2/s) to the event source
+mapping, which polls a shard about 4 times a second.
 """
 
 from __future__ import annotations
@@ -152,7 +155,8 @@ def failed_records(state: Any, stream_arn: str) -> int:
 class ReadBudget:
     """The most a check reads from the stream (see the module docstring)."""
 
-    get_records_per_shard: int = 2
+    #: One page of records plus the empty pages that prove the tip (see the module docstring).
+    get_records_per_shard: int = EMPTY_PAGES_AT_TIP + 1
     #: DescribeStream pages per discovery pass (100 shards a page).
     describe_pages: int = 20
     #: Seconds between two checks of the same shard; a check inside it answers from the saved walk.

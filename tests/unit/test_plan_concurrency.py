@@ -38,8 +38,9 @@ def test_on_demand_new_target_in_aws() -> None:
 
 def test_provisioned_40000_and_100_wcu_targets() -> None:
     big = concurrency_plan(1_000_000, 1_000_000 * 1024, provisioned_wcu=40_000)
-    # 80 % of 40,000 WCU = 32,000 items/s; 64 workers; 128 segments; 500/s each -> 10 in flight
-    assert big.write_rate == 32_000 and _shape(big) == (64, 128, 10)
+    # 80 % of 40,000 WCU = 32,000 items/s; 64 workers; 1 M / (64 x 5,000) = 3 segments per
+    # worker -> 192; 500/s each -> 10 in flight
+    assert big.write_rate == 32_000 and _shape(big) == (64, 192, 10)
     small = concurrency_plan(*SMALL, provisioned_wcu=100)
     # 80 items/s: 1 worker; at least 4 segments; ceil(80 x 0.010 x 2 = 1.6) = 2 in flight
     assert small.write_rate == 80 and _shape(small) == (1, 4, 2)
@@ -85,6 +86,22 @@ def test_the_local_runner_sizes_by_the_machine() -> None:
     assert is_local_endpoint(MOTO) and is_local_endpoint("http://localhost:8000")
     assert not is_local_endpoint("https://dynamodb.eu-west-1.amazonaws.com")
     assert not is_local_endpoint(None)
+
+
+def test_a_large_enough_table_gets_up_to_four_segments_per_worker() -> None:
+    # Issue 14: more segments than workers fill the tail (a finished worker takes the next
+    # segment, which is verified while others still copy). A segment beyond 2 per worker must
+    # carry 10 s of one worker's writing: 500 items/s x 10 s = 5,000 items.
+    # 1 M items of 300 B, new on-demand target: 8 workers; 1 M / (8 x 5,000) = 25 -> capped at 4
+    big = concurrency_plan(1_000_000, 1_000_000 * 300)
+    assert _shape(big) == (8, 32, 10) and "4 segments per worker" in big.reason
+    # 120,000 items: 120,000 / 40,000 = 3 per worker
+    assert _shape(concurrency_plan(120_000, 120_000 * 300)) == (8, 24, 10)
+    # 5,000 items: too small for more than 2 per worker
+    assert _shape(concurrency_plan(*SMALL)) == (8, 16, 10)
+    # a local emulator keeps 2 per worker: moto reads the whole table for every Scan page
+    local = concurrency_plan(1_000_000, 1_000_000 * 300, runner="local", cpus=2, endpoint_url=MOTO)
+    assert _shape(local) == (2, 4, 8)
 
 
 def test_explicit_values_win() -> None:

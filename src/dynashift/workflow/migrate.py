@@ -339,14 +339,21 @@ class MigrationRunner:
         # The workers' pools are sized for their in-flight requests; a full pool only means a
         # connection is not reused, which is not worth a warning per request.
         logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
-        self.prepare()
+        # The private stack starts while the input is validated (nothing of it is visible
+        # outside this process; bad input stops it unused).
+        stack = self.stack().start_in_background()
+        try:
+            self.prepare()
+        except BaseException:
+            stack.stop()
+            raise
         self.say(
             f"migrating {self.spec.source.display()} -> {self.spec.target.display()} "
             f"(migration {self.spec.migration_id}, {self.spec.segments} segments, "
             f"strategy {self.spec.strategy})"
         )
         watcher = _Watcher(self)
-        with self.stack() as sfn:
+        with stack as sfn:
             self.control = self._control(sfn)
             self.sfn = sfn
             arn = sfn.start_execution(execution_input(self.input))

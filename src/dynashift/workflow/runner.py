@@ -43,7 +43,12 @@ from typing import Any
 from dynashift.errors import RuntimeFailure
 from dynashift.workflow import deployed
 from dynashift.workflow.esm import EventSourceMappingEmulator, store_only_stream_mappings
-from dynashift.workflow.sandbox import FunctionPool, FunctionSpec, runtime_environment
+from dynashift.workflow.sandbox import (
+    FunctionPool,
+    FunctionSpec,
+    runtime_environment,
+    start_forkserver,
+)
 from dynashift.workflow.template import TEMPLATE, Stack, load_template
 
 log = logging.getLogger("dynashift.workflow")
@@ -172,10 +177,13 @@ class LocalLambda:
 
     def close(self) -> None:
         seen: set[int] = set()
+        exiting = []
         for function in self.functions.values():
             if id(function) not in seen:
                 seen.add(id(function))
-                function.pool.close()
+                exiting.extend(function.pool.request_exit())
+        for sandbox in exiting:  # every sandbox was asked first: they exit together
+            sandbox.join()
 
 
 def _patched_invoke(
@@ -261,12 +269,42 @@ class LocalStepFunctions:
         self._saved_invoke: Any = None
         self._undo_esm: Callable[[], None] | None = None
         self._owns_lock = False
+        self._starting: threading.Thread | None = None
+        self._start_error: BaseException | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
 
     def __enter__(self) -> LocalStepFunctions:
-        self.start()
+        if not self._wait_started():
+            self.start()
         return self
+
+    def start_in_background(self) -> LocalStepFunctions:
+        """Start on a thread while the caller does other work (a local run validates its input
+        meanwhile: parsing the definition is most of the start-up, and validation mostly waits
+        on the tables' endpoint). `with` waits for it and raises what starting raised; `stop`
+        waits for it too."""
+
+        def run() -> None:
+            try:
+                self.start()
+            except BaseException as exc:  # re-raised by `with`, in the caller's thread
+                self._start_error = exc
+
+        self._starting = threading.Thread(target=run, name="local-stack-start", daemon=True)
+        self._starting.start()
+        return self
+
+    def _wait_started(self) -> bool:
+        """Join a background start (raising its error); False when none was begun."""
+        thread, self._starting = self._starting, None
+        if thread is None or thread is threading.current_thread():
+            return False
+        thread.join()
+        error, self._start_error = self._start_error, None
+        if error is not None:
+            raise error
+        return True
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -290,6 +328,8 @@ class LocalStepFunctions:
         from moto.core.config import default_user_config
         from moto.server import ThreadedMotoServer
 
+        # The sandboxes' forkserver imports their modules in its own process meanwhile.
+        start_forkserver()
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = int(sock.getsockname()[1])
@@ -441,6 +481,9 @@ class LocalStepFunctions:
         raise RuntimeFailure(f"no function {logical_id} in the local stack")
 
     def stop(self) -> None:
+        if self._starting is not None and self._starting is not threading.current_thread():
+            self._starting.join()  # its own failure stopped it; otherwise stop it below
+            self._starting, self._start_error = None, None
         try:
             if self.esm is not None:
                 self.esm.stop()

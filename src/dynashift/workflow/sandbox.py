@@ -79,6 +79,27 @@ def _context() -> Any:
         return _mp_context
 
 
+def start_forkserver() -> threading.Thread:
+    """Start the forkserver (importing `PRELOAD`, most of a first sandbox's start-up) on a
+    thread, while the caller creates the stack: the first invocation then finds it running.
+    A sandbox started meanwhile waits for it (multiprocessing starts one forkserver, under a
+    lock)."""
+
+    def run() -> None:
+        from multiprocessing import forkserver
+
+        _context()
+        try:
+            with _without_main_path():
+                forkserver.ensure_running()
+        except Exception as exc:  # the first sandbox starts it then (and reports the error)
+            log.debug("forkserver warm-up failed: %s", exc)
+
+    thread = threading.Thread(target=run, name="forkserver-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 @dataclass
 class FunctionSpec:
     """What a sandbox runs: the handler file, its environment, timeout and memory."""
@@ -274,9 +295,16 @@ class Sandbox:
         return str(payload), kind != "ok"
 
     def close(self) -> None:
+        self.request_exit()
+        self.join()
+
+    def request_exit(self) -> None:
+        """Ask the sandbox to exit after its current invocation (`join` waits for it)."""
         with contextlib.suppress(Exception):
             self.conn.send(None)
-        self.process.join(timeout=2)
+
+    def join(self, timeout: float = 2.0) -> None:
+        self.process.join(timeout=timeout)
         if self.process.is_alive():
             self.kill()
         with contextlib.suppress(Exception):
@@ -323,8 +351,15 @@ class FunctionPool:
                     self._all.remove(sandbox)
 
     def close(self) -> None:
+        for sandbox in self.request_exit():
+            sandbox.join()
+
+    def request_exit(self) -> list[Sandbox]:
+        """Close the pool and ask every sandbox to exit; the sandboxes, to `join`. (A stack's
+        pools ask all their sandboxes first, then wait: they exit together, not one by one.)"""
         with self._lock:
             self._closed = True
             sandboxes, self._all, self._idle = list(self._all), [], []
         for sandbox in sandboxes:
-            sandbox.close()
+            sandbox.request_exit()
+        return sandboxes
