@@ -7,15 +7,49 @@ field; nothing is created or written before that.
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from dynashift.aws import ClientFactory, Side
 from dynashift.refs import TableRef, is_table_name
 
-Strategy = Literal["concurrent", "replay"]
+Strategy = Literal["concurrent", "replay", "export"]
+
+#: S3 bucket naming rules (S3 user guide, "Bucket naming rules"): 3-63 characters, lower-case
+#: letters, digits, dots and hyphens, beginning and ending with a letter or digit.
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+class ExportLocation(BaseModel):
+    """Where the export strategy writes the source's export (ExportTableToPointInTime's S3
+    settings): required with `strategy: export`, refused with any other strategy."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bucket: str
+    #: Key prefix of the export (AWS then writes `<prefix>/AWSDynamoDB/<export id>/...`).
+    prefix: str = Field(default="", max_length=1024)
+    #: The bucket's account when it is not the source's (a bucket of the target account).
+    bucket_owner: str | None = Field(default=None, pattern=r"^[0-9]{12}$")
+    #: SSE-KMS key (id, alias or ARN) the export's objects are encrypted with (None: SSE-S3).
+    kms_key_id: str | None = Field(default=None, min_length=1, max_length=2048)
+
+    @field_validator("bucket")
+    @classmethod
+    def _valid_bucket(cls, value: str) -> str:
+        if not _BUCKET_NAME.match(value) or ".." in value:
+            raise ValueError(f"{value!r} is not a valid S3 bucket name")
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _valid_prefix(cls, value: str) -> str:
+        if value.startswith("/"):
+            raise ValueError(f"{value!r}: an S3 key prefix does not start with '/'")
+        return value
 
 
 class TableLocation(BaseModel):
@@ -72,6 +106,8 @@ class MigrationSpec(BaseModel):
     state: TableLocation
     segments: int = Field(default=4, ge=1, le=10_000)
     strategy: Strategy = "concurrent"
+    #: The export strategy's S3 location (validated against `strategy`, declared after it).
+    export: ExportLocation | None = Field(default=None, validate_default=True)
     version_attribute: str | None = Field(default=None, min_length=1, max_length=255)
     ignore: tuple[str, ...] = ()
     max_write_rate: float | None = Field(default=None, gt=0)
@@ -80,6 +116,18 @@ class MigrationSpec(BaseModel):
     worker_budget_seconds: float = Field(default=600.0, gt=0, le=840)
     #: Replication lag under which the migration may be called READY.
     lag_threshold_seconds: float = Field(default=5.0, gt=0)
+
+    @field_validator("export")
+    @classmethod
+    def _export_for_export_strategy(
+        cls, export: ExportLocation | None, info: ValidationInfo
+    ) -> ExportLocation | None:
+        strategy = (info.data or {}).get("strategy")
+        if strategy == "export" and export is None:
+            raise ValueError("required by strategy 'export' (the bucket the export is written to)")
+        if strategy != "export" and export is not None and strategy is not None:
+            raise ValueError(f"only the export strategy exports (strategy is {strategy!r})")
+        return export
 
     @field_validator("target")
     @classmethod

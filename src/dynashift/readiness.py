@@ -178,6 +178,8 @@ class ReadinessInputs(BaseModel):
     dlq_messages: int | None = None
     segments_total: int = 0
     segments_done: int = 0
+    #: What the backfill counts in: scan segments, or the export strategy's data files.
+    backfill_unit: str = "segments"
     lag_seconds: float | None = None
     lag_threshold_seconds: float = Field(default=5.0, gt=0)
     #: What the lag check found (records behind, the shard behind), shown with the lag.
@@ -297,7 +299,9 @@ def evaluate(inputs: ReadinessInputs, now: float | None = None) -> ReadinessRepo
         CheckItem(
             name=BACKFILL,
             ok=total > 0 and done >= total,
-            detail=f"{done}/{total} segments done" if total else "no segments planned",
+            detail=f"{done}/{total} {inputs.backfill_unit} done"
+            if total
+            else f"no {inputs.backfill_unit} planned",
         )
     )
 
@@ -445,6 +449,13 @@ def gather_readiness(
     target = describe_location(spec.target, "target")
     differences = compare_target(build_target_spec(source, options), target, options)
     stream = source.table.get("StreamSpecification") or {}
+    if spec.strategy == "export":
+        from dynashift.export_backfill import files_loaded
+
+        done, total, unit = *files_loaded(state), "data files of the export"
+    else:
+        total, unit = spec.segments, "segments"
+        done = backfill_progress(state, spec.segments)
     inputs = ReadinessInputs(
         migration_id=spec.migration_id,
         source=spec.source.display(),
@@ -455,8 +466,9 @@ def gather_readiness(
         stream_view_type=stream.get("StreamViewType"),
         replicator_failed_records=replicator_failed_records,
         dlq_messages=dlq_messages,
-        segments_total=spec.segments,
-        segments_done=backfill_progress(state, spec.segments),
+        segments_total=total,
+        segments_done=done,
+        backfill_unit=unit,
         lag_seconds=lag_seconds,
         lag_threshold_seconds=spec.lag_threshold_seconds,
         lag_detail=lag_detail,

@@ -19,8 +19,10 @@ from pydantic import ValidationError
 
 from dynashift.cli.common import bounded_int, positive_float, positive_float_at_most
 from dynashift.cli.migration_options import (
+    add_export_options,
     add_table_options,
     add_target_options,
+    export_location_from_args,
     locations_from_args,
     target_options_from_args,
 )
@@ -47,16 +49,19 @@ def register(subparsers: Any) -> None:
     )
     add_table_options(parser)
     add_target_options(parser)
+    add_export_options(parser)
     group = parser.add_argument_group("migration")
     group.add_argument(
         "--strategy",
-        choices=("concurrent", "replay"),
+        choices=("concurrent", "replay", "export"),
         default="concurrent",
         help="backfill strategy (default concurrent: the replicator runs during the backfill and "
         "every item is a conditional PutItem, safe at any size and into a non-empty target; "
         "replay: BatchWriteItem, then the replicator replays the stream, several times faster "
         "but only allowed when the backfill is estimated well inside the 24 h stream window - "
-        "an estimate, so it is opt-in: `dynashift plan` says when it is the better choice)",
+        "an estimate, so it is opt-in: `dynashift plan` says when it is the better choice; "
+        "export: the backfill loads an export of the source to S3 (--export-bucket), reading "
+        "none of the source's capacity; needs point-in-time recovery on the source)",
     )
     group.add_argument(
         "--segments",
@@ -153,6 +158,7 @@ def _spec(args: argparse.Namespace) -> MigrationSpec:
 
     source, target = locations_from_args(args)
     target_options_from_args(args)  # bad target options stop here, before any AWS call
+    export = export_location_from_args(args, args.strategy)
     migration_id = migration_id_for(source, target)
     try:
         return MigrationSpec(
@@ -162,6 +168,7 @@ def _spec(args: argparse.Namespace) -> MigrationSpec:
             state=state_location(migration_id, target),
             segments=args.segments or 1,
             strategy=args.strategy,
+            export=export,
             version_attribute=args.version_attribute,
             ignore=tuple(args.ignore),
             max_write_rate=args.max_write_rate,

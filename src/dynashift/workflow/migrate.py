@@ -89,7 +89,15 @@ def stack_parameters(spec: MigrationSpec) -> dict[str, str]:
         "StateEndpointUrl": spec.state.side.endpoint_url or "",
         "VersionAttribute": spec.version_attribute or "",
         "SkipTtlDeletes": "true" if spec.skip_ttl_deletes else "false",
+        "ExportBucketName": spec.export.bucket if spec.export else "",
+        "ExportPrefix": spec.export.prefix if spec.export else "",
+        "ExportKmsKeyArn": _key_arn(spec.export.kms_key_id if spec.export else None),
     }
+
+
+def _key_arn(key: str | None) -> str:
+    """A KMS key given as an ARN names the key the policies allow (an id or alias: none)."""
+    return key if key and key.startswith("arn:") and ":key/" in key else ""
 
 
 def stack_region(spec: MigrationSpec) -> str:

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ValidationError
 
 from dynashift.backfill import DEFAULT_IN_FLIGHT, SegmentResult, run_segment, start_backfill
 from dynashift.errors import BadInputError, DynashiftError, cause_message
-from dynashift.models import MigrationSpec
+from dynashift.models import MigrationSpec, factory_for
 from dynashift.plan import INLINE_MAP_CONCURRENCY, WORKER_ITEMS_PER_SECOND
 from dynashift.ratelimit import RateLimiter
 from dynashift.state import StateStore, existing_state_store, state_store
@@ -42,6 +42,9 @@ from dynashift.workflow.types import (
     DISTRIBUTED_THRESHOLD,
     HISTORY_EVENTS_QUOTA,  # noqa: F401  (re-exported)
     ApprovalEvent,
+    ExportEvent,
+    ExportFileEvent,
+    ExportFilesResult,
     FinishResult,
     LagStatus,
     LoopEstimate,
@@ -137,11 +140,18 @@ def validate_execution_input(payload: Mapping[str, Any], env: LambdaSettings) ->
     raw = payload.get("input")
     workflow = normalise_input(raw, env)
     check_replicator_settings(workflow.spec, env)
+    if workflow.spec.export is not None and not env.export_bucket:
+        raise BadInputError(
+            "spec.export.bucket: this stack was deployed without ExportBucketName, so its "
+            "functions may not export or read an export (docs/export.md)"
+        )
     workflow = plan_concurrency(workflow, raw)
     stack = {
         "spec.state.name": env.state_table,
         "spec.migration_id": env.migration_id,
         "spec.target.name": env.target_table,
+        # The export strategy's bucket: the functions' policies allow the stack's only.
+        "spec.export.bucket": env.export_bucket,
     }
     result = validate(
         ValidateEvent(
@@ -263,6 +273,7 @@ def validate(
         ("spec.state.name", spec.state.name),
         ("spec.migration_id", spec.migration_id),
         ("spec.target.name", spec.target.name),
+        ("spec.export.bucket", spec.export.bucket if spec.export else None),
     ):
         expected = (stack or {}).get(field)
         if expected and expected != value:
@@ -278,6 +289,8 @@ def validate(
             "target_options.billing_mode to PAY_PER_REQUEST"
         )
     stream = check_stream(spec.source, event.target_options.replace_stream)
+    if spec.strategy == "export":
+        check_export_source(spec)
     if state is not None:
         state.segment_count(spec.segments)
     return ValidationResult(
@@ -500,6 +513,65 @@ def backfill_segment(event: SegmentEvent, *, limiter: RateLimiter | None = None)
     )
 
 
+# --- the export strategy (dynashift.export_backfill) ------------------------------------------
+
+
+def _s3(spec: MigrationSpec) -> Any:
+    """The S3 client of the export: the source side's (DynamoDB writes the export with the
+    caller's principal; a local run reaches the emulator's S3 at the source's endpoint)."""
+    return spec.source.clients().client("s3")
+
+
+def check_export_source(spec: MigrationSpec) -> None:
+    """Validate's export checks (PITR on, bucket reachable): read-only, BadInputError."""
+    from dynashift.export_backfill import check_export_source as _check
+
+    _check(spec, spec.source.clients().dynamodb(), _s3(spec))
+
+
+def export_source(event: ExportEvent) -> dict[str, Any]:
+    """The export strategy's export states: start it (once), poll it, check its point in time
+    against the stream's start (I2), and list its data files for the load Map."""
+    from dynashift import export_backfill
+
+    spec = event.spec
+    state = state_store(spec)
+    dynamodb = spec.source.clients().dynamodb()
+    if event.action == "start":
+        return export_backfill.start(spec, state, dynamodb)
+    if event.action == "poll":
+        return export_backfill.poll(spec, state, dynamodb)
+    if event.action == "check_time":
+        return export_backfill.check_time(spec, state, dynamodb)
+    files = export_backfill.list_files(
+        spec,
+        state,
+        dynamodb,
+        _s3(spec),
+        max_concurrency=event.settings.max_concurrency,
+        threshold=event.settings.distributed_threshold,
+    )
+    return ExportFilesResult(**files).model_dump(mode="json")
+
+
+def load_export_file(event: ExportFileEvent) -> dict[str, Any]:
+    """One loader invocation: a data file of the export from its cursor {file, line, done}."""
+    from dynashift.export_backfill import load_file
+
+    spec = event.spec
+    no_retry_side = spec.target.side.model_copy(update={"max_attempts": 1})
+    in_flight = event.settings.max_in_flight or DEFAULT_IN_FLIGHT
+    return load_file(
+        spec,
+        event.file,
+        state=state_store(spec),
+        s3=_s3(spec),
+        target_client=factory_for(no_retry_side, in_flight * 2).dynamodb(),
+        limiter=_limiter(spec, event.settings),
+        max_in_flight=in_flight,
+    )
+
+
 def finish_backfill(event: StepEvent) -> FinishResult:
     """One turn of the "Finish backfill" loop: switch the replicator to plain deletes and
     remove registered tombstones (I5) until none is left (`done`) or the worker budget is
@@ -658,6 +730,10 @@ def phase_timings(spec: MigrationSpec, state: StateStore) -> list[Any]:
     copied = sum(s.counters.get("scanned", 0) for s in segments)
     ends = [s.updated for s in segments if s.done and s.updated is not None]
     copy_ended = max(ends) if len(ends) == spec.segments else None
+    if spec.strategy == "export":
+        from dynashift.export_backfill import loaded_items
+
+        copied, copy_ended = loaded_items(state), None  # ends with "Finish backfill"
     phases.append(
         PhaseTiming(
             name="backfill",
