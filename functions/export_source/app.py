@@ -11,4 +11,4 @@ from dynashift.workflow.steps import ExportEvent, export_source, parse_event
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return export_source(parse_event(ExportEvent, event))
+    return export_source(parse_event(ExportEvent, event)).model_dump(mode="json")

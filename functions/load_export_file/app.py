@@ -11,4 +11,4 @@ from dynashift.workflow.steps import ExportFileEvent, load_export_file, parse_ev
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return load_export_file(parse_event(ExportFileEvent, event))
+    return load_export_file(parse_event(ExportFileEvent, event)).model_dump(mode="json")

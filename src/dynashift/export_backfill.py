@@ -255,13 +255,14 @@ def _save_progress(
     )
 
 
-def files_loaded(state: StateStore) -> tuple[int, int]:
-    """(data files loaded, data files listed) of the migration's export."""
+def export_files_loaded(state: StateStore) -> tuple[int, int, str]:
+    """(data files loaded, data files listed, what they are) of the migration's export: the
+    readiness checklist's "backfill complete" for the export strategy."""
     total = int((state.get_meta() or {}).get("export_files") or 0)
     done = sum(
         1 for record in state.records(FILE_KIND) if record.get("done", {}).get("BOOL", False)
     )
-    return min(done, total), total
+    return min(done, total), total, "data files of the export"
 
 
 def loaded_items(state: StateStore) -> int:

@@ -41,6 +41,7 @@ from dynashift.approval_token import (  # noqa: F401  (re-exported for older imp
     save_approval_token,
     send_approval,
 )
+from dynashift.export_backfill import export_files_loaded
 from dynashift.state import StateStore, state_store
 
 Verdict = Literal["READY", "NOT READY"]
@@ -178,8 +179,7 @@ class ReadinessInputs(BaseModel):
     dlq_messages: int | None = None
     segments_total: int = 0
     segments_done: int = 0
-    #: What the backfill counts in: scan segments, or the export strategy's data files.
-    backfill_unit: str = "segments"
+    backfill_unit: str = "segments"  # or the export strategy's data files
     lag_seconds: float | None = None
     lag_threshold_seconds: float = Field(default=5.0, gt=0)
     #: What the lag check found (records behind, the shard behind), shown with the lag.
@@ -294,14 +294,12 @@ def evaluate(inputs: ReadinessInputs, now: float | None = None) -> ReadinessRepo
             )
         )
 
-    total, done = inputs.segments_total, inputs.segments_done
+    total, done, unit = inputs.segments_total, inputs.segments_done, inputs.backfill_unit
     checks.append(
         CheckItem(
             name=BACKFILL,
             ok=total > 0 and done >= total,
-            detail=f"{done}/{total} {inputs.backfill_unit} done"
-            if total
-            else f"no {inputs.backfill_unit} planned",
+            detail=f"{done}/{total} {unit} done" if total else f"no {unit} planned",
         )
     )
 
@@ -449,13 +447,9 @@ def gather_readiness(
     target = describe_location(spec.target, "target")
     differences = compare_target(build_target_spec(source, options), target, options)
     stream = source.table.get("StreamSpecification") or {}
+    done, total, unit = backfill_progress(state, spec.segments), spec.segments, "segments"
     if spec.strategy == "export":
-        from dynashift.export_backfill import files_loaded
-
-        done, total, unit = *files_loaded(state), "data files of the export"
-    else:
-        total, unit = spec.segments, "segments"
-        done = backfill_progress(state, spec.segments)
+        done, total, unit = export_files_loaded(state)
     inputs = ReadinessInputs(
         migration_id=spec.migration_id,
         source=spec.source.display(),

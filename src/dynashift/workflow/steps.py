@@ -44,7 +44,10 @@ from dynashift.workflow.types import (
     ApprovalEvent,
     ExportEvent,
     ExportFileEvent,
+    ExportFileResult,
     ExportFilesResult,
+    ExportProgress,
+    ExportTimeCheck,
     FinishResult,
     LagStatus,
     LoopEstimate,
@@ -529,7 +532,7 @@ def check_export_source(spec: MigrationSpec) -> None:
     _check(spec, spec.source.clients().dynamodb(), _s3(spec))
 
 
-def export_source(event: ExportEvent) -> dict[str, Any]:
+def export_source(event: ExportEvent) -> BaseModel:
     """The export strategy's export states: start it (once), poll it, check its point in time
     against the stream's start (I2), and list its data files for the load Map."""
     from dynashift import export_backfill
@@ -538,11 +541,11 @@ def export_source(event: ExportEvent) -> dict[str, Any]:
     state = state_store(spec)
     dynamodb = spec.source.clients().dynamodb()
     if event.action == "start":
-        return export_backfill.start(spec, state, dynamodb)
+        return ExportProgress(**export_backfill.start(spec, state, dynamodb))
     if event.action == "poll":
-        return export_backfill.poll(spec, state, dynamodb)
+        return ExportProgress(**export_backfill.poll(spec, state, dynamodb))
     if event.action == "check_time":
-        return export_backfill.check_time(spec, state, dynamodb)
+        return ExportTimeCheck(**export_backfill.check_time(spec, state, dynamodb))
     files = export_backfill.list_files(
         spec,
         state,
@@ -551,17 +554,17 @@ def export_source(event: ExportEvent) -> dict[str, Any]:
         max_concurrency=event.settings.max_concurrency,
         threshold=event.settings.distributed_threshold,
     )
-    return ExportFilesResult(**files).model_dump(mode="json")
+    return ExportFilesResult(**files)
 
 
-def load_export_file(event: ExportFileEvent) -> dict[str, Any]:
+def load_export_file(event: ExportFileEvent) -> ExportFileResult:
     """One loader invocation: a data file of the export from its cursor {file, line, done}."""
     from dynashift.export_backfill import load_file
 
     spec = event.spec
     no_retry_side = spec.target.side.model_copy(update={"max_attempts": 1})
     in_flight = event.settings.max_in_flight or DEFAULT_IN_FLIGHT
-    return load_file(
+    result = load_file(
         spec,
         event.file,
         state=state_store(spec),
@@ -570,6 +573,7 @@ def load_export_file(event: ExportFileEvent) -> dict[str, Any]:
         limiter=_limiter(spec, event.settings),
         max_in_flight=in_flight,
     )
+    return ExportFileResult(**result)
 
 
 def finish_backfill(event: StepEvent) -> FinishResult:

@@ -157,6 +157,29 @@ class ExportFileEvent(StepEvent):
     cursor: dict[str, Any] | None = None
 
 
+class ExportProgress(BaseModel):
+    """The export's status (start and poll): `done` once COMPLETED."""
+
+    arn: str
+    status: str
+    done: bool
+    item_count: int | None = None
+
+
+class ExportTimeCheck(BaseModel):
+    """The export's point in time and the enabling of the stream it must follow (I2)."""
+
+    export_time: str
+    stream_enabled: str
+
+
+class ExportFileResult(BaseModel):
+    """One loader invocation: its cursor {file, line, done} (the state store keeps it too)."""
+
+    cursor: dict[str, Any]
+    done: bool
+
+
 class ExportFilesResult(BaseModel):
     """The export's data files for the load Map (indices into the recorded manifest)."""
 
