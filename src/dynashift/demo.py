@@ -1,9 +1,9 @@
 """`dynashift demo`: a whole migration on this machine, no AWS account needed.
 
-Starts a moto server (in its own process) holding the data tables, creates a sample source —
-varied items of every DynamoDB type, a GSI, TTL — keeps random live writes going while the
-workflow runs, executes the state machine locally, prints the readiness checklist and finally
-compares both tables once the writes have stopped and the stream was drained.
+Starts the emulator (`dynashift.emulator`: moto in its own process) holding the data tables,
+creates a sample source — varied items of every DynamoDB type, a GSI, TTL — keeps random live
+writes going while the workflow runs, executes the state machine locally, prints the readiness
+checklist and finally compares both tables once the writes have stopped and the stream was drained.
 """
 
 from __future__ import annotations
@@ -12,12 +12,9 @@ import base64
 import logging
 import os
 import random
-import socket
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,7 +23,7 @@ from typing import Any, TextIO
 import boto3
 from botocore.exceptions import ClientError
 
-from dynashift.errors import RuntimeFailure
+from dynashift.emulator import Emulator
 from dynashift.models import Strategy
 
 log = logging.getLogger("dynashift.demo")
@@ -39,47 +36,7 @@ TTL_ATTRIBUTE = "expires_at"
 _STATUSES = ("NEW", "PAID", "SHIPPED", "DELIVERED", "RETURNED")
 
 
-# --- the embedded data server ------------------------------------------------------------------
-
-
-class DataServer:
-    """A moto server subprocess on a free loopback port (DynamoDB + Streams for the demo)."""
-
-    def __init__(self) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> DataServer:
-        env = dict(os.environ, MOTO_PORT=str(self.port))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=env,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1).read()
-                return self
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeFailure("the embedded moto server exited at start") from None
-                time.sleep(0.1)
-        self.__exit__()
-        raise RuntimeFailure("the embedded moto server did not start within 60 s")
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.proc = None
+# --- the embedded data server (dynashift.emulator) -------------------------------------------
 
 
 def data_client(url: str) -> Any:
@@ -303,7 +260,7 @@ def run_demo(
     err = err or sys.stderr
     started = time.monotonic()
     _local_credentials()
-    with DataServer() as server:
+    with Emulator() as server:
         print(f"embedded moto server at {server.url}", file=err)
         client = data_client(server.url)
         bar = Progress("sample data", items, stream=err)
