@@ -151,29 +151,26 @@ def poll(spec: MigrationSpec, state: StateStore, dynamodb: Any) -> dict[str, Any
     }
 
 
-def stream_enabled_at(stream_arn: str) -> datetime:
-    """When a stream was enabled: its label (the ARN's last part) is the ISO time of it."""
-    label = stream_arn.rsplit("/", 1)[-1]
-    try:
-        when = datetime.fromisoformat(label)
-    except ValueError as exc:
-        raise RuntimeFailure(f"stream {stream_arn}: its label is not a time") from exc
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
 def check_time(spec: MigrationSpec, state: StateStore, dynamodb: Any) -> dict[str, Any]:
     """The export's point in time must follow the enabling of the stream the replicator reads
     (I2): every change after the export's snapshot is then in the stream."""
-    from dynashift.export import check_export_after_stream, describe_export
+    from dynashift.export import check_export_after_stream, describe_export, stream_label_time
 
     meta = state.get_meta() or {}
     stream_arn = meta.get("stream_arn")
     if not stream_arn:
         raise RuntimeFailure("no stream is recorded for this migration (state store)")
     status = describe_export(dynamodb, _export_arn(state))
-    enabled = stream_enabled_at(str(stream_arn))
+    if status.export_time is None:
+        raise RuntimeFailure(f"export {status.arn} has no ExportTime")
+    # The stream's label (its ARN's last part) is the time it was enabled.
+    enabled = stream_label_time(str(stream_arn).rsplit("/", 1)[-1])
     check_export_after_stream(status.export_time, enabled)
-    return {"export_time": status.export_time.isoformat(), "stream_enabled": enabled.isoformat()}
+    return {"export_time": _iso(status.export_time), "stream_enabled": _iso(enabled)}
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
 
 
 def _manifest(spec: MigrationSpec, state: StateStore, dynamodb: Any, s3: Any) -> Any:
@@ -312,6 +309,10 @@ def load_file(
     limiter = limiter or Limiter.for_target(spec.max_write_rate, target_desc)
     counters = Counters(saved["counters"])
     counters.add("invocations")
+
+    def backfilling() -> bool:
+        return state.phase() in (None, PHASE_BACKFILL)
+
     lease = state.take_lease(file, clock.wall() + budget_seconds + LEASE_GRACE_SECONDS)
     done = False
     try:
@@ -327,7 +328,7 @@ def load_file(
             overwrite_older=overwrite_older,
         ) as writer:
             while not done and clock.monotonic() < stop_at:
-                if state.phase() not in (None, PHASE_BACKFILL):
+                if not backfilling():
                     raise RuntimeFailure(
                         f"migration {spec.migration_id}: backfill already finished; a late "
                         "export write could resurrect a deleted item"
@@ -340,9 +341,8 @@ def load_file(
                     data_file,
                     line,
                     stop_at=chunk_end,
-                    clock=clock.monotonic,
+                    keep_going=backfilling,  # a straggler stops before writing (fencing)
                 )
-                counters.add("scanned", max(0, progress.line - line))
                 line, done = progress.line, progress.done
                 _save_progress(state, file, line, done, counters.snapshot())
     finally:

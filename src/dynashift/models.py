@@ -7,7 +7,6 @@ field; nothing is created or written before that.
 
 from __future__ import annotations
 
-import re
 import threading
 from typing import Literal
 
@@ -18,14 +17,12 @@ from dynashift.refs import TableRef, is_table_name
 
 Strategy = Literal["concurrent", "replay", "export"]
 
-#: S3 bucket naming rules (S3 user guide, "Bucket naming rules"): 3-63 characters, lower-case
-#: letters, digits, dots and hyphens, beginning and ending with a letter or digit.
-_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-
 
 class ExportLocation(BaseModel):
     """Where the export strategy writes the source's export (ExportTableToPointInTime's S3
-    settings): required with `strategy: export`, refused with any other strategy."""
+    settings): required with `strategy: export`, refused with any other strategy. Its rules
+    are `dynashift.export.ExportRequest`'s (imported when validating: that package imports
+    this module), so the execution input names the field (`spec.export.bucket`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -40,16 +37,19 @@ class ExportLocation(BaseModel):
     @field_validator("bucket")
     @classmethod
     def _valid_bucket(cls, value: str) -> str:
-        if not _BUCKET_NAME.match(value) or ".." in value:
-            raise ValueError(f"{value!r} is not a valid S3 bucket name")
+        from dynashift.export.request import bucket_problem
+
+        problem = bucket_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("prefix")
     @classmethod
     def _valid_prefix(cls, value: str) -> str:
-        if value.startswith("/"):
-            raise ValueError(f"{value!r}: an S3 key prefix does not start with '/'")
-        return value
+        from dynashift.export.request import ExportRequest
+
+        return str(ExportRequest._prefix(value))
 
 
 class TableLocation(BaseModel):

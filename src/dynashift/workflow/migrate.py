@@ -501,6 +501,11 @@ def plan_local_run(
         )
         if reason:
             raise BadInputError(reason)
+    if spec.strategy == "export":
+        # Validate's export checks (PITR on, bucket reachable), before anything is created.
+        from dynashift.workflow.steps import check_export_source
+
+        check_export_source(spec)
     return concurrency_plan(
         items,
         size,
