@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from dynashift.export_backfill import file_progress
 from dynashift.workflow.migrate import MigrationRunner
 from dynashift.workflow.steps import WorkflowInput, state_store
 from tests.support.cli import run_cli
@@ -120,6 +121,11 @@ def test_export_strategy_under_concurrent_writes_is_ready_identical_and_reads_no
     state = state_store(wf.spec)
     meta = state.get_meta() or {}
     assert meta["export_files"] >= 3
+    # Each file's cursor is in the state store, done; short budgets made loaders resume (I8).
+    files = [file_progress(state, f) for f in range(meta["export_files"])]
+    assert all(f["done"] for f in files), files
+    assert sum(f["counters"]["invocations"] for f in files) > len(files), files
+    assert sum(f["counters"]["scanned"] for f in files) == meta["export_items"]
     # No source read capacity during the backfill: not one read of the source table.
     assert reads.between(marks[BACKFILL_START], marks[BACKFILL_END]) == []
     # ... while the verification that follows does read it (the recorder sees source reads).

@@ -279,7 +279,7 @@ def validate(
         ("spec.export.bucket", spec.export.bucket if spec.export else None),
     ):
         expected = (stack or {}).get(field)
-        if expected and expected != value:
+        if expected and value is not None and expected != value:
             raise BadInputError(f"{field}: {value!r} is not this stack's {expected!r}")
     state = existing_state_store(spec)
     check = check_target(spec.source, spec.target, event.target_options, state)
