@@ -26,6 +26,7 @@ from dynashift.workflow.steps import WorkflowInput, state_store
 from tests.support.cli import run_cli
 from tests.support.export import enable_pitr, make_bucket
 from tests.support.fault_proxy import FaultProxy
+from tests.support.read_meter import ReadMeter
 from tests.support.reference import assert_identical, nothing_written
 from tests.support.tables import client, create_table, fill, varied_items
 from tests.support.workflow import workflow_input
@@ -191,3 +192,56 @@ def test_export_flags_are_checked_before_anything_is_read(
     argv += ["--endpoint-url", "http://127.0.0.1:9"]  # nothing listens: nothing may be called
     code, err = run_cli(argv, capsys)
     assert code == 2 and len(err) == 1 and message in err[0], err
+
+
+def test_the_export_load_consumes_no_source_read_capacity_where_the_scan_backfill_does(
+    ddb: Any, endpoint: str, table_name: Any
+) -> None:
+    """In-process, with the read meter's botocore hooks on the source's client (every read of
+    the source asks for ReturnConsumedCapacity): the export strategy's steps — start, poll,
+    list, load every file — read nothing of the source; the scan backfill of the same table
+    does (so the meter can see reads)."""
+    from dynashift.backfill import backfill_all
+    from dynashift.export_backfill import list_files, load_file, poll, start
+    from dynashift.state import StateStore
+
+    source = table_name("ex-cap")
+    create_table(ddb, source)
+    fill(ddb, source, varied_items(150, seed=4))
+    enable_pitr(ddb, source)
+    s3 = client(endpoint, "s3")
+    bucket = make_bucket(s3)
+    source_client = client(endpoint)
+    meter = ReadMeter(source_client, source).attach()
+
+    def spec_for(target: str, *, export: bool = False) -> Any:
+        if export:
+            spec = _export_input(endpoint, source, target, bucket).spec
+        else:
+            spec = workflow_input(endpoint, source, target, segments=2).spec
+        StateStore.ensure_table(ddb, spec.state.name)
+        return spec, StateStore(ddb, spec.state.name, spec.migration_id)
+
+    target = create_table(ddb, table_name("ex-capt"))
+    spec, state = spec_for(target, export=True)
+    with meter.during():
+        status = start(spec, state, source_client)
+        for _ in range(200):
+            if status["done"]:
+                break
+            time.sleep(0.05)
+            status = poll(spec, state, source_client)
+        files = list_files(spec, state, source_client, s3, max_concurrency=2, threshold=10_000)
+        for file in files["files"]:
+            while not load_file(spec, file, state=state, s3=s3, target_client=ddb)["done"]:
+                pass
+    assert files["count"] == 2
+    assert meter.calls == {} and meter.units == 0
+    assert_identical(ddb, source, ddb, target, ("pk",))
+
+    scanned = create_table(ddb, table_name("ex-caps"))
+    spec, state = spec_for(scanned)
+    with meter.during():
+        backfill_all(spec, state=state, source_client=source_client, target_client=ddb)
+    assert meter.calls["Scan"] >= 2 and meter.units > 0, (meter.calls, meter.units)
+    assert_identical(ddb, source, ddb, scanned, ("pk",))
