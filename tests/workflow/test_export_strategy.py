@@ -245,3 +245,34 @@ def test_the_export_load_consumes_no_source_read_capacity_where_the_scan_backfil
         backfill_all(spec, state=state, source_client=source_client, target_client=ddb)
     assert meter.calls["Scan"] >= 2 and meter.units > 0, (meter.calls, meter.units)
     assert_identical(ddb, source, ddb, scanned, ("pk",))
+
+
+def test_an_export_older_than_the_stream_fails_the_check_export_time_step(
+    ddb: Any, endpoint: str, table_name: Any
+) -> None:
+    """I2: the export's point in time must follow the enabling of the stream the replicator
+    reads; "Check export time" fails otherwise (and passes for the real order)."""
+    from dynashift.errors import RuntimeFailure
+    from dynashift.export_backfill import check_time, poll, start
+    from dynashift.state import StateStore
+
+    source = table_name("ex-time")
+    create_table(ddb, source)
+    fill(ddb, source, varied_items(3, seed=2))
+    enable_pitr(ddb, source)
+    bucket = make_bucket(client(endpoint, "s3"))
+    spec = _export_input(endpoint, source, table_name("ex-timet"), bucket).spec
+    StateStore.ensure_table(ddb, spec.state.name)
+    state = StateStore(ddb, spec.state.name, spec.migration_id)
+    table_arn = ddb.describe_table(TableName=source)["Table"]["TableArn"]
+    state.put_meta(stream_arn=f"{table_arn}/stream/2000-01-01T00:00:00.000")
+    status = start(spec, state, ddb)
+    for _ in range(200):
+        if status["done"]:
+            break
+        time.sleep(0.05)
+        status = poll(spec, state, ddb)
+    assert check_time(spec, state, ddb)["stream_enabled"].startswith("2000-01-01")
+    state.put_meta(stream_arn=f"{table_arn}/stream/2999-01-01T00:00:00.000")
+    with pytest.raises(RuntimeFailure, match="before the stream was enabled"):
+        check_time(spec, state, ddb)
