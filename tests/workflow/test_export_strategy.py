@@ -12,6 +12,7 @@ comparison at the end is the independent one (`tests/support/reference.py`).
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -276,3 +277,37 @@ def test_an_export_older_than_the_stream_fails_the_check_export_time_step(
     state.put_meta(stream_arn=f"{table_arn}/stream/2999-01-01T00:00:00.000")
     with pytest.raises(RuntimeFailure, match="before the stream was enabled"):
         check_time(spec, state, ddb)
+
+
+@pytest.mark.parametrize(
+    ("stack", "export", "message"),
+    [
+        ({}, {"bucket": "b-one"}, "spec.export.bucket: this stack was deployed without"),
+        ({"export_bucket": "b-one"}, {"bucket": "b-two"}, "spec.export.bucket: 'b-two' is not"),
+        (
+            {"export_bucket": "b-one", "export_prefix": "runs/a"},
+            {"bucket": "b-one", "prefix": "runs/b"},
+            "spec.export.prefix: 'runs/b' is not under this stack's 'runs/a'",
+        ),
+    ],
+)
+def test_validate_refuses_an_export_the_stack_may_not_write_before_reading_anything(
+    stack: dict[str, str], export: dict[str, str], message: str
+) -> None:
+    from dynashift.errors import BadInputError
+    from dynashift.settings import LambdaSettings
+    from dynashift.workflow.steps import validate_execution_input
+
+    env = LambdaSettings(
+        state_table="dynashift-state",
+        region="us-east-1",
+        sns_topic_arn=None,
+        replicator_function=None,
+        endpoint_url="http://127.0.0.1:9",  # nothing listens: nothing may be called
+        migration_id="orders-v2",
+        **stack,
+    )
+    spec = {"source": {"name": "orders"}, "target": {"name": "orders-v2"}}
+    raw = {"spec": spec | {"strategy": "export", "export": export}}
+    with pytest.raises(BadInputError, match=re.escape(message)):
+        validate_execution_input({"input": raw}, env)

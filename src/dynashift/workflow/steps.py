@@ -143,18 +143,12 @@ def validate_execution_input(payload: Mapping[str, Any], env: LambdaSettings) ->
     raw = payload.get("input")
     workflow = normalise_input(raw, env)
     check_replicator_settings(workflow.spec, env)
-    if workflow.spec.export is not None and not env.export_bucket:
-        raise BadInputError(
-            "spec.export.bucket: this stack was deployed without ExportBucketName, so its "
-            "functions may not export or read an export (docs/export.md)"
-        )
+    check_export_settings(workflow.spec, env)
     workflow = plan_concurrency(workflow, raw)
     stack = {
         "spec.state.name": env.state_table,
         "spec.migration_id": env.migration_id,
         "spec.target.name": env.target_table,
-        # The export strategy's bucket: the functions' policies allow the stack's only.
-        "spec.export.bucket": env.export_bucket,
     }
     result = validate(
         ValidateEvent(
@@ -246,6 +240,29 @@ def check_replicator_settings(spec: MigrationSpec, env: LambdaSettings) -> None:
             )
 
 
+def check_export_settings(spec: MigrationSpec, env: LambdaSettings) -> None:
+    """The export strategy's bucket and prefix must be the stack's (ExportBucketName,
+    ExportPrefix): its functions may export to and read from those only (docs/export.md)."""
+    export = spec.export
+    if export is None:
+        return
+    if not env.export_bucket:
+        raise BadInputError(
+            "spec.export.bucket: this stack was deployed without ExportBucketName, so its "
+            "functions may not export or read an export (docs/export.md)"
+        )
+    if export.bucket != env.export_bucket:
+        raise BadInputError(
+            f"spec.export.bucket: {export.bucket!r} is not this stack's {env.export_bucket!r} "
+            "(ExportBucketName: the functions may use that bucket only)"
+        )
+    if env.export_prefix and not export.prefix.startswith(env.export_prefix):
+        raise BadInputError(
+            f"spec.export.prefix: {export.prefix!r} is not under this stack's "
+            f"{env.export_prefix!r} (ExportPrefix: the functions may write and read only there)"
+        )
+
+
 def validate(
     event: ValidateEvent,
     *,
@@ -276,10 +293,9 @@ def validate(
         ("spec.state.name", spec.state.name),
         ("spec.migration_id", spec.migration_id),
         ("spec.target.name", spec.target.name),
-        ("spec.export.bucket", spec.export.bucket if spec.export else None),
     ):
         expected = (stack or {}).get(field)
-        if expected and value is not None and expected != value:
+        if expected and expected != value:
             raise BadInputError(f"{field}: {value!r} is not this stack's {expected!r}")
     state = existing_state_store(spec)
     check = check_target(spec.source, spec.target, event.target_options, state)
