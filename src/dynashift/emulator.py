@@ -25,9 +25,11 @@ and the AWS documentation it names, where a dynashift rule relies on AWS's side 
   dataFileS3Key), `manifest-summary.json` and their checksum files, under
   `<prefix>/AWSDynamoDB/<ExportId>/`, and DescribeExport answers like AWS. A repeated request
   with the same ClientToken returns the first export instead of starting a second one.
-  What moto cannot do stays undone: the items are the table's items when the export runs (no
-  point-in-time restore of an earlier ExportTime), and S3 encryption is only recorded on the
-  objects (moto's S3 does not encrypt).
+  ExportTime is the request's, or the time of the request (as in AWS), and must lie inside the
+  PITR window (InvalidExportTimeException). What moto cannot do stays undone: the items are the
+  table's items when the export thread reads them, just after the request (no point-in-time
+  restore: a change made after ExportTime may be in the export — it is in the stream too), and
+  S3 encryption is only recorded on the objects (moto's S3 does not encrypt).
 """
 
 from __future__ import annotations
@@ -148,15 +150,15 @@ def _write_export(export: Any, s3_backend: Any, items_per_file: int) -> None:
     """Write `export`'s objects in AWS's layout (runs in moto's export thread)."""
     base = f"{export.s3_prefix.rstrip('/')}/" if export.s3_prefix else ""
     root = f"{base}AWSDynamoDB/{export.export_id}"
-    sse = {"encryption": export.sse_algorithm, "kms_key_id": export.kms_key_id}
+    # The API's S3SseAlgorithm KMS is S3's `aws:kms`; AES256 is S3's default anyway.
+    encryption = "aws:kms" if export.sse_algorithm == "KMS" else export.sse_algorithm
+    sse = {"encryption": encryption, "kms_key_id": export.kms_key_id}
 
     def put(key: str, body: bytes) -> Any:
         return s3_backend.put_object(bucket_name=export.s3_bucket, key_name=key, value=body, **sse)
 
     put(f"{root}/_started", b"")
     export.start_time = dt.datetime.now(dt.UTC)
-    if export.export_time is None:
-        export.export_time = export.start_time
     lines = snapshot_lines(export.table)
     manifest_lines = []
     for chunk in _chunks(lines, items_per_file):
@@ -273,7 +275,7 @@ class _ExportPatch:
                 "ClientToken": export.client_token,
                 "S3SseAlgorithm": export.sse_algorithm or "AES256",
                 "S3SseKmsKeyId": export.kms_key_id,
-                "ExportTime": export.export_time or export.requested_at,
+                "ExportTime": export.export_time,
                 "StartTime": export.start_time or export.requested_at,
                 "EndTime": export.end_time,
                 "ExportManifest": export.manifest_key,
@@ -332,7 +334,14 @@ class _ExportPatch:
         export.sse_algorithm = body.get("S3SseAlgorithm") or None
         export.kms_key_id = body.get("S3SseKmsKeyId") or None
         export.requested_at = now
-        export.export_time = _as_datetime(body.get("ExportTime"))
+        export.export_time = _as_datetime(body.get("ExportTime")) or now  # AWS: the request's
+        if body.get("ExportTime"):
+            earliest = _as_datetime(pitr.get("EarliestRestorableDateTime"))
+            if export.export_time > now or (earliest and export.export_time < earliest):
+                raise JsonRESTError(
+                    ERROR_TYPE_PREFIX + "InvalidExportTimeException",
+                    "ExportTime must fall between the earliest restorable time and now",
+                )
         export.start_time = export.end_time = export.manifest_key = None
         backend.table_exports[export.arn] = export
         if token:

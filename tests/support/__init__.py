@@ -1,7 +1,9 @@
 """Every helper the tests share lives here (the fixtures themselves: tests/conftest.py).
 
-- `moto_server` — the moto server subprocess the functional tests talk HTTP to (with moto's
-  stream-numbering race closed, see its docstring).
+- `moto_server` — the moto server subprocess the functional tests talk HTTP to:
+  `dynashift.emulator` (moto with the stream-numbering race closed and exports in AWS's layout).
+- `export` — a bucket, PITR on, an export waited for, another account's client, and an
+  independent reader of an export's manifests and data files.
 - `tables` — clients, `create_table`, `fill`, `enable_stream`, item factories, `wait_until`.
 - `reference` — the independent comparison (full scans, boto3's deserializer, ==), `snapshot`,
   `nothing_written`.

@@ -85,3 +85,24 @@ def _binary(value: Any) -> Any:
 def exported_plain(item: dict[str, Any]) -> dict[str, Any]:
     """Python values of an item as an export file holds it (binary as base64 text)."""
     return plain({k: _binary(v) for k, v in item.items()})
+
+
+def account_client(endpoint: str, account: str, service: str = "s3") -> Any:
+    """A client acting in another (made-up) account of the moto server: moto's STS hands out
+    credentials that its backends map to the account of the assumed role."""
+    import boto3
+
+    from tests.support.tables import REGION
+
+    sts = boto3.client("sts", region_name=REGION, endpoint_url=endpoint)
+    creds = sts.assume_role(
+        RoleArn=f"arn:aws:iam::{account}:role/dynashift-test", RoleSessionName="dynashift-test"
+    )["Credentials"]
+    return boto3.client(
+        service,
+        region_name=REGION,
+        endpoint_url=endpoint,
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+    )

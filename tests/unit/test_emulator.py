@@ -142,14 +142,39 @@ def test_the_export_snapshot_survives_concurrent_writes() -> None:
     assert errors == [] and reads >= 3
 
 
-def test_moto_s_own_export_read_fails_under_concurrent_writes() -> None:
-    """The bug the snapshot closes (moto's TableExport iterates `table.all_items()` and
-    serialises each item while the server's threads write): shows the test above tests
-    something; a moto that fixes it shows up here."""
+def updated_while_read(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A moto item that an UpdateItem (moto updates items in place) changes at the instant the
+    export serialises it: the first nested value read adds an attribute to the item."""
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item
 
-    def read(table: Any) -> None:
-        for item in table.all_items():
-            item.to_json(root_attr_name="Item")
+    item = Item(DynamoType({"S": "k"}), None, {"pk": {"S": "k"}, "m": {"M": {"x": {"S": "1"}}}})
+    original = DynamoType.to_regular_json
+    fired: list[bool] = []
 
-    _reads, errors = race(read, seconds=5.0)
-    assert errors and "changed size" in str(errors[0])
+    def to_regular_json(self: Any) -> Any:
+        if not fired:
+            fired.append(True)
+            item.attrs["added"] = DynamoType({"S": "by the update"})
+        return original(self)
+
+    monkeypatch.setattr(DynamoType, "to_regular_json", to_regular_json)
+    return item
+
+
+def test_an_item_updated_while_the_export_reads_it_is_read_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dynashift.emulator import _item_line
+
+    line = _item_line(updated_while_read(monkeypatch))
+    assert '"added": {"S": "by the update"}' in line and '"x": {"S": "1"}' in line
+
+
+def test_moto_s_own_export_read_fails_on_an_item_updated_meanwhile(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The bug `_item_line` closes (moto's TableExport serialises each live item once): shows
+    the test above tests something; a moto that fixes it shows up here."""
+    item = updated_while_read(monkeypatch)
+    with pytest.raises(RuntimeError, match="changed size"):
+        item.to_json(root_attr_name="Item")

@@ -4,7 +4,8 @@
   export the first call started, never a second one); PITR off is bad input — dynashift never
   turns it on itself.
 * `describe_export` reads DescribeExport into an `ExportStatus`; a FAILED export raises
-  RuntimeFailure with AWS's failure code and message.
+  RuntimeFailure with AWS's failure code and message (so does a COMPLETED one without the
+  manifest or export time AWS always gives: an endpoint that does not export like AWS).
 * `check_export_after_stream` holds invariant I2 for the export strategy: every change after the
   export's point in time must be in the stream, so the export time may not come before the
   stream was enabled.
@@ -146,6 +147,11 @@ def describe_export(dynamodb: Any, arn: str, *, backoff: Backoff | None = None) 
     status = status_of(resp["ExportDescription"])
     if status.status == FAILED:
         raise RuntimeFailure(f"export {arn} failed: {status.failure or 'no reason given'}")
+    if status.done and (status.manifest_key is None or status.export_time is None):
+        raise RuntimeFailure(
+            f"export {arn} completed without ExportManifest or ExportTime: the endpoint does "
+            "not export like AWS (a plain moto server? `python -m dynashift.emulator` does)"
+        )
     return status
 
 

@@ -18,11 +18,12 @@ items are what a scan would have read then; the replicator, started before the e
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -58,7 +59,7 @@ def _key(data_file: DataFile | str) -> str:
 
 def iter_items(
     s3: Any, bucket: str, data_file: DataFile | str, start_line: int = 0
-) -> Iterator[tuple[int, Item]]:
+) -> Generator[tuple[int, Item], None, None]:
     """Stream `(line_number, item)` of one DYNAMODB_JSON data file from `start_line` on."""
     key = _key(data_file)
     if start_line < 0:
@@ -103,8 +104,9 @@ def load_file(
     """Write one data file's items from `start_line` with `writer`'s conditional puts.
 
     Stops before `stop_at` (measured by `writer.clock`) or when `keep_going()` — asked before
-    each batch; a straggler check such as "is the phase still BACKFILL" — says no. Counts every
-    item read as `scanned` in `writer.counters`. Returns the line to resume from.
+    each batch; a straggler check such as "is the phase still BACKFILL" — says no. Counts each
+    item whose put finished (written or its condition failed) as `scanned` in
+    `writer.counters`. Returns the line to resume from; the S3 stream is closed on return.
     """
     key = _key(data_file)
     line = start_line
@@ -130,13 +132,14 @@ def load_file(
 
     if writer.clock() >= stop_at or (keep_going is not None and not keep_going()):
         return stopped()
-    for number, item in iter_items(s3, bucket, key, start_line):
-        batch.append((number, item))
-        if len(batch) >= batch_size:
-            if not flush():
-                return stopped()
-            if writer.clock() >= stop_at or (keep_going is not None and not keep_going()):
-                return stopped()
+    with contextlib.closing(iter_items(s3, bucket, key, start_line)) as items:
+        for number, item in items:
+            batch.append((number, item))
+            if len(batch) >= batch_size:
+                if not flush():
+                    return stopped()
+                if writer.clock() >= stop_at or (keep_going is not None and not keep_going()):
+                    return stopped()
     if not flush():
         return stopped()
     return FileProgress(key=key, line=line, done=True, counters=writer.counters.snapshot())
