@@ -1,12 +1,15 @@
 """The export strategy (issue 16 item 1): the whole state machine on the local runner, the
 backfill loaded from an export of the source to S3 while writers change the source.
 
-The run goes through a recording proxy (`SourceReads`): every request of every sandboxed
-function passes it, so it sees each Scan / Query / GetItem / BatchGetItem that names the SOURCE
-table, with the time it was made. The backfill phase is from "Export source" to "Finish backfill
-(remove tombstones)" (the states' entry times, seen by the runner's `on_state`): the export
-strategy reads nothing of the source there, while the scan strategy reads every item. The
-comparison at the end is the independent one (`tests/support/reference.py`).
+The source side of the run goes through a recording proxy (`SourceReads`): every request of
+every sandboxed function to the source passes it, so it sees each Scan / Query / GetItem /
+BatchGetItem that names the SOURCE table, with the time it was made. The backfill phase is from
+"Export source" to "Finish backfill (remove tombstones)" (the states' entry times, seen by the
+runner's `on_state`): the export strategy reads nothing of the source there, while the
+verification after it does (so the recorder sees reads). In-process, the read meter's botocore
+hooks (`tests/support/read_meter.py`) sum ConsumedCapacity: zero for the export steps, not for
+the scan backfill. The comparison at the end is the independent one
+(`tests/support/reference.py`).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from tests.support.writer import ConcurrentWriter
 
 #: Reads that consume a table's read capacity.
 SOURCE_READS = ("Scan", "Query", "GetItem", "BatchGetItem")
-ITEMS = 240  # three data files of the emulator's export (100 items a file)
+ITEMS = 210  # three data files of the emulator's export (100 items a file)
 BACKFILL_START, BACKFILL_END = "Export source", "Finish backfill (remove tombstones)"
 
 
@@ -69,10 +72,15 @@ def recorded(endpoint: str, table: str) -> Iterator[tuple[FaultProxy, SourceRead
         yield proxy, reads
 
 
-def _export_input(url: str, source: str, target: str, bucket: str, **spec: Any) -> WorkflowInput:
+def _export_input(
+    url: str, source: str, target: str, bucket: str, *, source_url: str | None = None, **spec: Any
+) -> WorkflowInput:
+    """The export strategy's input; `source_url`: the source (and its S3) reached there."""
     wf = workflow_input(url, source, target, segments=2, cutover=True, export_poll_seconds=0)
     fields = {"strategy": "export", "export": {"bucket": bucket, "prefix": "dynashift/run"}}
     data = wf.spec.model_dump() | fields | spec
+    if source_url:
+        data["source"]["side"]["endpoint_url"] = source_url
     return wf.model_copy(update={"spec": type(wf.spec).model_validate(data)})
 
 
@@ -105,7 +113,13 @@ def test_export_strategy_under_concurrent_writes_is_ready_identical_and_reads_no
     with recorded(endpoint, source) as (proxy, reads):
         # 1.5 s budgets and a write cap: each file's loader hands back its cursor and resumes.
         wf = _export_input(
-            proxy.url, source, target, bucket, worker_budget_seconds=1.5, max_write_rate=60.0
+            endpoint,
+            source,
+            target,
+            bucket,
+            source_url=proxy.url,  # the target and the state store are reached directly
+            worker_budget_seconds=1.5,
+            max_write_rate=60.0,
         )
         with writer:
             assert writer.wait_for(10, timeout=20)

@@ -49,6 +49,8 @@ BAD_INPUT_ERRORS = frozenset(BAD_INPUT)
 
 #: States whose first entry is announced as a phase (Wait / Choice / polls are not).
 QUIET_TYPES = ("Wait", "Choice", "Pass")
+#: The loops' worker states: entered once per invocation, shown by the progress bars instead.
+WORKER_STATES = ("Copy segment", "Verify segment", "Verify copied segment", "Load export file")
 
 
 def migration_id_for(source: TableLocation, target: TableLocation) -> str:
@@ -182,7 +184,7 @@ class _Watcher:
         if any(kind.startswith(t) for t in QUIET_TYPES) or name in self.announced:
             return
         worker = name.removesuffix(" (distributed)")
-        if worker in ("Copy segment", "Verify segment", "Verify copied segment"):
+        if worker in WORKER_STATES:
             if worker == "Verify copied segment" and "verify" not in self.bars:
                 # Concurrent strategy: segments are verified inside the backfill Map, while
                 # others still copy: a second bar beside the backfill's.
@@ -192,7 +194,7 @@ class _Watcher:
         self._close_bars()
         self.current = name
         self.runner.say(f"> {name}")
-        if name.startswith("Backfill segments"):
+        if name.startswith(("Backfill segments", "Load export files")):
             self._open("backfill", self.runner.source_items)
         elif name.startswith("Verify segments"):
             self._open("verify", self.runner.source_items)
@@ -274,6 +276,10 @@ class MigrationRunner:
 
     def phase_count(self, label: str) -> int:
         state = state_store(self.spec)
+        if label == "backfill" and self.spec.strategy == "export":
+            from dynashift.export_backfill import loaded_items
+
+            return loaded_items(state)
         if label == "backfill":
             return sum(s.counters.get("scanned", 0) for s in state.segments())
         from dynashift.verify import load_verify_results
