@@ -250,7 +250,9 @@ def test_the_export_load_consumes_no_source_read_capacity_where_the_scan_backfil
         for file in files["files"]:
             while not load_file(spec, file, state=state, s3=s3, target_client=ddb)["done"]:
                 pass
-    assert files["count"] == 2
+    assert files["count"] == 2 and not files["distributed"]
+    # The load Map runs distributed when the loaders' turns would crowd the history.
+    assert list_files(spec, state, source_client, s3, max_concurrency=2, threshold=1)["distributed"]
     assert meter.calls == {} and meter.units == 0
     assert_identical(ddb, source, ddb, target, ("pk",))
 
