@@ -174,11 +174,15 @@ def _iso(epoch: float) -> str:
 
 
 def _manifest(spec: MigrationSpec, state: StateStore, dynamodb: Any, s3: Any) -> Any:
+    """The export's manifest: its key from the state store ("List export files" records it),
+    else from DescribeExport (`dynamodb`; a loader has none: the files were listed first)."""
     from dynashift.export import describe_export, read_manifest
 
     assert spec.export is not None
     meta = state.get_meta() or {}
     key = meta.get("export_manifest")
+    if not key and dynamodb is None:
+        raise RuntimeFailure("the export's data files were not listed yet (state store)")
     if not key:
         status = describe_export(dynamodb, _export_arn(state))
         if status.status != COMPLETED or not status.manifest_key:
