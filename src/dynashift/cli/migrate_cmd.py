@@ -28,7 +28,7 @@ from dynashift.cli.migration_options import (
 )
 from dynashift.errors import BadInputError
 from dynashift.models import MigrationSpec
-from dynashift.plan import MAX_IN_FLIGHT, ConcurrencyPlan
+from dynashift.plan import MAX_IN_FLIGHT, ConcurrencyPlan, is_local_endpoint
 from dynashift.validation import option_error
 
 if TYPE_CHECKING:
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 #: Local defaults: short waits and worker budgets so progress and resumes are fine-grained.
 LOCAL_POLL_SECONDS = 1
+#: Between polls of an export in AWS (it takes minutes); an emulator's is polled like the rest.
+AWS_EXPORT_POLL_SECONDS = 30
 LOCAL_WORKER_BUDGET = 180.0
 
 
@@ -233,8 +235,10 @@ def build_workflow_input(args: argparse.Namespace) -> tuple[WorkflowInput, Concu
         in_flight=args.in_flight,
     )
     spec = spec.model_copy(update={"segments": planned.segments})
+    emulated = is_local_endpoint(spec.source.side.endpoint_url)
     settings = WorkflowSettings(
         poll_seconds=args.poll_seconds,
+        export_poll_seconds=args.poll_seconds if emulated else AWS_EXPORT_POLL_SECONDS,
         max_concurrency=planned.workers,
         max_in_flight=planned.in_flight,
         approval=args.approval,
