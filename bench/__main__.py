@@ -52,6 +52,11 @@ BENCHES = (
         full=("--sizes", "5000", "20000", "--rounds", "2"),
     ),
     Bench(
+        "export",
+        quick=("--items", "5000", "--rounds", "1"),
+        full=("--items", "5000", "--rounds", "2"),
+    ),
+    Bench(
         "migrate",
         quick=("--sizes", "5000", "--rounds", "1"),
         full=("--sizes", "5000", "20000", "--rounds", "3"),

@@ -10,12 +10,46 @@ from __future__ import annotations
 import threading
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from dynashift.aws import ClientFactory, Side
 from dynashift.refs import TableRef, is_table_name
 
-Strategy = Literal["concurrent", "replay"]
+Strategy = Literal["concurrent", "replay", "export"]
+
+
+class ExportLocation(BaseModel):
+    """Where the export strategy writes the source's export (ExportTableToPointInTime's S3
+    settings): required with `strategy: export`, refused with any other strategy. Its rules
+    are `dynashift.export.ExportRequest`'s (imported when validating: that package imports
+    this module), so the execution input names the field (`spec.export.bucket`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bucket: str
+    #: Key prefix of the export (AWS then writes `<prefix>/AWSDynamoDB/<export id>/...`).
+    prefix: str = Field(default="", max_length=1024)
+    #: The bucket's account when it is not the source's (a bucket of the target account).
+    bucket_owner: str | None = Field(default=None, pattern=r"^[0-9]{12}$")
+    #: SSE-KMS key (id, alias or ARN) the export's objects are encrypted with (None: SSE-S3).
+    kms_key_id: str | None = Field(default=None, min_length=1, max_length=2048)
+
+    @field_validator("bucket")
+    @classmethod
+    def _valid_bucket(cls, value: str) -> str:
+        from dynashift.export.request import bucket_problem
+
+        problem = bucket_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _valid_prefix(cls, value: str) -> str:
+        from dynashift.export.request import ExportRequest
+
+        return str(ExportRequest._prefix(value))
 
 
 class TableLocation(BaseModel):
@@ -72,6 +106,8 @@ class MigrationSpec(BaseModel):
     state: TableLocation
     segments: int = Field(default=4, ge=1, le=10_000)
     strategy: Strategy = "concurrent"
+    #: The export strategy's S3 location (validated against `strategy`, declared after it).
+    export: ExportLocation | None = Field(default=None, validate_default=True)
     version_attribute: str | None = Field(default=None, min_length=1, max_length=255)
     ignore: tuple[str, ...] = ()
     max_write_rate: float | None = Field(default=None, gt=0)
@@ -88,6 +124,18 @@ class MigrationSpec(BaseModel):
     @classmethod
     def _whole_is_full(cls, value: float | None) -> float | None:
         return None if value == 1 else value
+
+    @field_validator("export")
+    @classmethod
+    def _export_for_export_strategy(
+        cls, export: ExportLocation | None, info: ValidationInfo
+    ) -> ExportLocation | None:
+        strategy = (info.data or {}).get("strategy")
+        if strategy == "export" and export is None:
+            raise ValueError("required by strategy 'export' (the bucket the export is written to)")
+        if strategy != "export" and export is not None and strategy is not None:
+            raise ValueError(f"only the export strategy exports (strategy is {strategy!r})")
+        return export
 
     @field_validator("target")
     @classmethod

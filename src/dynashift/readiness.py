@@ -56,6 +56,7 @@ from dynashift.approval_token import (  # noqa: F401  (re-exported for older imp
     save_approval_token,
     send_approval,
 )
+from dynashift.export_backfill import export_files_loaded
 from dynashift.sampling import SampleSummary, sample_scope
 from dynashift.state import StateStore, state_store
 
@@ -199,6 +200,7 @@ class ReadinessInputs(BaseModel):
     dlq_messages: int | None = None
     segments_total: int = 0
     segments_done: int = 0
+    backfill_unit: str = "segments"  # or the export strategy's data files
     lag_seconds: float | None = None
     lag_threshold_seconds: float = Field(default=5.0, gt=0)
     #: What the lag check found (records behind, the shard behind), shown with the lag.
@@ -319,12 +321,12 @@ def evaluate(inputs: ReadinessInputs, now: float | None = None) -> ReadinessRepo
             )
         )
 
-    total, done = inputs.segments_total, inputs.segments_done
+    total, done, unit = inputs.segments_total, inputs.segments_done, inputs.backfill_unit
     checks.append(
         CheckItem(
             name=BACKFILL,
             ok=total > 0 and done >= total,
-            detail=f"{done}/{total} segments done" if total else "no segments planned",
+            detail=f"{done}/{total} {unit} done" if total else f"no {unit} planned",
         )
     )
 
@@ -492,6 +494,9 @@ def gather_readiness(
     target = describe_location(spec.target, "target")
     differences = compare_target(build_target_spec(source, options), target, options)
     stream = source.table.get("StreamSpecification") or {}
+    done, total, unit = backfill_progress(state, spec.segments), spec.segments, "segments"
+    if spec.strategy == "export":
+        done, total, unit = export_files_loaded(state)
     inputs = ReadinessInputs(
         migration_id=spec.migration_id,
         source=spec.source.display(),
@@ -502,8 +507,9 @@ def gather_readiness(
         stream_view_type=stream.get("StreamViewType"),
         replicator_failed_records=replicator_failed_records,
         dlq_messages=dlq_messages,
-        segments_total=spec.segments,
-        segments_done=backfill_progress(state, spec.segments),
+        segments_total=total,
+        segments_done=done,
+        backfill_unit=unit,
         lag_seconds=lag_seconds,
         lag_threshold_seconds=spec.lag_threshold_seconds,
         lag_detail=lag_detail,

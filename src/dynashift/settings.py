@@ -36,6 +36,9 @@ class LambdaSettings:
     # --- approval (functions/approval) ---
     approval_function: str | None = None
     approval_url: str | None = None
+    #: The export strategy's bucket and prefix the stack's policies allow (Validate checks).
+    export_bucket: str | None = None
+    export_prefix: str | None = None
     #: AWS_LAMBDA_FUNCTION_NAME (set by the Lambda runtime; names the function in errors).
     function_name: str | None = None
 
@@ -71,6 +74,8 @@ def lambda_settings() -> LambdaSettings:
         worker_timeout_seconds=_number(env.get("DYNASHIFT_WORKER_TIMEOUT_SECONDS")),
         approval_function=env.get("DYNASHIFT_APPROVAL_FUNCTION") or None,
         approval_url=env.get("DYNASHIFT_APPROVAL_URL") or None,
+        export_bucket=env.get("DYNASHIFT_EXPORT_BUCKET") or None,
+        export_prefix=env.get("DYNASHIFT_EXPORT_PREFIX") or None,
         function_name=env.get("AWS_LAMBDA_FUNCTION_NAME") or None,
     )
 

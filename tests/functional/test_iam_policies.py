@@ -60,6 +60,8 @@ FUNCTIONS = {
     "ApprovalDecisionFunction",
     "ReportFunction",
     "ReplicatorFunction",
+    "ExportSourceFunction",
+    "LoadExportFileFunction",
 }
 
 
@@ -131,6 +133,16 @@ def test_the_run_exercised_every_kind_of_permission(analysis: Analysis) -> None:
     assert _has(calls, "ReplicatorFunction", "sqs:SendMessage", ":sqs:")
     assert _has(calls, "ReplicationFunction", "lambda:CreateEventSourceMapping", r"^\*$")
     assert _has(calls, "ApprovalDecisionFunction", "states:SendTaskSuccess", r"^\*$")
+    # The export strategy: the export, its objects (written by DynamoDB with the caller's
+    # permissions, SSE-KMS) and the loaders' reads of the export's prefix only.
+    via_s3 = {"kms:ViaService": "s3.us-east-1.amazonaws.com"}
+    assert _has(calls, "ValidateFunction", "s3:ListBucket", r":s3:::iam-export-")
+    assert _has(calls, "ExportSourceFunction", "dynamodb:ExportTableToPointInTime", ":table/")
+    assert _has(calls, "ExportSourceFunction", "dynamodb:DescribeExport", r"/export/")
+    assert _has(calls, "ExportSourceFunction", "s3:PutObject", r"/dynashift/exports/AWSDynamoDB/")
+    assert _has(calls, "ExportSourceFunction", "kms:GenerateDataKey", ":key/", **via_s3)
+    assert _has(calls, "LoadExportFileFunction", "s3:GetObject", r"/dynashift/exports/.*\.gz$")
+    assert _has(calls, "LoadExportFileFunction", "kms:Decrypt", ":key/", **via_s3)
     roles = analysis.scenario.outputs["roles"]
     assert _has(
         analysis.role_calls, "ValidateFunction", "sts:AssumeRole", re.escape(roles["source"])

@@ -237,6 +237,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._handle()
 
+    def do_HEAD(self) -> None:  # S3's HeadBucket / HeadObject (no body either way)
+        self._handle()
+
 
 def _merge_unprocessed(op: str, data: bytes, withheld: dict[str, Any]) -> bytes:
     doc = json.loads(data or b"{}")

@@ -200,6 +200,9 @@ class Recorder:
                 ]
             if "StreamArn" in params:
                 return [(action, params["StreamArn"], {})]
+            for arn_key in ("TableArn", "ExportArn"):  # ExportTableToPointInTime, DescribeExport
+                if arn_key in params:
+                    return [(action, params[arn_key], {})]
             if "ShardIterator" in params:
                 return [(action, self._iterators.get(params["ShardIterator"], "?"), {})]
             if "ResourceArn" in params:
@@ -210,6 +213,13 @@ class Recorder:
                     name if name.startswith("arn:") else _arn("dynamodb", region, f"table/{name}")
                 )
                 return [(action, table, {})]
+        if prefix == "s3":
+            # HeadBucket is authorized as s3:ListBucket on the bucket; GetObject on the object.
+            bucket = f"arn:{PARTITION}:s3:::{params['Bucket']}"
+            if operation == "HeadBucket":
+                return [("s3:ListBucket", bucket, {})]
+            if operation == "GetObject":
+                return [(action, f"{bucket}/{params['Key']}", {})]
         if prefix == "sqs":
             if "QueueUrl" in params:
                 parts = urlparse(params["QueueUrl"]).path.strip("/").split("/")
@@ -268,6 +278,8 @@ class Deployment:
     state_machine_arn: str = ""
     definition: dict[str, Any] = field(default_factory=dict)
     substitutions: dict[str, str] = field(default_factory=dict)
+    #: bucket name -> the customer managed KMS key of the export objects written there
+    export_keys: dict[str, str] = field(default_factory=dict)
 
 
 def _table_of(resource: str) -> str:
@@ -395,6 +407,31 @@ def implied_calls(recorder: Recorder, deployment: Deployment) -> list[Call]:
             rule,
             **{"iam:AWSServiceName": "replication.dynamodb.amazonaws.com"},
         )
+
+    # 6. DynamoDB writes an export's objects with the credentials of the principal that asked
+    #    for it (developer guide, "Requesting a table export in DynamoDB": s3:AbortMultipartUpload,
+    #    s3:PutObject, s3:PutObjectAcl on the destination), and with an SSE-KMS key S3 asks KMS
+    #    for data keys with those credentials (S3 user guide, "Using SSE-KMS": GenerateDataKey,
+    #    Decrypt for multipart uploads). Reading an SSE-KMS object: kms:Decrypt through S3.
+    for principal, service, operation, params, resp in raw:
+        if service == "dynamodb" and operation == "ExportTableToPointInTime":
+            arn = str(resp.get("ExportDescription", {}).get("ExportArn", "x/x"))
+            export_id = arn.rsplit("/", maxsplit=1)[-1]
+            prefix = f"{params['S3Prefix']}/" if params.get("S3Prefix") else ""
+            obj = f"arn:{PARTITION}:s3:::{params['S3Bucket']}/{prefix}AWSDynamoDB/{export_id}/"
+            rule = "DynamoDB export to S3"
+            for action in ("AbortMultipartUpload", "PutObject", "PutObjectAcl"):
+                add(principal, f"s3:{action}", obj + "data/part.json.gz", rule)
+            key = params.get("S3SseKmsKeyId")
+            if key:
+                via = {"kms:ViaService": "s3.us-east-1.amazonaws.com"}
+                add(principal, "kms:GenerateDataKey", key, rule + " (SSE-KMS)", **via)
+                add(principal, "kms:Decrypt", key, rule + " (SSE-KMS)", **via)
+        encrypted = params.get("Bucket") in deployment.export_keys
+        if service == "s3" and operation == "GetObject" and encrypted:
+            via = {"kms:ViaService": "s3.us-east-1.amazonaws.com"}
+            key = deployment.export_keys[params["Bucket"]]
+            add(principal, "kms:Decrypt", key, "read an SSE-KMS export object", **via)
 
     # 5. Step Functions: lambda:InvokeFunction for every Lambda task, and for a Distributed Map
     #    StartExecution / DescribeExecution / StopExecution of its child executions and

@@ -12,6 +12,11 @@ readiness, approval, the approval decision, drain, stop, report), as the deploye
   replication steps use the event source mapping path;
 - the source table is encrypted with a customer managed KMS key (given in KmsKeyArns) and the
   target gets a replica region (ReplicaRegions), so those permissions are exercised too.
+The export strategy's functions run inside the same migration: Validate with the export input
+(PITR, HeadBucket) after the first Validate, and after the scan backfill ExportSource's four
+actions and LoadExportFile on each data file (its puts meet the items the backfill wrote:
+conditional, skipped). The stack has an export bucket, prefix and SSE-KMS key
+(ExportBucketName, ExportPrefix, ExportKmsKeyArn).
 A second, smaller pass runs Validate and the replicator's cold start with a source and a target
 role (SourceRoleArn / TargetRoleArn): the handlers then assume those roles.
 """
@@ -35,7 +40,7 @@ import boto3
 import dynashift.aws
 import dynashift.models
 from dynashift.aws import Side
-from dynashift.models import MigrationSpec, TableLocation
+from dynashift.models import ExportLocation, MigrationSpec, TableLocation
 from dynashift.state import StateStore
 from dynashift.workflow.migrate import migration_id_for, state_table_name
 from tests.support import sam_template
@@ -48,6 +53,7 @@ from tests.support.tables import create_table
 ROOT = Path(__file__).resolve().parents[2]
 STACK = "dynashift-test"
 REPLICA_REGION = "us-west-2"
+EXPORT_PREFIX = "dynashift/exports"
 
 #: Environment a Lambda function always has (the runtime's, not the template's).
 LAMBDA_RUNTIME_ENV = {
@@ -207,6 +213,9 @@ def run_scenario(endpoint: str, *, items: int = 12) -> Scenario:
     ddb = _client("dynamodb", endpoint)
     kms = _client("kms", endpoint)
     key_arn = str(kms.create_key(Description="source table key")["KeyMetadata"]["Arn"])
+    export_key = str(kms.create_key(Description="export key")["KeyMetadata"]["Arn"])
+    bucket = f"iam-export-{suffix}"
+    _client("s3", endpoint).create_bucket(Bucket=bucket)
     source_name, target_name = f"iam-src-{suffix}", f"iam-tgt-{suffix}"
     create_table(
         ddb,
@@ -215,6 +224,10 @@ def run_scenario(endpoint: str, *, items: int = 12) -> Scenario:
     )
     for i in range(items):
         ddb.put_item(TableName=source_name, Item={"pk": {"S": f"k{i:03d}"}, "n": {"N": str(i)}})
+    ddb.update_continuous_backups(
+        TableName=source_name,
+        PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+    )
 
     side = Side(region=REGION)  # no endpoint in the input: as deployed
     src = TableLocation(name=source_name, side=side)
@@ -235,6 +248,9 @@ def run_scenario(endpoint: str, *, items: int = 12) -> Scenario:
         "TargetTableName": target_name,
         "KmsKeyArns": key_arn,
         "ReplicaRegions": REPLICA_REGION,
+        "ExportBucketName": bucket,
+        "ExportPrefix": EXPORT_PREFIX,
+        "ExportKmsKeyArn": export_key,
     }
     stack = Stack.build(parameters, names)
 
@@ -254,6 +270,7 @@ def run_scenario(endpoint: str, *, items: int = 12) -> Scenario:
             sam_template.arn("dynamodb", f"table/{target_name}"): key_arn,
         },
         topic_keys={topic_arn: stack.resolver.get_att("ReportTopicKey", "Arn")},
+        export_keys={bucket: export_key},
         state_machine_arn=sfn_arn,
         definition=definition,
         substitutions={
@@ -273,6 +290,10 @@ def run_scenario(endpoint: str, *, items: int = 12) -> Scenario:
     with recorder.active():
         out = scenario.outputs
         out["validate"] = scenario.invoke("ValidateFunction", {"input": wf})
+        export = ExportLocation(bucket=bucket, prefix=EXPORT_PREFIX, kms_key_id=export_key)
+        export_spec = spec.model_copy(update={"export": export, "strategy": "export"})
+        export_input = {**wf, "spec": export_spec.model_dump(mode="json")}
+        out["validate_export"] = scenario.invoke("ValidateFunction", {"input": export_input})
         prep = {**wf, "action": "start"}
         out["prepare"] = scenario.invoke("PrepareTargetFunction", prep)
         # One poll: it adds the replica (moto never reports it ACTIVE, so later polls repeat).
@@ -302,6 +323,7 @@ def run_scenario(endpoint: str, *, items: int = 12) -> Scenario:
                 result = scenario.invoke("BackfillSegmentFunction", event)
                 if result.get("done"):
                     break
+        out["export"] = _export_pass(scenario, wf, export_spec)
         out["batch"] = batch
         out["replicator"] = scenario.invoke("ReplicatorFunction", batch)
         for _ in range(20):
@@ -333,6 +355,33 @@ def run_scenario(endpoint: str, *, items: int = 12) -> Scenario:
         out["stop"] = scenario.invoke("ReplicationFunction", {**base, "action": "stop"})
         out["report"] = scenario.invoke("ReportFunction", {**base, "outcome": "READY"})
     return scenario
+
+
+def _export_pass(scenario: Scenario, wf: Mapping[str, Any], spec: MigrationSpec) -> Any:
+    """The export strategy's calls after Validate, in the workflow's order (see the module
+    docstring), in a migration whose scan backfill wrote the items already."""
+    base = {"spec": spec.model_dump(mode="json"), "settings": wf["settings"]}
+    out: dict[str, Any] = {}
+    status = scenario.invoke("ExportSourceFunction", {**base, "action": "start"})
+    for _ in range(100):
+        if status["done"]:
+            break
+        time.sleep(0.05)
+        status = scenario.invoke("ExportSourceFunction", {**base, "action": "poll"})
+    assert status["done"], status
+    scenario.invoke("ExportSourceFunction", {**base, "action": "check_time"})
+    files = scenario.invoke("ExportSourceFunction", {**base, "action": "manifest"})
+    assert files["count"] >= 1, files
+    for file in files["files"]:
+        result: dict[str, Any] = {"cursor": None, "done": False}
+        for _ in range(20):
+            event = {**base, "file": file, "cursor": result.get("cursor")}
+            result = scenario.invoke("LoadExportFileFunction", event)
+            if result.get("done"):
+                break
+        assert result["done"], result
+    out["files"] = files
+    return out
 
 
 def _decide(scenario: Scenario, execution_arn: str) -> Any:

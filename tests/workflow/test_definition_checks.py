@@ -226,6 +226,11 @@ OUTPUTS: dict[tuple[str, str | None], Shape] = {
     ("Recheck", None): _without(model_shape(RecheckResult), "divergent_keys"),
     ("Readiness", None): model_shape(steps.ReadinessOutput),
     ("Report", None): {"outcome": LEAF, "migration_id": LEAF},
+    ("ExportSource", "start"): model_shape(steps.ExportProgress),
+    ("ExportSource", "poll"): model_shape(steps.ExportProgress),
+    ("ExportSource", "check_time"): model_shape(steps.ExportTimeCheck),
+    ("ExportSource", "manifest"): model_shape(steps.ExportFilesResult),
+    ("LoadExportFile", None): model_shape(steps.ExportFileResult),
 }
 
 
@@ -237,6 +242,7 @@ def test_output_models_are_what_the_engine_steps_return() -> None:
         (steps.readiness, steps.ReadinessOutput),
         (steps.backfill_segment, SegmentResult),
         (steps.validate, steps.ValidationResult),
+        (steps.load_export_file, steps.ExportFileResult),
     ):
         assert typing.get_type_hints(function)["return"] is model, function.__name__
 
@@ -490,6 +496,12 @@ WORST_OUTPUTS = {
         distributed=True,
         invocations=10**9,
         history_events=10**9,
+    ),
+    "export_files": lambda: steps.ExportFilesResult(
+        files=list(range(10_000)), count=10_000, distributed=True, items=10**12
+    ),
+    "load_export_file": lambda: steps.ExportFileResult(
+        cursor={"file": 9_999, "line": 10**12, "done": False}, done=False
     ),
     "replication_lag": lambda: LagStatus(
         caught_up=False, records_behind=10**12, age_seconds=86_400.0, detail="x" * 500

@@ -19,14 +19,16 @@ from pydantic import ValidationError
 
 from dynashift.cli.common import bounded_int, positive_float, positive_float_at_most
 from dynashift.cli.migration_options import (
+    add_export_options,
     add_table_options,
     add_target_options,
+    export_location_from_args,
     locations_from_args,
     target_options_from_args,
 )
 from dynashift.errors import BadInputError
 from dynashift.models import MigrationSpec
-from dynashift.plan import MAX_IN_FLIGHT, ConcurrencyPlan
+from dynashift.plan import MAX_IN_FLIGHT, ConcurrencyPlan, is_local_endpoint
 from dynashift.validation import option_error
 
 if TYPE_CHECKING:
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
 
 #: Local defaults: short waits and worker budgets so progress and resumes are fine-grained.
 LOCAL_POLL_SECONDS = 1
+#: Between polls of an export in AWS (it takes minutes); an emulator's is polled like the rest.
+AWS_EXPORT_POLL_SECONDS = 30
 LOCAL_WORKER_BUDGET = 180.0
 
 
@@ -47,16 +51,19 @@ def register(subparsers: Any) -> None:
     )
     add_table_options(parser)
     add_target_options(parser)
+    add_export_options(parser)
     group = parser.add_argument_group("migration")
     group.add_argument(
         "--strategy",
-        choices=("concurrent", "replay"),
+        choices=("concurrent", "replay", "export"),
         default="concurrent",
         help="backfill strategy (default concurrent: the replicator runs during the backfill and "
         "every item is a conditional PutItem, safe at any size and into a non-empty target; "
         "replay: BatchWriteItem, then the replicator replays the stream, several times faster "
         "but only allowed when the backfill is estimated well inside the 24 h stream window - "
-        "an estimate, so it is opt-in: `dynashift plan` says when it is the better choice)",
+        "an estimate, so it is opt-in: `dynashift plan` says when it is the better choice; "
+        "export: the backfill loads an export of the source to S3 (--export-bucket), reading "
+        "none of the source's capacity; needs point-in-time recovery on the source)",
     )
     group.add_argument(
         "--segments",
@@ -162,6 +169,7 @@ def _spec(args: argparse.Namespace) -> MigrationSpec:
 
     source, target = locations_from_args(args)
     target_options_from_args(args)  # bad target options stop here, before any AWS call
+    export = export_location_from_args(args, args.strategy)
     migration_id = migration_id_for(source, target)
     try:
         return MigrationSpec(
@@ -171,6 +179,7 @@ def _spec(args: argparse.Namespace) -> MigrationSpec:
             state=state_location(migration_id, target),
             segments=args.segments or 1,
             strategy=args.strategy,
+            export=export,
             version_attribute=args.version_attribute,
             ignore=tuple(args.ignore),
             max_write_rate=args.max_write_rate,
@@ -236,8 +245,10 @@ def build_workflow_input(args: argparse.Namespace) -> tuple[WorkflowInput, Concu
         in_flight=args.in_flight,
     )
     spec = spec.model_copy(update={"segments": planned.segments})
+    emulated = is_local_endpoint(spec.source.side.endpoint_url)
     settings = WorkflowSettings(
         poll_seconds=args.poll_seconds,
+        export_poll_seconds=args.poll_seconds if emulated else AWS_EXPORT_POLL_SECONDS,
         max_concurrency=planned.workers,
         max_in_flight=planned.in_flight,
         approval=args.approval,

@@ -2,9 +2,11 @@
 
     add_table_options(parser)     --source/--target and each side's credentials and endpoint
     add_target_options(parser)    overrides for the target table and the source stream
+    add_export_options(parser)    the export strategy's S3 location (--export-bucket ...)
     locations_from_args(args)     -> (source TableLocation, target TableLocation)
     source_location_from_args(args) -> source TableLocation (`plan` without --target)
     target_options_from_args(args) -> TargetOptions
+    export_location_from_args(args) -> ExportLocation | None
 
 Every value is validated here or by the pydantic models; a bad one raises BadInputError naming
 the flag (exit 2, one line) before anything is read or written.
@@ -19,7 +21,7 @@ from pydantic import ValidationError
 
 from dynashift.cli.common import add_side_options, positive_int, side_from_args, table_ref
 from dynashift.errors import BadInputError
-from dynashift.models import TableLocation
+from dynashift.models import ExportLocation, TableLocation
 from dynashift.refs import TableRef, is_region
 from dynashift.target import TargetOptions
 from dynashift.validation import option_error
@@ -190,3 +192,49 @@ def target_options_from_args(args: argparse.Namespace) -> TargetOptions:
         )
     except ValidationError as exc:
         raise option_error(exc) from None
+
+
+#: The export flags (`--export-<field>`, the ExportLocation field with dashes).
+EXPORT_FLAGS = ("bucket", "prefix", "bucket_owner", "kms_key_id")
+
+
+def add_export_options(parser: argparse.ArgumentParser) -> None:
+    """Where `--strategy export` exports the source (docs/export.md): required with it,
+    refused without it."""
+    group = parser.add_argument_group("export strategy (--strategy export; docs/export.md)")
+    group.add_argument(
+        "--export-bucket",
+        metavar="BUCKET",
+        help="S3 bucket the source is exported to (point-in-time recovery must be on)",
+    )
+    group.add_argument(
+        "--export-prefix", metavar="PREFIX", help="key prefix of the export (default: none)"
+    )
+    group.add_argument(
+        "--export-bucket-owner",
+        metavar="ACCOUNT",
+        help="account id owning the bucket when it is not the source's (e.g. the target's)",
+    )
+    group.add_argument(
+        "--export-kms-key-id",
+        metavar="KEY",
+        help="KMS key (id, alias or ARN) encrypting the export's objects (default: SSE-S3)",
+    )
+
+
+def export_location_from_args(args: argparse.Namespace, strategy: str) -> ExportLocation | None:
+    """The export location the flags describe: `--export-bucket` is required with the export
+    strategy, and every export flag is refused with another one (BadInputError naming it)."""
+    given = {f: getattr(args, f"export_{f}", None) for f in EXPORT_FLAGS}
+    given = {f: v for f, v in given.items() if v is not None}
+    if strategy != "export":
+        if given:
+            flag = "--export-" + next(iter(given)).replace("_", "-")
+            raise BadInputError(f"{flag}: only with --strategy export (strategy is {strategy})")
+        return None
+    if "bucket" not in given:
+        raise BadInputError("--export-bucket: required with --strategy export")
+    try:
+        return ExportLocation.model_validate(given)
+    except ValidationError as exc:
+        raise option_error(exc, prefix="export-") from None

@@ -19,7 +19,9 @@ Two functions carry the rules that a hand-written definition kept getting wrong:
   strategy verifies in the separate Map after its replicator started. A sampled verification
   (`spec.verify_sample`, `dynashift.sampling`) verifies its own key-space segments, not the
   backfill's: whatever the strategy, it skips the in-Map verification and runs the separate
-  Map over `$.plan.verify_segments` (the sampled numbers) after the backfill.
+  Map over `$.plan.verify_segments` (the sampled numbers) after the backfill. The export
+  strategy's Map over the export's data files ("Load export files") is the same loop over other
+  items.
 
 Every `${...}` placeholder is filled by the template's DefinitionSubstitutions (in AWS) or by the
 local runner (`dynashift.workflow.runner`).
@@ -74,6 +76,11 @@ BAD_INPUT = [
 #:   verification only reads), "Finish backfill (remove tombstones)" (the phase flip is an
 #:   overwrite, each tombstone is removed only if it still is one), "Recheck differences"
 #:   (re-reads suspects), "Drain replication" (measures).
+#: - the export strategy's steps: "Export source" (ExportTableToPointInTime with a ClientToken
+#:   derived from the migration, and the export's ARN recorded in the state store: a second call
+#:   finds or gets the same export), "Check export", "Check export time", "List export files"
+#:   (read-only but for the file count, an overwrite) and the file loaders (resume from the
+#:   cursor in the state store; their puts are conditional, I4).
 #: Not retried: "Create or verify target" (a CreateTable may have happened; the next attempt
 #: would meet a target it cannot tell from a foreign one), "Enable source stream" (UpdateTable
 #: in flight), "Start replicator" (an event source mapping may exist twice), "Stop replicator",
@@ -97,6 +104,12 @@ RETRY_UNKNOWN = frozenset(
         "Readiness checklist",
         "Readiness recheck before cutover",
         "Drain replication",
+        "Export source",
+        "Check export",
+        "Check export time",
+        "List export files",
+        "Load export file",
+        "Load export file (distributed)",
     }
 )
 
@@ -104,7 +117,7 @@ REJECTED = "Report rejected input"
 FAILED = "Report failure"
 
 MapMode = Literal["INLINE", "DISTRIBUTED"]
-Phase = Literal["backfill", "verify"]
+Phase = Literal["backfill", "verify", "load"]
 
 
 # --- the two rules ---------------------------------------------------------------------------
@@ -215,8 +228,25 @@ PHASES: dict[Phase, dict[str, str]] = {
         "done": "Segment verified",
         "label": "Verify",
         "verb": "Verify",
+        # Every segment, or a sample of another partition (`dynashift.sampling`).
+        "items": "$.plan.verify_segments",
+    },
+    # The export strategy's backfill: one iteration per data file of the export's manifest.
+    "load": {
+        "map": "Load export files",
+        "function": "LoadExportFile",
+        "task": "Load export file",
+        "choice": "Export file loaded?",
+        "done": "Export file loaded",
+        "label": "LoadExport",
+        "verb": "Load",
+        "items": "$.export_files.files",
+        "item": "file",
+        "noun": "data file of the export",
     },
 }
+#: What a phase's Map iterates over unless PHASES says otherwise.
+SEGMENT_ITEMS = {"items": "$.plan.segments", "item": "segment", "noun": "segment"}
 #: The verification loop inside a backfill iteration (the concurrent strategy verifies a
 #: segment as soon as its own copy is done, while other segments still copy): names of its
 #: own, so none repeats the separate "Verify segments" Map's.
@@ -231,12 +261,6 @@ OVERLAP: dict[str, str] = {
 #: only through the replicator, as after the whole backfill; any other strategy (replay: the
 #: replicator starts after the whole backfill) is verified by the separate Map afterwards.
 OVERLAP_STRATEGY = "concurrent"
-#: Per phase: the list its Map iterates (the verification's may be a sample of another
-#: partition: `dynashift.sampling`).
-ITEMS_PATHS: dict[Phase, str] = {
-    "backfill": "$.plan.segments",
-    "verify": "$.plan.verify_segments",
-}
 
 
 def overlap_rule(next_state: str) -> dict[str, Any]:
@@ -267,21 +291,27 @@ def overlap_state_names(mode: MapMode) -> dict[str, str]:
     return {key: name + _suffix(mode) for key, name in OVERLAP.items()}
 
 
+def _phase_items(phase: Phase) -> dict[str, str]:
+    return {key: PHASES[phase].get(key, default) for key, default in SEGMENT_ITEMS.items()}
+
+
 def worker_loop(
     task: str,
     choice: str,
     function: str,
     progress: str,
     done_next: str,
+    *,
+    item: str = "segment",
 ) -> dict[str, Any]:
-    """One segment worker looped with its cursor: the Task returns `{cursor, done}` into
+    """One worker looped with its cursor: the Task returns `{cursor, done}` into
     `$.<progress>`, and the Choice sends the iteration back to the Task until `done`, then to
     `done_next`. The state machine owns the loop, so one invocation always fits Lambda's 15
-    minutes."""
+    minutes. `item`: what the iteration works on (`segment`, or the export's `file`)."""
     worker = lambda_task(
         task,
         function,
-        _spec_settings(**{"segment.$": "$.segment", "cursor.$": f"$.{progress}.cursor"}),
+        _spec_settings(**{f"{item}.$": f"$.{item}", "cursor.$": f"$.{progress}.cursor"}),
         result_selector={"cursor.$": "$.Payload.cursor", "done.$": "$.Payload.done"},
         result_path=f"$.{progress}",
         next_state=choice,
@@ -300,14 +330,15 @@ def worker_loop(
     }
 
 
-def _segment_end() -> dict[str, Any]:
-    return {"Type": "Pass", "Parameters": {"segment.$": "$.segment"}, "End": True}
+def _segment_end(item: str = "segment") -> dict[str, Any]:
+    return {"Type": "Pass", "Parameters": {f"{item}.$": f"$.{item}"}, "End": True}
 
 
 def segment_loop(
     phase: Phase, mode: MapMode, next_state: str, *, overlap: bool = False
 ) -> dict[str, Any]:
-    """The Map over `$.plan.segments` whose iterations loop one worker with its cursor.
+    """The Map over `$.plan.segments` (the load phase: `$.export_files.files`) whose iterations
+    loop one worker with its cursor.
 
     Each worker invocation runs until the segment is done or its budget is spent and returns
     `{cursor, done}` (`worker_loop`). Results are discarded (`ResultPath: null`): counters and
@@ -324,16 +355,20 @@ def segment_loop(
         raise ValueError("only the backfill iteration can go on into verification")
     names = loop_state_names(phase, mode)
     info = PHASES[phase]
+    items = _phase_items(phase)
+    item = items["item"]
     processor: dict[str, Any] = {"Mode": mode}
     if mode == "DISTRIBUTED":
         processor["ExecutionType"] = "STANDARD"
     start = {"cursor": None, "done": False}
-    selector: dict[str, Any] = {"segment.$": "$$.Map.Item.Value", "progress": start}
+    selector: dict[str, Any] = {f"{item}.$": "$$.Map.Item.Value", "progress": start}
     after = names["done"]
     if overlap:
         selector["verify_progress"] = dict(start)
         after = overlap_state_names(mode)["choice"]
-    states = worker_loop(names["task"], names["choice"], info["function"], "progress", after)
+    states = worker_loop(
+        names["task"], names["choice"], info["function"], "progress", after, item=item
+    )
     if overlap:
         more = overlap_state_names(mode)
         states[more["choice"]] = {
@@ -349,12 +384,13 @@ def segment_loop(
             worker_loop(more["task"], more["loop"], verify, "verify_progress", more["done"])
         )
         states[more["done"]] = _segment_end()
-    states[names["done"]] = _segment_end()
+    states[names["done"]] = _segment_end(item)
     verb = info["verb"] + (" (and, concurrent strategy, verify)" if overlap else "")
     state: dict[str, Any] = {
         "Type": "Map",
-        "Comment": f"{verb} every segment; each iteration loops its worker with the cursor.",
-        "ItemsPath": ITEMS_PATHS[phase],
+        "Comment": f"{verb} every {items['noun']}; each iteration loops its worker with the "
+        "cursor.",
+        "ItemsPath": items["items"],
         "ItemSelector": _spec_settings(**selector),
         "MaxConcurrencyPath": "$.settings.max_concurrency",
         "ItemProcessor": {
@@ -375,7 +411,13 @@ def segment_loop(
 
 
 def _poll_loop(
-    check: str, choice: str, wait: str, variable: str, ready_next: str
+    check: str,
+    choice: str,
+    wait: str,
+    variable: str,
+    ready_next: str,
+    *,
+    seconds_path: str = "$.settings.poll_seconds",
 ) -> dict[str, Any]:
     return {
         choice: {
@@ -383,7 +425,7 @@ def _poll_loop(
             "Choices": [{"Variable": variable, "BooleanEquals": True, "Next": ready_next}],
             "Default": wait,
         },
-        wait: {"Type": "Wait", "SecondsPath": "$.settings.poll_seconds", "Next": check},
+        wait: {"Type": "Wait", "SecondsPath": seconds_path, "Next": check},
     }
 
 
@@ -403,6 +445,93 @@ def _report(name: str, outcome: str, fail_state: str, *, with_failure: bool) -> 
         {"ErrorEquals": ["States.ALL"], "ResultPath": "$.report_error", "Next": fail_state}
     ]
     return state
+
+
+def export_states(scan: str, finish: str) -> dict[str, Any]:
+    """The Choice between the export strategy's backfill and the scan's (`scan`), and the export
+    strategy's: export the source to S3 at a point in time, wait for it, check that point
+    follows the stream's start (I2), list the data files of its manifest and load them with a
+    Map whose iterations loop a loader with its cursor {file, line, done} (I8), then on to
+    `finish` like the scan backfill."""
+    states: dict[str, Any] = {}
+    states["Backfill from export?"] = {
+        "Type": "Choice",
+        "Comment": "The export strategy loads the backfill from an export of the source to S3 "
+        "(no source read capacity); its replicator already runs, from TRIM_HORIZON of the "
+        "stream enabled before the export's point in time (I2). Others scan the source.",
+        "Choices": [
+            {"Variable": "$.spec.strategy", "StringEquals": "export", "Next": "Export source"}
+        ],
+        "Default": scan,
+    }
+    export = "ExportSource"
+    states["Export source"] = lambda_task(
+        "Export source",
+        export,
+        _spec_settings(action="start"),
+        result_path="$.export",
+        next_state="Export done?",
+        comment="ExportTableToPointInTime to the input's bucket/prefix (ClientToken from the "
+        "migration; the ARN is recorded in the state store): a retry or a resumed run finds the "
+        "same export.",
+    )
+    states.update(
+        _poll_loop(
+            "Check export",
+            "Export done?",
+            "Wait for export",
+            "$.export.result.done",
+            "Check export time",
+            seconds_path="$.settings.export_poll_seconds",
+        )
+    )
+    states["Check export"] = lambda_task(
+        "Check export",
+        export,
+        _spec_settings(action="poll"),
+        result_path="$.export",
+        next_state="Export done?",
+        comment="DescribeExport; a FAILED export fails the execution with its code and message.",
+    )
+    states["Check export time"] = lambda_task(
+        "Check export time",
+        export,
+        _spec_settings(action="check_time"),
+        result_path="$.export_time",
+        next_state="List export files",
+        comment="The export's point in time must follow the enabling of the stream the "
+        "replicator reads (I2): an earlier export could miss a change the stream never had.",
+    )
+    states["List export files"] = lambda_task(
+        "List export files",
+        export,
+        _spec_settings(action="manifest"),
+        result_selector={
+            "files.$": "$.Payload.files",
+            "count.$": "$.Payload.count",
+            "distributed.$": "$.Payload.distributed",
+        },
+        result_path="$.export_files",
+        next_state="Many export files?",
+        comment="Reads the export's manifest, records the data file count in the state store and "
+        "plans the loaders from it.",
+    )
+    states["Many export files?"] = {
+        "Type": "Choice",
+        "Comment": "Distributed when the files' loader invocations would crowd one execution's "
+        "history (as for the segments).",
+        "Choices": [
+            {
+                "Variable": "$.export_files.distributed",
+                "BooleanEquals": True,
+                "Next": "Load export files (distributed)",
+            }
+        ],
+        "Default": "Load export files",
+    }
+    states["Load export files"] = segment_loop("load", "INLINE", finish)
+    states["Load export files (distributed)"] = segment_loop("load", "DISTRIBUTED", finish)
+    return states
 
 
 def build() -> dict[str, Any]:
@@ -491,9 +620,12 @@ def build() -> dict[str, Any]:
             "invocations.$": "$.Payload.invocations",
         },
         result_path="$.plan",
-        next_state="Many segments?",
+        next_state="Backfill from export?",
+        comment="Records the segment count (a resume keeps it): the backfill's segments, and "
+        "the verification's for every strategy.",
     )
     finish = "Finish backfill (remove tombstones)"
+    states.update(export_states("Many segments?", finish))
     states["Many segments?"] = {
         "Type": "Choice",
         "Comment": "Distributed when the estimated worker invocations would crowd one "
@@ -541,13 +673,16 @@ def build() -> dict[str, Any]:
     states["Segments verified already?"] = {
         "Type": "Choice",
         "Comment": "The concurrent strategy verified each segment inside the backfill Map, as "
-        "soon as its copy was done: straight to the catch-up; sampled, its replicator runs "
-        "already: verify the sample now. Other strategies verify now.",
+        "soon as its copy was done (unless sampled): straight to the catch-up. The other "
+        "strategies verify now; the concurrent (sampled) and export strategies' replicator "
+        "already runs (no replay start).",
         "Choices": [
             overlap_rule(clock),
             {
-                "Variable": "$.spec.strategy",
-                "StringEquals": OVERLAP_STRATEGY,
+                "Or": [
+                    {"Variable": "$.spec.strategy", "StringEquals": OVERLAP_STRATEGY},
+                    {"Variable": "$.spec.strategy", "StringEquals": "export"},
+                ],
                 "Next": "Verify in parallel?",
             },
         ],

@@ -49,6 +49,8 @@ BAD_INPUT_ERRORS = frozenset(BAD_INPUT)
 
 #: States whose first entry is announced as a phase (Wait / Choice / polls are not).
 QUIET_TYPES = ("Wait", "Choice", "Pass")
+#: The loops' worker states: entered once per invocation, shown by the progress bars instead.
+WORKER_STATES = ("Copy segment", "Verify segment", "Verify copied segment", "Load export file")
 
 
 def migration_id_for(source: TableLocation, target: TableLocation) -> str:
@@ -89,7 +91,15 @@ def stack_parameters(spec: MigrationSpec) -> dict[str, str]:
         "StateEndpointUrl": spec.state.side.endpoint_url or "",
         "VersionAttribute": spec.version_attribute or "",
         "SkipTtlDeletes": "true" if spec.skip_ttl_deletes else "false",
+        "ExportBucketName": spec.export.bucket if spec.export else "",
+        "ExportPrefix": spec.export.prefix if spec.export else "",
+        "ExportKmsKeyArn": _key_arn(spec.export.kms_key_id if spec.export else None),
     }
+
+
+def _key_arn(key: str | None) -> str:
+    """A KMS key given as an ARN names the key the policies allow (an id or alias: none)."""
+    return key if key and key.startswith("arn:") and ":key/" in key else ""
 
 
 def stack_region(spec: MigrationSpec) -> str:
@@ -174,7 +184,7 @@ class _Watcher:
         if any(kind.startswith(t) for t in QUIET_TYPES) or name in self.announced:
             return
         worker = name.removesuffix(" (distributed)")
-        if worker in ("Copy segment", "Verify segment", "Verify copied segment"):
+        if worker in WORKER_STATES:
             if worker == "Verify copied segment" and "verify" not in self.bars:
                 # Concurrent strategy: segments are verified inside the backfill Map, while
                 # others still copy: a second bar beside the backfill's.
@@ -184,7 +194,7 @@ class _Watcher:
         self._close_bars()
         self.current = name
         self.runner.say(f"> {name}")
-        if name.startswith("Backfill segments"):
+        if name.startswith(("Backfill segments", "Load export files")):
             self._open("backfill", self.runner.source_items)
         elif name.startswith("Verify segments"):
             total, share = self.runner.source_items, self.runner.spec.verify_sample
@@ -268,6 +278,10 @@ class MigrationRunner:
 
     def phase_count(self, label: str) -> int:
         state = state_store(self.spec)
+        if label == "backfill" and self.spec.strategy == "export":
+            from dynashift.export_backfill import loaded_items
+
+            return loaded_items(state)
         if label == "backfill":
             return sum(s.counters.get("scanned", 0) for s in state.segments())
         from dynashift.verify import load_verify_results
@@ -509,6 +523,11 @@ def plan_local_run(
         )
         if reason:
             raise BadInputError(reason)
+    if spec.strategy == "export":
+        # Validate's export checks (PITR on, bucket reachable), before anything is created.
+        from dynashift.workflow.steps import check_export_source
+
+        check_export_source(spec)
     return concurrency_plan(
         items,
         size,

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ValidationError
 
 from dynashift.backfill import DEFAULT_IN_FLIGHT, SegmentResult, run_segment, start_backfill
 from dynashift.errors import BadInputError, DynashiftError, cause_message
-from dynashift.models import MigrationSpec
+from dynashift.models import MigrationSpec, factory_for
 from dynashift.plan import INLINE_MAP_CONCURRENCY, WORKER_ITEMS_PER_SECOND
 from dynashift.ratelimit import RateLimiter
 from dynashift.sampling import check_sample, plan_sample, sampled_numbers
@@ -43,6 +43,12 @@ from dynashift.workflow.types import (
     DISTRIBUTED_THRESHOLD,
     HISTORY_EVENTS_QUOTA,  # noqa: F401  (re-exported)
     ApprovalEvent,
+    ExportEvent,
+    ExportFileEvent,
+    ExportFileResult,
+    ExportFilesResult,
+    ExportProgress,
+    ExportTimeCheck,
     FinishResult,
     LagStatus,
     LoopEstimate,
@@ -138,6 +144,7 @@ def validate_execution_input(payload: Mapping[str, Any], env: LambdaSettings) ->
     raw = payload.get("input")
     workflow = normalise_input(raw, env)
     check_replicator_settings(workflow.spec, env)
+    check_export_settings(workflow.spec, env)
     workflow = plan_concurrency(workflow, raw)
     stack = {
         "spec.state.name": env.state_table,
@@ -234,6 +241,29 @@ def check_replicator_settings(spec: MigrationSpec, env: LambdaSettings) -> None:
             )
 
 
+def check_export_settings(spec: MigrationSpec, env: LambdaSettings) -> None:
+    """The export strategy's bucket and prefix must be the stack's (ExportBucketName,
+    ExportPrefix): its functions may export to and read from those only (docs/export.md)."""
+    export = spec.export
+    if export is None:
+        return
+    if not env.export_bucket:
+        raise BadInputError(
+            "spec.export.bucket: this stack was deployed without ExportBucketName, so its "
+            "functions may not export or read an export (docs/export.md)"
+        )
+    if export.bucket != env.export_bucket:
+        raise BadInputError(
+            f"spec.export.bucket: {export.bucket!r} is not this stack's {env.export_bucket!r} "
+            "(ExportBucketName: the functions may use that bucket only)"
+        )
+    if env.export_prefix and not export.prefix.startswith(env.export_prefix):
+        raise BadInputError(
+            f"spec.export.prefix: {export.prefix!r} is not under this stack's "
+            f"{env.export_prefix!r} (ExportPrefix: the functions may write and read only there)"
+        )
+
+
 def validate(
     event: ValidateEvent,
     *,
@@ -279,6 +309,8 @@ def validate(
             "target_options.billing_mode to PAY_PER_REQUEST"
         )
     stream = check_stream(spec.source, event.target_options.replace_stream)
+    if spec.strategy == "export":
+        check_export_source(spec)
     if state is not None:
         state.segment_count(spec.segments)
         check_sample(state, spec.verify_sample)  # a resume keeps its verification sample
@@ -514,6 +546,66 @@ def backfill_segment(event: SegmentEvent, *, limiter: RateLimiter | None = None)
     )
 
 
+# --- the export strategy (dynashift.export_backfill) ------------------------------------------
+
+
+def _s3(spec: MigrationSpec) -> Any:
+    """The S3 client of the export: the source side's (DynamoDB writes the export with the
+    caller's principal; a local run reaches the emulator's S3 at the source's endpoint)."""
+    return spec.source.clients().client("s3")
+
+
+def check_export_source(spec: MigrationSpec) -> None:
+    """Validate's export checks (PITR on, bucket reachable): read-only, BadInputError."""
+    from dynashift.export_backfill import check_export_source as _check
+
+    _check(spec, spec.source.clients().dynamodb(), _s3(spec))
+
+
+def export_source(event: ExportEvent) -> BaseModel:
+    """The export strategy's export states: start it (once), poll it, check its point in time
+    against the stream's start (I2), and list its data files for the load Map."""
+    from dynashift import export_backfill
+
+    spec = event.spec
+    state = state_store(spec)
+    dynamodb = spec.source.clients().dynamodb()
+    if event.action == "start":
+        return ExportProgress(**export_backfill.start(spec, state, dynamodb))
+    if event.action == "poll":
+        return ExportProgress(**export_backfill.poll(spec, state, dynamodb))
+    if event.action == "check_time":
+        return ExportTimeCheck(**export_backfill.check_time(spec, state, dynamodb))
+    files = export_backfill.list_files(
+        spec,
+        state,
+        dynamodb,
+        _s3(spec),
+        max_concurrency=event.settings.max_concurrency,
+        threshold=event.settings.distributed_threshold,
+    )
+    return ExportFilesResult(**files)
+
+
+def load_export_file(event: ExportFileEvent) -> ExportFileResult:
+    """One loader invocation: a data file of the export from its cursor {file, line, done}."""
+    from dynashift.export_backfill import load_file
+
+    spec = event.spec
+    no_retry_side = spec.target.side.model_copy(update={"max_attempts": 1})
+    in_flight = event.settings.max_in_flight or DEFAULT_IN_FLIGHT
+    result = load_file(
+        spec,
+        event.file,
+        state=state_store(spec),
+        s3=_s3(spec),
+        target_client=factory_for(no_retry_side, in_flight * 2).dynamodb(),
+        limiter=_limiter(spec, event.settings),
+        max_in_flight=in_flight,
+    )
+    return ExportFileResult(**result)
+
+
 def finish_backfill(event: StepEvent) -> FinishResult:
     """One turn of the "Finish backfill" loop: switch the replicator to plain deletes and
     remove registered tombstones (I5) until none is left (`done`) or the worker budget is
@@ -675,6 +767,10 @@ def phase_timings(spec: MigrationSpec, state: StateStore) -> list[Any]:
     copied = sum(s.counters.get("scanned", 0) for s in segments)
     ends = [s.updated for s in segments if s.done and s.updated is not None]
     copy_ended = max(ends) if len(ends) == spec.segments else None
+    if spec.strategy == "export":
+        from dynashift.export_backfill import loaded_items
+
+        copied, copy_ended = loaded_items(state), None  # ends with "Finish backfill"
     phases.append(
         PhaseTiming(
             name="backfill",

@@ -74,6 +74,8 @@ class WorkflowSettings(BaseModel):
 
     #: Seconds between polls of the target, the stream and the replication lag.
     poll_seconds: int = Field(default=5, ge=0, le=3600)
+    #: Seconds between polls of the export strategy's export (exports take minutes in AWS).
+    export_poll_seconds: int = Field(default=60, ge=0, le=3600)
     #: Map MaxConcurrency: segment workers running at once (Validate plans it when the input
     #: leaves it out: `plan.concurrency_plan`).
     max_concurrency: int = Field(default=10, ge=1, le=1000)
@@ -140,6 +142,51 @@ class ReplicationEvent(StepEvent):
 class SegmentEvent(StepEvent):
     segment: int = Field(ge=0)
     cursor: dict[str, Any] | None = None
+
+
+class ExportEvent(StepEvent):
+    """The export strategy's export steps (one function, an action per state)."""
+
+    action: Literal["start", "poll", "check_time", "manifest"]
+
+
+class ExportFileEvent(StepEvent):
+    """One loader invocation: a data file of the export (its index in the manifest)."""
+
+    file: int = Field(ge=0)
+    cursor: dict[str, Any] | None = None
+
+
+class ExportProgress(BaseModel):
+    """The export's status (start and poll): `done` once COMPLETED."""
+
+    arn: str
+    status: str
+    done: bool
+    item_count: int | None = None
+
+
+class ExportTimeCheck(BaseModel):
+    """The export's point in time and the enabling of the stream it must follow (I2)."""
+
+    export_time: str
+    stream_enabled: str
+
+
+class ExportFileResult(BaseModel):
+    """One loader invocation: its cursor {file, line, done} (the state store keeps it too)."""
+
+    cursor: dict[str, Any]
+    done: bool
+
+
+class ExportFilesResult(BaseModel):
+    """The export's data files for the load Map (indices into the recorded manifest)."""
+
+    files: list[int]
+    count: int
+    distributed: bool
+    items: int = 0
 
 
 class ApprovalEvent(StepEvent):
