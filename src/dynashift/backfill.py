@@ -70,7 +70,7 @@ from dynashift.items import (
     key_of,
     to_event_json,
 )
-from dynashift.models import MigrationSpec, factory_for
+from dynashift.models import PROCESS_CLIENTS, Clients, MigrationSpec
 from dynashift.plan import (
     replay_refusal,  # the one replay rule (plan.py)
 )
@@ -405,13 +405,14 @@ def run_segment(
     max_in_flight: int = DEFAULT_IN_FLIGHT,
     page_size: int | None = None,
     reserve_seconds: float | None = None,
+    clients: Clients = PROCESS_CLIENTS,
 ) -> SegmentResult:
     """Backfill one segment until it is done or the budget is nearly spent.
 
     Resumes from `cursor` (event JSON, as a previous SegmentResult returned it) or, when None,
     from the state store's committed cursor. Commits cursor and counters after each page.
     `reserve_seconds` (default: 10 % of the budget, at most 5 s) is kept free for the requests
-    in flight and the final commit. Clients default to the spec's sides; the target client
+    in flight and the final commit. Clients default to `clients`' for each side; the target client
     leaves retries to the engine so the limiter sees every throttle. `clock`: its monotonic
     time measures the budget, its wall time (epoch seconds) the invocation's lease; see the
     module docstring for the fencing.
@@ -438,10 +439,10 @@ def run_segment(
     # pool covers all their in-flight requests (a full pool would reconnect for each request).
     pool = max_in_flight * min(total, 16)
     if source_client is None:
-        source_client = spec.source.clients(pool).dynamodb()
+        source_client = clients(spec.source, pool).dynamodb()
     if target_client is None:
         no_retry_side = spec.target.side.model_copy(update={"max_attempts": 1})
-        target_client = factory_for(no_retry_side, pool).dynamodb()
+        target_client = clients.for_side(no_retry_side, pool).dynamodb()
     backoff = backoff or Backoff()
 
     source_desc = describe_table(source_client, spec.source.name, "source")

@@ -30,7 +30,7 @@ from dynashift.backfill import Counters, write_batches
 from dynashift.clock import SYSTEM_CLOCK, Clock
 from dynashift.errors import BadInputError, RuntimeFailure
 from dynashift.items import Item, key_id, key_names, key_of
-from dynashift.models import TableLocation
+from dynashift.models import PROCESS_CLIENTS, Clients, TableLocation
 from dynashift.progress import NullProgress, Progress
 from dynashift.ratelimit import RateLimiter
 from dynashift.retry import Backoff, call_with_retry
@@ -261,13 +261,14 @@ def copy_table(
     source_client: Any = None,
     target_client: Any = None,
     prepare_timeout: float = 600.0,
+    clients: Clients = PROCESS_CLIENTS,
 ) -> CopySummary:
     """Copy `source` (or the subset the options select) into `target`; see the module doc."""
     started = clock.monotonic()
     progress = progress or NullProgress()
     parallelism = max(options.segments, 4)
-    source_client = source_client or source.clients(parallelism).dynamodb()
-    target_client = target_client or target.clients(parallelism).dynamodb()
+    source_client = source_client or clients(source, parallelism).dynamodb()
+    target_client = target_client or clients(target, parallelism).dynamodb()
 
     # --- validate everything before the first write -------------------------------------------
     source_desc = describe_table(source_client, source.name, "source")

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field
 
 from dynashift.items import is_tombstone, item_size
-from dynashift.models import Strategy, TableLocation
+from dynashift.models import PROCESS_CLIENTS, Clients, Strategy, TableLocation
 from dynashift.ratelimit import DEFAULT_CAPACITY_SHARE
 from dynashift.stream import StreamStatus, check_stream
 from dynashift.tables import scan_pages
@@ -582,10 +582,13 @@ class Plan(BaseModel):
 
 
 def sample_items(
-    location: TableLocation, limit: int = DEFAULT_SAMPLE_ITEMS
+    location: TableLocation,
+    limit: int = DEFAULT_SAMPLE_ITEMS,
+    *,
+    clients: Clients = PROCESS_CLIENTS,
 ) -> tuple[int, int, bool]:
     """(items, total bytes, whole table read) of a bounded scan of up to `limit` items."""
-    client = location.clients().dynamodb()
+    client = clients(location).dynamodb()
     count = size = 0
     complete = False
     for page in scan_pages(client, location.name, limit=min(limit, 1000)):
@@ -615,6 +618,7 @@ def make_plan(
     prices: Prices | None = None,
     sample_limit: int = DEFAULT_SAMPLE_ITEMS,
     cpus: int | None = None,
+    clients: Clients = PROCESS_CLIENTS,
 ) -> Plan:
     """Read-only: the checks `migrate` validates with, the facts, the estimates.
 
@@ -623,8 +627,8 @@ def make_plan(
     be refused is not printed. `cpus` (default: this machine's) sizes the local runner's plan.
     """
     prices = prices or Prices()
-    check: TargetCheck = check_target(source, target, options)
-    stream: StreamStatus = check_stream(source, options.replace_stream)
+    check: TargetCheck = check_target(source, target, options, clients=clients)
+    stream: StreamStatus = check_stream(source, options.replace_stream, clients=clients)
     src = check.source
     spec = check.spec
     warnings = list(check.warnings)
@@ -636,7 +640,7 @@ def make_plan(
     if item_count and size_bytes:
         avg = size_bytes / item_count
     else:
-        sampled, sampled_bytes, complete = sample_items(source, sample_limit)
+        sampled, sampled_bytes, complete = sample_items(source, sample_limit, clients=clients)
         avg = sampled_bytes / sampled if sampled else 0.0
         avg_from = "sample scan" if sampled else "none (empty table)"
         if complete and sampled != item_count:

@@ -41,6 +41,7 @@ from dynashift.approval_token import (  # noqa: F401  (re-exported for older imp
     save_approval_token,
     send_approval,
 )
+from dynashift.models import PROCESS_CLIENTS, Clients
 from dynashift.state import StateStore, state_store
 
 Verdict = Literal["READY", "NOT READY"]
@@ -418,8 +419,9 @@ def gather_readiness(
     now: float | None = None,
     lag_detail: str = "",
     replication_problem: str | None = None,
+    clients: Clients = PROCESS_CLIENTS,
 ) -> ReadinessReport:
-    """The readiness report of a `MigrationSpec` (clients from the spec's sides).
+    """The readiness report of a `MigrationSpec` (each side's client from `clients`).
 
     Settings parity is the target module's rule: the target the source and `target_options`
     (a `TargetOptions`, overrides such as billing mode or added tags; by default the ones the
@@ -435,14 +437,14 @@ def gather_readiness(
     )
 
     if state is None:
-        state = state_store(spec)
+        state = state_store(spec, clients)
     options = (
         target_options
         if target_options is not None
         else recorded_target_options(state) or TargetOptions()
     )
-    source = describe_location(spec.source, "source")
-    target = describe_location(spec.target, "target")
+    source = describe_location(spec.source, "source", clients=clients)
+    target = describe_location(spec.target, "target", clients=clients)
     differences = compare_target(build_target_spec(source, options), target, options)
     stream = source.table.get("StreamSpecification") or {}
     inputs = ReadinessInputs(

@@ -66,7 +66,7 @@ from dynashift.items import (
     key_of,
     to_event_json,
 )
-from dynashift.models import MigrationSpec
+from dynashift.models import PROCESS_CLIENTS, Clients, MigrationSpec
 from dynashift.readiness import VERIFY_PREFIX, VerificationSummary
 from dynashift.state import StateStore, existing_state_store
 from dynashift.sync import ItemDiffer, diff_page, find_extra, lookup_keys, repair_keys
@@ -241,10 +241,11 @@ class _Sides:
         spec: MigrationSpec,
         source_client: Any | None,
         target_client: Any | None,
+        clients: Clients,
         parallelism: int = 4,
     ) -> None:
-        self.source = source_client or spec.source.clients(parallelism).dynamodb()
-        self.target = target_client or spec.target.clients(parallelism).dynamodb()
+        self.source = source_client or clients(spec.source, parallelism).dynamodb()
+        self.target = target_client or clients(spec.target, parallelism).dynamodb()
         desc = describe_table(self.source, spec.source.name, "source")
         self.names = table_keys(desc)
         self.source_desc = desc
@@ -566,6 +567,7 @@ def verify_segment(
     source_client: Any | None = None,
     target_client: Any | None = None,
     state: StateStore | None = None,
+    clients: Clients = PROCESS_CLIENTS,
 ) -> VerifyResult:
     """Verify one segment of `spec.source` against `spec.target` (module docstring), as
     `config` says.
@@ -584,9 +586,9 @@ def verify_segment(
         raise BadInputError(f"segment {segment} is outside 0..{total - 1}")
     if merge_buffer < 2:
         raise BadInputError(f"merge buffer {merge_buffer} must be at least 2")
-    sides = _Sides(spec, source_client, target_client)
+    sides = _Sides(spec, source_client, target_client, clients)
     if checkpoint and state is None:
-        state = existing_state_store(spec)
+        state = existing_state_store(spec, clients)
     if cursor is not None and not isinstance(cursor, VerifyResult) and "segment" not in cursor:
         # A bare VerifyCursor: the counts live in the state store. A checkpoint ahead of the
         # cursor (a retried call whose answer was lost) is a consistent later point: use it.
@@ -790,6 +792,7 @@ def recheck(
     source_client: Any | None = None,
     target_client: Any | None = None,
     differ: ItemDiffer | None = None,
+    clients: Clients = PROCESS_CLIENTS,
 ) -> RecheckResult:
     """Re-read suspects with strongly consistent reads; only still-different keys are divergent.
 
@@ -801,7 +804,7 @@ def recheck(
     """
     if rounds < 1:
         raise BadInputError(f"recheck rounds {rounds} must be at least 1")
-    sides = _Sides(spec, source_client, target_client)
+    sides = _Sides(spec, source_client, target_client, clients)
     differ = differ or ItemDiffer(spec.ignore)
     names = sides.names
     unique: dict[str, Item] = {}
@@ -974,10 +977,10 @@ def load_recheck_result(state: StateStore) -> RecheckResult | None:
     return RecheckResult.model_validate_json(item["data"]["S"]) if item else None
 
 
-def _store(spec: MigrationSpec, state: StateStore | None) -> StateStore:
+def _store(spec: MigrationSpec, state: StateStore | None, clients: Clients) -> StateStore:
     if state is not None:
         return state
-    found = existing_state_store(spec)
+    found = existing_state_store(spec, clients)
     if found is None:
         raise BadInputError(f"state table {spec.state.name!r} does not exist")
     return found
@@ -990,25 +993,32 @@ def recheck_migration(
     caught_up: CaughtUp | None = None,
     images: StreamWindow | None = None,
     repair: bool = False,
+    clients: Clients = PROCESS_CLIENTS,
     **kwargs: Any,
 ) -> RecheckResult:
     """Recheck every suspect the segments' checkpoints list; save and return the result.
 
     The workflow's Recheck step: pass `caught_up` built from the replicator's lag (see `recheck`).
     """
-    store = _store(spec, state)
+    store = _store(spec, state, clients)
     results = load_verify_results(store)
     result = recheck(
-        spec, all_suspects(results), caught_up=caught_up, images=images, repair=repair, **kwargs
+        spec,
+        all_suspects(results),
+        caught_up=caught_up,
+        images=images,
+        repair=repair,
+        clients=clients,
+        **kwargs,
     )
     save_recheck_result(store, result)
     return result
 
 
 def verification_summary(
-    spec: MigrationSpec, state: StateStore | None = None
+    spec: MigrationSpec, state: StateStore | None = None, clients: Clients = PROCESS_CLIENTS
 ) -> VerificationSummary:
     """The checklist's view of the saved verification and recheck of `spec`."""
-    store = _store(spec, state)
+    store = _store(spec, state, clients)
     results = [r for r in load_verify_results(store) if r.segment < spec.segments]
     return summarize(results, load_recheck_result(store), spec.segments)

@@ -30,7 +30,7 @@ from dynashift.backfill import SegmentResult, run_segment, start_backfill
 from dynashift.errors import NotReadyYet
 from dynashift.follower import to_lambda_record
 from dynashift.items import TOMBSTONE_ATTR
-from dynashift.models import MigrationSpec, TableLocation
+from dynashift.models import Clients, MigrationSpec, TableLocation
 from dynashift.ratelimit import RateLimiter
 from dynashift.replicator import ApplyResult, Replicator
 from dynashift.retry import Backoff
@@ -357,7 +357,9 @@ class Migration:
         # What the workflow's "Start replicator" does before the replicator's first write and
         # the first scan page: phase BACKFILL (deletes become tombstones), write mode recorded.
         start_backfill(state, env.client, env.target)
-        replicator = Replicator.for_spec(spec, [PK], state, clients=_ClientFactory(env.client))
+        replicator = Replicator.for_spec(
+            spec, [PK], state, clients=Clients.fixed(_ClientFactory(env.client))
+        )
         return cls(
             env=env,
             spec=spec,

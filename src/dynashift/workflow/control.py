@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 
 from dynashift.aws import error_code
 from dynashift.errors import BadInputError, RuntimeFailure, TransientError, WorkerDeadlineError
-from dynashift.models import MigrationSpec
+from dynashift.models import PROCESS_CLIENTS, Clients, MigrationSpec
 from dynashift.readiness import dlq_depth
 from dynashift.replication_progress import (
     ProgressChecker,
@@ -206,6 +206,7 @@ class EventSourceMappingControl:
         dlq_url: str | None = None,
         budget: ReadBudget | None = None,
         drain_timeout: float = 900.0,
+        clients: Clients = PROCESS_CLIENTS,
     ) -> None:
         self.lambda_client = lambda_client
         self.function_name = function_name
@@ -216,6 +217,7 @@ class EventSourceMappingControl:
         self.dlq_url = dlq_url
         self.budget = budget or ReadBudget()
         self.drain_timeout = drain_timeout
+        self.clients = clients
 
     def _mappings(self, stream_arn: str | None) -> list[dict[str, Any]]:
         kwargs: dict[str, Any] = {"FunctionName": self.function_name}
@@ -272,7 +274,7 @@ class EventSourceMappingControl:
     def _checker(self, spec: MigrationSpec) -> ProgressChecker:
         return ProgressChecker(
             self.streams_client(spec),
-            state_store(spec),
+            state_store(spec, self.clients),
             self._stream_arn(spec),
             budget=self.budget,
         )
@@ -300,7 +302,7 @@ class EventSourceMappingControl:
         return {"stopped": stopped}
 
     def _stream_arn(self, spec: MigrationSpec) -> str:
-        meta = state_store(spec).get_meta() or {}
+        meta = state_store(spec, self.clients).get_meta() or {}
         arn = meta.get("stream_arn")
         if not arn:
             raise BadInputError(f"migration {spec.migration_id}: no stream recorded; start first")
@@ -310,9 +312,10 @@ class EventSourceMappingControl:
 # --- what the handlers use (in AWS and in the local runner alike) ----------------------------
 
 
-def aws_control() -> EventSourceMappingControl:
+def aws_control(clients: Clients = PROCESS_CLIENTS) -> EventSourceMappingControl:
     """The event source mapping of the stack's replicator function, from the function's
-    environment (DYNASHIFT_REPLICATOR_FUNCTION, DYNASHIFT_DLQ_ARN, DYNASHIFT_DLQ_URL)."""
+    environment (DYNASHIFT_REPLICATOR_FUNCTION, DYNASHIFT_DLQ_ARN, DYNASHIFT_DLQ_URL); the
+    source's stream and the state table are reached through `clients`."""
     import boto3
 
     from dynashift.settings import lambda_settings
@@ -323,10 +326,11 @@ def aws_control() -> EventSourceMappingControl:
         boto3.client("lambda", region_name=settings.region),
         function,
         dlq_arn=settings.dlq_arn,
-        streams_client=lambda spec: spec.source.clients().streams(),
-        checkpoints=lambda spec: state_store(spec).shard_checkpoints(),
+        streams_client=lambda spec: clients(spec.source).streams(),
+        checkpoints=lambda spec: state_store(spec, clients).shard_checkpoints(),
         sqs_client=boto3.client("sqs", region_name=settings.region) if settings.dlq_url else None,
         dlq_url=settings.dlq_url,
+        clients=clients,
     )
 
 

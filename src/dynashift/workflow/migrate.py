@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from dynashift.errors import BadInputError, DynashiftError, RuntimeFailure, cause_message
-from dynashift.models import MigrationSpec, TableLocation
+from dynashift.models import PROCESS_CLIENTS, Clients, MigrationSpec, TableLocation
 from dynashift.plan import ConcurrencyPlan
 from dynashift.progress import Progress
 from dynashift.state import StateStore, existing_state_store, state_table_name
@@ -113,14 +113,16 @@ def execution_input(workflow_input: WorkflowInput) -> dict[str, Any]:
     return data
 
 
-def local_stack(spec: MigrationSpec, **kwargs: Any) -> LocalStepFunctions:
+def local_stack(
+    spec: MigrationSpec, *, clients: Clients = PROCESS_CLIENTS, **kwargs: Any
+) -> LocalStepFunctions:
     """The template's stack deployed for `spec`, on a private server (start it with `with`):
     the stack parameters of the migration, the state table next to the target, the event source
-    mappings reading the source stream with the source's credentials."""
+    mappings reading the source stream with the source's credentials (from `clients`)."""
     from dynashift.workflow.runner import ACCOUNT_ID
 
     region = stack_region(spec)
-    source_streams = spec.source.clients().streams
+    source_streams = clients(spec.source).streams
 
     state_arn = f"arn:aws:dynamodb:{region}:{ACCOUNT_ID}:table/{spec.state.name}"
     kwargs.setdefault("streams_for", lambda arn: source_streams())
@@ -240,8 +242,10 @@ class MigrationRunner:
         on_state: Callable[[str], None] | None = None,
         on_invoke: Callable[[str, dict[str, Any]], None] | None = None,
         template_path: Path | None = None,
+        clients: Clients = PROCESS_CLIENTS,
     ) -> None:
         self.input = workflow_input
+        self.clients = clients
         self.on_invoke = on_invoke
         self.template_path = template_path
         self.drain_timeout = drain_timeout
@@ -265,7 +269,7 @@ class MigrationRunner:
     # --- progress sources ----------------------------------------------------------------------
 
     def phase_count(self, label: str) -> int:
-        state = state_store(self.spec)
+        state = state_store(self.spec, self.clients)
         if label == "backfill":
             return sum(s.counters.get("scanned", 0) for s in state.segments())
         from dynashift.verify import load_verify_results
@@ -277,7 +281,7 @@ class MigrationRunner:
             return
         from dynashift.approval_token import load_approval_token
 
-        token = load_approval_token(state_store(self.spec))
+        token = load_approval_token(state_store(self.spec, self.clients))
         if not token:
             return
         self._approved = True
@@ -296,16 +300,17 @@ class MigrationRunner:
                 spec=self.spec,
                 settings=self.input.settings,
                 target_options=self.input.target_options,
-            )
+            ),
+            clients=self.clients,
         )
         for warning in validation.warnings:
             self.say(f"warning: {warning}")
-        client = self.spec.state.clients().dynamodb()
+        client = self.clients(self.spec.state).dynamodb()
         StateStore.ensure_table(client, self.spec.state.name)
         try:
             from dynashift.tables import describe_table
 
-            desc = describe_table(self.spec.source.clients().dynamodb(), self.spec.source.name)
+            desc = describe_table(self.clients(self.spec.source).dynamodb(), self.spec.source.name)
             self.source_items = int(desc.get("ItemCount", 0)) or None
         except DynashiftError:
             self.source_items = None
@@ -315,7 +320,9 @@ class MigrationRunner:
         kwargs: dict[str, Any] = {}
         if self.template_path is not None:
             kwargs["template_path"] = self.template_path
-        return local_stack(self.spec, on_invoke=self.on_invoke, keep_batches=20, **kwargs)
+        return local_stack(
+            self.spec, on_invoke=self.on_invoke, keep_batches=20, clients=self.clients, **kwargs
+        )
 
     def _control(self, sfn: LocalStepFunctions) -> EventSourceMappingControl:
         """The control the ReplicationFunction uses, for the runner's own drain and stop."""
@@ -327,10 +334,11 @@ class MigrationRunner:
             sfn.client("lambda"),
             env.get("DYNASHIFT_REPLICATOR_FUNCTION", ""),
             dlq_arn=env.get("DYNASHIFT_DLQ_ARN"),
-            streams_client=lambda spec: spec.source.clients().streams(),
-            checkpoints=lambda spec: state_store(spec).shard_checkpoints(),
+            streams_client=lambda spec: self.clients(spec.source).streams(),
+            checkpoints=lambda spec: state_store(spec, self.clients).shard_checkpoints(),
             sqs_client=sfn.client("sqs"),
             dlq_url=env.get("DYNASHIFT_DLQ_URL"),
+            clients=self.clients,
         )
 
     def run(self) -> MigrationRun:
@@ -375,7 +383,7 @@ class MigrationRunner:
         return poll
 
     def _finish(self, sfn: LocalStepFunctions, outcome: ExecutionOutcome) -> MigrationRun:
-        state = state_store(self.spec)
+        state = state_store(self.spec, self.clients)
         report = state.report()
         followed = 0
         if outcome.status == "SUCCEEDED" and self.follow:
@@ -467,6 +475,7 @@ def plan_local_run(
     workers: int | None = None,
     in_flight: int | None = None,
     cpus: int | None = None,
+    clients: Clients = PROCESS_CLIENTS,
 ) -> ConcurrencyPlan:
     """Workers, segments and in-flight writes of a local run (`plan.concurrency_plan` with this
     machine's CPUs and the target's endpoint): the explicit values win, a resumed migration
@@ -475,12 +484,12 @@ def plan_local_run(
     from dynashift.plan import concurrency_plan, target_capacity
     from dynashift.target import check_target
 
-    state = existing_state_store(spec)
+    state = existing_state_store(spec, clients)
     if state is not None:
         # The one resume rule: a resumed migration keeps its count (a different one is refused).
         segments = state.segment_count(segments)
-    source = describe_table(spec.source.clients().dynamodb(), spec.source.name, "source table")
-    check = check_target(spec.source, spec.target, target_options, state)
+    source = describe_table(clients(spec.source).dynamodb(), spec.source.name, "source table")
+    check = check_target(spec.source, spec.target, target_options, state, clients=clients)
     wcu, warm = target_capacity(check)
     items, size = int(source.get("ItemCount", 0) or 0), int(source.get("TableSizeBytes", 0) or 0)
     if spec.strategy == "replay":

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ValidationError
 
 from dynashift.backfill import DEFAULT_IN_FLIGHT, SegmentResult, run_segment, start_backfill
 from dynashift.errors import BadInputError, DynashiftError, cause_message
-from dynashift.models import MigrationSpec
+from dynashift.models import PROCESS_CLIENTS, Clients, MigrationSpec
 from dynashift.plan import INLINE_MAP_CONCURRENCY, WORKER_ITEMS_PER_SECOND
 from dynashift.ratelimit import RateLimiter
 from dynashift.state import StateStore, existing_state_store, state_store
@@ -130,14 +130,16 @@ def _dump(model: Any) -> dict[str, Any]:
 # --- steps -----------------------------------------------------------------------------------
 
 
-def validate_execution_input(payload: Mapping[str, Any], env: LambdaSettings) -> dict[str, Any]:
+def validate_execution_input(
+    payload: Mapping[str, Any], env: LambdaSettings, *, clients: Clients = PROCESS_CLIENTS
+) -> dict[str, Any]:
     """The Validate state: normalise the raw execution input (`payload["input"]`), check it,
     and return `{"input": <the normalised WorkflowInput>, "validation": ...}`; the state
     machine makes the normalised input the state every later step reads."""
     raw = payload.get("input")
     workflow = normalise_input(raw, env)
     check_replicator_settings(workflow.spec, env)
-    workflow = plan_concurrency(workflow, raw)
+    workflow = plan_concurrency(workflow, raw, clients=clients)
     stack = {
         "spec.state.name": env.state_table,
         "spec.migration_id": env.migration_id,
@@ -151,6 +153,7 @@ def validate_execution_input(payload: Mapping[str, Any], env: LambdaSettings) ->
         ),
         stack=stack,
         worker_timeout_seconds=env.worker_timeout_seconds,
+        clients=clients,
     )
     return {
         "input": workflow.model_dump(mode="json"),
@@ -158,7 +161,9 @@ def validate_execution_input(payload: Mapping[str, Any], env: LambdaSettings) ->
     }
 
 
-def plan_concurrency(workflow: WorkflowInput, raw: Any) -> WorkflowInput:
+def plan_concurrency(
+    workflow: WorkflowInput, raw: Any, *, clients: Clients = PROCESS_CLIENTS
+) -> WorkflowInput:
     """Fill what the execution input leaves out — spec.segments, settings.max_concurrency,
     settings.max_in_flight — with `plan.concurrency_plan` for the deployed runner (what
     `dynashift plan` shows as "deployed"; for a target on this machine's loopback, an emulator
@@ -177,12 +182,14 @@ def plan_concurrency(workflow: WorkflowInput, raw: Any) -> WorkflowInput:
     from dynashift.target import check_target
 
     try:
-        state = existing_state_store(spec)
+        state = existing_state_store(spec, clients)
         segments = spec.segments if given[0] else None
         if state is not None:
             segments = state.segment_count(segments)  # a resume keeps its count
-        items, size = describe_source_size(spec)
-        check = check_target(spec.source, spec.target, workflow.target_options, state)
+        items, size = describe_source_size(spec, clients)
+        check = check_target(
+            spec.source, spec.target, workflow.target_options, state, clients=clients
+        )
     except DynashiftError:
         return workflow
     wcu, warm = target_capacity(check)
@@ -238,6 +245,7 @@ def validate(
     *,
     stack: dict[str, str | None] | None = None,
     worker_timeout_seconds: float | None = None,
+    clients: Clients = PROCESS_CLIENTS,
 ) -> ValidationResult:
     """Read-only checks before anything is written: source exists, target creatable or
     compatible (and safe), stream usable, segment count unchanged on a resume, replicas only
@@ -267,8 +275,8 @@ def validate(
         expected = (stack or {}).get(field)
         if expected and expected != value:
             raise BadInputError(f"{field}: {value!r} is not this stack's {expected!r}")
-    state = existing_state_store(spec)
-    check = check_target(spec.source, spec.target, event.target_options, state)
+    state = existing_state_store(spec, clients)
+    check = check_target(spec.source, spec.target, event.target_options, state, clients=clients)
     if event.target_options.replica_regions and check.spec.billing_mode == "PROVISIONED":
         # UpdateTable refuses a replica on a PROVISIONED table without write auto scaling,
         # which dynashift does not set up: refuse now rather than fail after the backfill.
@@ -277,7 +285,7 @@ def validate(
             "source); replicas need on-demand or write auto scaling: set "
             "target_options.billing_mode to PAY_PER_REQUEST"
         )
-    stream = check_stream(spec.source, event.target_options.replace_stream)
+    stream = check_stream(spec.source, event.target_options.replace_stream, clients=clients)
     if state is not None:
         state.segment_count(spec.segments)
     return ValidationResult(
@@ -289,40 +297,43 @@ def validate(
     )
 
 
-def prepare_target(event: PrepareTargetEvent) -> dict[str, Any]:
+def prepare_target(
+    event: PrepareTargetEvent, *, clients: Clients = PROCESS_CLIENTS
+) -> dict[str, Any]:
     """Create the target (or verify it) and, on later polls, apply its remaining settings."""
     from dynashift.target import poll_target, start_prepare_target
 
     spec = event.spec
-    state = state_store(spec)
+    state = state_store(spec, clients)
+    options = event.target_options
     if event.action == "start":
-        result = start_prepare_target(spec.source, spec.target, event.target_options, state)
+        result = start_prepare_target(spec.source, spec.target, options, state, clients=clients)
     else:
         created = bool((state.get_meta() or {}).get("target_created"))
-        result = poll_target(spec.source, spec.target, event.target_options, created=created)
+        result = poll_target(spec.source, spec.target, options, created=created, clients=clients)
     return _dump(result)
 
 
-def source_stream(event: StreamEvent) -> dict[str, Any]:
+def source_stream(event: StreamEvent, *, clients: Clients = PROCESS_CLIENTS) -> dict[str, Any]:
     """Enable the source stream (NEW_AND_OLD_IMAGES) or poll it until it is ENABLED."""
     from dynashift.stream import enable_stream, poll_stream
 
     spec = event.spec
     replace = event.target_options.replace_stream
     status = (
-        enable_stream(spec.source, replace)
+        enable_stream(spec.source, replace, clients=clients)
         if event.action == "enable"
-        else poll_stream(spec.source, replace)
+        else poll_stream(spec.source, replace, clients=clients)
     )
     data = _dump(status)
     if data.get("ready") and data.get("arn"):
-        state_store(spec).put_meta(stream_arn=data["arn"])
+        state_store(spec, clients).put_meta(stream_arn=data["arn"])
     return data
 
 
-def _streams(spec: MigrationSpec) -> Any:
-    """The source's DynamoDB Streams client (one place, so a test can hand in a fake stream)."""
-    return spec.source.clients().streams()
+def _streams(spec: MigrationSpec, clients: Clients) -> Any:
+    """The source's DynamoDB Streams client."""
+    return clients(spec.source).streams()
 
 
 def replication_problem(state: StateStore) -> str | None:
@@ -332,7 +343,9 @@ def replication_problem(state: StateStore) -> str | None:
     return str(problem) if problem else None
 
 
-def _replay_retention(spec: MigrationSpec, state: StateStore, stream_arn: str) -> str | None:
+def _replay_retention(
+    spec: MigrationSpec, state: StateStore, stream_arn: str, clients: Clients
+) -> str | None:
     """Before a replay's replicator starts: why the stream may not hold every change since the
     first backfill scan page (`backfill_started`, recorded before the first page is read, so
     the proof is conservative), or None when it provably does."""
@@ -344,10 +357,12 @@ def _replay_retention(spec: MigrationSpec, state: StateStore, stream_arn: str) -
             "no record of when the backfill's first scan page was read, so the stream cannot be "
             "proven to hold every change since: start a new migration"
         )
-    return retention_gap(_streams(spec), stream_arn, float(started))
+    return retention_gap(_streams(spec, clients), stream_arn, float(started))
 
 
-def replication(event: ReplicationEvent, control: ReplicationControl) -> dict[str, Any]:
+def replication(
+    event: ReplicationEvent, control: ReplicationControl, *, clients: Clients = PROCESS_CLIENTS
+) -> dict[str, Any]:
     """Start the replicator, measure its lag, drain it, or stop it."""
     from dynashift.workflow.control import reset_drain
 
@@ -355,7 +370,7 @@ def replication(event: ReplicationEvent, control: ReplicationControl) -> dict[st
     if event.action in ("start", "start_after_backfill"):
         if not event.stream_arn:
             raise BadInputError("stream_arn: required to start the replicator")
-        state = state_store(spec)
+        state = state_store(spec, clients)
         reset_drain(state)
         if spec.strategy == "replay":
             # Replay writes the backfill unconditionally, so nothing may be replicated while it
@@ -370,7 +385,7 @@ def replication(event: ReplicationEvent, control: ReplicationControl) -> dict[st
             # A resumed run whose replicator already started has read the stream from its
             # start: the proof was made then (the oldest records may have expired since).
             if meta.get("replicator") != "started":
-                gap = _replay_retention(spec, state, event.stream_arn)
+                gap = _replay_retention(spec, state, event.stream_arn, clients)
                 if gap is not None:
                     # NOT READY; the replicator never starts, nothing more is written.
                     log.error("replay cannot be completed: %s", gap)
@@ -390,7 +405,7 @@ def replication(event: ReplicationEvent, control: ReplicationControl) -> dict[st
         return {"started": True, **control.start(spec, event.stream_arn)}
     if event.action == "stop":
         return {"stopped": True, **control.stop(spec)}
-    problem = replication_problem(state_store(spec))
+    problem = replication_problem(state_store(spec, clients))
     if problem:
         # No replicator runs: nothing to wait for; the checklist reports the problem.
         return LagStatus(caught_up=False, give_up=True, detail=problem).model_dump(mode="json")
@@ -403,17 +418,17 @@ def replication(event: ReplicationEvent, control: ReplicationControl) -> dict[st
     return status.model_dump(mode="json")
 
 
-def plan_segments(event: StepEvent) -> PlanResult:
+def plan_segments(event: StepEvent, *, clients: Clients = PROCESS_CLIENTS) -> PlanResult:
     """Record the segment count (a resume must keep it) and list the segments for the Map."""
     spec = event.spec
-    state = state_store(spec)
+    state = state_store(spec, clients)
     meta = state.get_meta() or {}
     state.segment_count(spec.segments, meta=meta)  # a resume keeps its count
     if "segments" not in meta:
         state.put_meta(segments=spec.segments)
     if "backfill_started" not in meta:
         state.put_meta(backfill_started=time.time())
-    items, size = describe_source_size(spec)
+    items, size = describe_source_size(spec, clients)
     estimate = estimate_loops(
         items,
         size,
@@ -486,28 +501,31 @@ def _limiter(spec: MigrationSpec, settings: WorkflowSettings) -> RateLimiter | N
     return RateLimiter(spec.max_write_rate / workers)
 
 
-def backfill_segment(event: SegmentEvent, *, limiter: RateLimiter | None = None) -> SegmentResult:
+def backfill_segment(
+    event: SegmentEvent, *, limiter: RateLimiter | None = None, clients: Clients = PROCESS_CLIENTS
+) -> SegmentResult:
     """One worker invocation: copy a segment until done or the budget is spent."""
     spec = event.spec
     return run_segment(
         spec,
         event.segment,
-        state=state_store(spec),
+        state=state_store(spec, clients),
         budget_seconds=spec.worker_budget_seconds,
         cursor=event.cursor,
         limiter=limiter or _limiter(spec, event.settings),
         max_in_flight=event.settings.max_in_flight or DEFAULT_IN_FLIGHT,
+        clients=clients,
     )
 
 
-def finish_backfill(event: StepEvent) -> FinishResult:
+def finish_backfill(event: StepEvent, *, clients: Clients = PROCESS_CLIENTS) -> FinishResult:
     """One turn of the "Finish backfill" loop: switch the replicator to plain deletes and
     remove registered tombstones (I5) until none is left (`done`) or the worker budget is
     spent; the state machine calls it again until done (each removed tombstone is
     deregistered, so the state store is the cursor)."""
     spec = event.spec
-    state = state_store(spec)
-    target_client = spec.target.clients().dynamodb()
+    state = state_store(spec, clients)
+    target_client = clients(spec.target).dynamodb()
     result = _finish_backfill(
         target_client, spec.target.name, state, budget_seconds=spec.worker_budget_seconds
     )
@@ -521,7 +539,7 @@ def finish_backfill(event: StepEvent) -> FinishResult:
     )
 
 
-def verify_segment(event: SegmentEvent) -> VerifyOutput:
+def verify_segment(event: SegmentEvent, *, clients: Clients = PROCESS_CLIENTS) -> VerifyOutput:
     """Compare one segment of the source with the target (resumable with a cursor); the
     result, with its suspect keys, is checkpointed in the state store and only the cursor and
     counts go back to the state machine (bounded whatever the key size)."""
@@ -532,7 +550,8 @@ def verify_segment(event: SegmentEvent) -> VerifyOutput:
     config = VerifyConfig(
         mode=event.settings.verify_mode, budget_seconds=spec.worker_budget_seconds
     )
-    result = _verify(spec, event.segment, event.cursor, config, state=state_store(spec))
+    state = state_store(spec, clients)
+    result = _verify(spec, event.segment, event.cursor, config, state=state, clients=clients)
     return verify_output(result)
 
 
@@ -547,7 +566,9 @@ def verify_output(result: Any) -> VerifyOutput:
     )
 
 
-def recheck(event: StepEvent, control: ReplicationControl) -> dict[str, Any]:
+def recheck(
+    event: StepEvent, control: ReplicationControl, *, clients: Clients = PROCESS_CLIENTS
+) -> dict[str, Any]:
     """Re-read every suspect key from both sides once the replicator has applied everything
     written before the recheck started; only keys that still differ are divergent. A key the
     target holds an image of that the stream carried during a round is in sync (it settles
@@ -557,7 +578,7 @@ def recheck(event: StepEvent, control: ReplicationControl) -> dict[str, Any]:
     from dynashift.verify import recheck_migration
 
     spec = event.spec
-    state = state_store(spec)
+    state = state_store(spec, clients)
     problem = replication_problem(state)
     stream_arn = (state.get_meta() or {}).get("stream_arn")
 
@@ -575,7 +596,7 @@ def recheck(event: StepEvent, control: ReplicationControl) -> dict[str, Any]:
             if problem or not stream_arn:
                 return {}
             return window_images(
-                _streams(spec),
+                _streams(spec, clients),
                 state,
                 arn,
                 start=start,
@@ -589,7 +610,9 @@ def recheck(event: StepEvent, control: ReplicationControl) -> dict[str, Any]:
 
     poll = max(1.0, float(event.settings.poll_seconds))
     return recheck_output(
-        recheck_migration(spec, state=state, caught_up=caught_up, images=images, poll=poll)
+        recheck_migration(
+            spec, state=state, caught_up=caught_up, images=images, poll=poll, clients=clients
+        )
     )
 
 
@@ -600,7 +623,9 @@ def recheck_output(result: Any) -> dict[str, Any]:
     return data
 
 
-def readiness(event: ReadinessEvent, control: ReplicationControl) -> ReadinessOutput:
+def readiness(
+    event: ReadinessEvent, control: ReplicationControl, *, clients: Clients = PROCESS_CLIENTS
+) -> ReadinessOutput:
     """The readiness checklist and verdict; the report is saved in the state store.
 
     With `max_age_seconds` (after the approval) a READY checklist saved at most that long ago
@@ -610,7 +635,7 @@ def readiness(event: ReadinessEvent, control: ReplicationControl) -> ReadinessOu
     from dynashift.verify import verification_summary
 
     spec = event.spec
-    state = state_store(spec)
+    state = state_store(spec, clients)
     problem = replication_problem(state)
     lag = (
         LagStatus(caught_up=False, failed_records=0, detail=problem)
@@ -628,6 +653,7 @@ def readiness(event: ReadinessEvent, control: ReplicationControl) -> ReadinessOu
         dlq_messages=lag.dlq_messages,
         lag_detail="" if lag.caught_up else lag.detail,
         replication_problem=problem,
+        clients=clients,
     )
     save_report(state, report)
     return readiness_output(report)
@@ -688,6 +714,7 @@ def request_approval(
     approval_function: str | None = None,
     approval_url: str | None = None,
     region: str | None = None,
+    clients: Clients = PROCESS_CLIENTS,
 ) -> dict[str, Any]:
     """Store the task token and tell the operators how to answer: the execution ARN, the
     readiness checklist, the console (no terminal) and `dynashift approve` ways to approve or
@@ -697,7 +724,7 @@ def request_approval(
     from dynashift.readiness import load_report
 
     spec = event.spec
-    state = state_store(spec)
+    state = state_store(spec, clients)
     save_approval_token(state, event.task_token)
     record_waiting_execution(state, event.execution_arn)
     if sns_client is not None and topic:
@@ -716,7 +743,11 @@ def request_approval(
 
 
 def report(
-    event: ReportEvent, *, sns_client: Any = None, topic: str | None = None
+    event: ReportEvent,
+    *,
+    sns_client: Any = None,
+    topic: str | None = None,
+    clients: Clients = PROCESS_CLIENTS,
 ) -> dict[str, Any]:
     """The final word of an execution: the saved readiness report plus the outcome.
 
@@ -740,7 +771,7 @@ def report(
         data["error"] = failure.get("Error")
         data["cause"] = cause_message(failure.get("Cause"))
     if outcome != "REJECTED" and spec is not None:
-        state = existing_state_store(spec)
+        state = existing_state_store(spec, clients)
         if state is not None:
             saved = state.report()
             if saved and outcome in ("READY", "NOT_READY"):
@@ -772,7 +803,7 @@ def _error_meta(data: dict[str, Any]) -> dict[str, Any]:
     return {k: data[k] for k in ("error", "cause") if data.get(k)}
 
 
-def describe_source_size(spec: MigrationSpec) -> tuple[int, int]:
+def describe_source_size(spec: MigrationSpec, clients: Clients) -> tuple[int, int]:
     """(ItemCount, TableSizeBytes) of the source, as DescribeTable reports them."""
-    desc = describe_table(spec.source.clients().dynamodb(), spec.source.name, "source table")
+    desc = describe_table(clients(spec.source).dynamodb(), spec.source.name, "source table")
     return int(desc.get("ItemCount", 0)), int(desc.get("TableSizeBytes", 0))
