@@ -49,8 +49,7 @@ from __future__ import annotations
 
 import math
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -174,7 +173,7 @@ class _ObservedBackoff(Backoff):
             base=base.base,
             cap=base.cap,
             max_attempts=base.max_attempts,
-            sleep=base.sleep,
+            clock=base.clock,
             rng=base.rng,
         )
         self.counters = counters
@@ -197,7 +196,7 @@ def write_batches(
     limiter: RateLimiter | None = None,
     backoff: Backoff | None = None,
     stop_at: float = math.inf,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> int:
     """Unconditional BatchWriteItem of `items`, 25 per request, UnprocessedItems retried.
 
@@ -210,7 +209,7 @@ def write_batches(
         chunk = items[start : start + BATCH_WRITE_MAX]
         if limiter is not None:
             limiter.acquire(len(chunk))
-        if clock() >= stop_at:
+        if clock.monotonic() >= stop_at:
             return start
         stats = BatchStats()
         try:
@@ -251,7 +250,7 @@ class ConditionalWriter:
         limiter: RateLimiter | None = None,
         backoff: Backoff | None = None,
         max_in_flight: int = DEFAULT_IN_FLIGHT,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
         overwrite_older: bool = True,
     ) -> None:
         self.client = client
@@ -283,7 +282,7 @@ class ConditionalWriter:
         while True:
             if self.limiter is not None:
                 self.limiter.acquire(1)
-            if self.clock() >= stop_at:
+            if self.clock.monotonic() >= stop_at:
                 return self.NOT_DONE
             try:
                 self.client.put_item(
@@ -471,7 +470,7 @@ def run_segment(
             backoff=backoff,
             max_in_flight=max_in_flight,
             page_size=page_size,
-            clock=clock.monotonic,
+            clock=clock,
             stop_at=stop_at,
             progress=progress,
         )
@@ -504,7 +503,7 @@ def _run_leased(
     backoff: Backoff,
     max_in_flight: int,
     page_size: int | None,
-    clock: Callable[[], float],
+    clock: Clock,
     stop_at: float,
     progress: Progress,
 ) -> SegmentResult:
@@ -557,7 +556,7 @@ def _run_leased(
         )
         slowest_page = 0.0
         for page in pages:
-            page_started = clock()
+            page_started = clock.monotonic()
             _refuse_reserved(page.items, keys)
             if writer is not None:
                 _phase_finished(spec, state)  # a straggler stops before writing (fencing)
@@ -592,7 +591,7 @@ def _run_leased(
                 fenced = state.segment(segment)
                 done, start_key = fenced.done, fenced.cursor
                 break
-            now = clock()
+            now = clock.monotonic()
             slowest_page = max(slowest_page, now - page_started)
             if done or now + slowest_page > stop_at:
                 break

@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
@@ -198,9 +198,9 @@ def query_pages(
 # --- truncation --------------------------------------------------------------------------------
 
 
-def backup_table(client: Any, table: str, now: Callable[[], float] = time.time) -> str:
+def backup_table(client: Any, table: str, clock: Clock = SYSTEM_CLOCK) -> str:
     """An on-demand backup of `table`; returns its ARN (RuntimeFailure if it cannot be made)."""
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now()))
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(clock.wall()))
     name = f"{table}-dynashift-{stamp}"[:255]
     try:
         resp = client.create_backup(TableName=table, BackupName=name)
@@ -307,7 +307,7 @@ def copy_table(
         and target_has_items(target_client, target.name)
     ):
         if options.backup:
-            summary.backup_arn = backup_table(target_client, target.name, now=clock.wall)
+            summary.backup_arn = backup_table(target_client, target.name, clock=clock)
         summary.truncated = truncate(
             target_client,
             target.name,

@@ -28,7 +28,6 @@ importers.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -41,6 +40,7 @@ from dynashift.approval_token import (  # noqa: F401  (re-exported for older imp
     save_approval_token,
     send_approval,
 )
+from dynashift.clock import SYSTEM_CLOCK
 from dynashift.models import PROCESS_CLIENTS, Clients
 from dynashift.state import StateStore, state_store
 
@@ -374,7 +374,7 @@ def evaluate(inputs: ReadinessInputs, now: float | None = None) -> ReadinessRepo
         migration_id=inputs.migration_id,
         source=inputs.source,
         target=inputs.target,
-        generated_at=time.time() if now is None else now,
+        generated_at=SYSTEM_CLOCK.wall() if now is None else now,
         verdict=READY if ready else NOT_READY,
         checks=checks,
         counts=counts,
@@ -466,7 +466,7 @@ def gather_readiness(
         verification=verification,
         phases=list(phases),
     )
-    return evaluate(inputs, now)
+    return evaluate(inputs, state.clock.wall() if now is None else now)
 
 
 # --- where the report goes -------------------------------------------------------------------

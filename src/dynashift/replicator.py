@@ -347,7 +347,7 @@ class Replicator:
                 result.applied,
                 result.failed_index,
                 result.error,
-                clock=self.clock.wall,
+                clock=self.clock,
             )
         return result
 

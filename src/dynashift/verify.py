@@ -46,7 +46,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -55,6 +54,7 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
+from dynashift.clock import SYSTEM_CLOCK, Clock
 from dynashift.errors import BadInputError, NotReadyYet
 from dynashift.items import (
     Item,
@@ -323,9 +323,9 @@ class _Segment:
         max_suspects: int,
         page_limit: int | None,
         lookup_chunk: int,
-        now: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self.now = now
+        self.clock = clock
         self.spec = spec
         self.sides = sides
         self.result = result
@@ -378,7 +378,7 @@ class _Segment:
         ttl = self.sides.ttl_attribute
         if ttl is None:
             return keys
-        names, now = self.sides.names, self.now()
+        names, now = self.sides.names, self.clock.wall()
         by_id = {key_id(key_of(i, names)): i for i in images}
         kept = [k for k in keys if not is_expired(by_id.get(key_id(k)), ttl, now)]
         self.result.expired += len(keys) - len(kept)
@@ -562,8 +562,7 @@ def verify_segment(
     cursor: VerifyResult | Mapping[str, Any] | None = None,
     config: VerifyConfig = VerifyConfig(),
     *,
-    clock: Callable[[], float] = time.monotonic,
-    wall_clock: Callable[[], float] = time.time,
+    clock: Clock = SYSTEM_CLOCK,
     source_client: Any | None = None,
     target_client: Any | None = None,
     state: StateStore | None = None,
@@ -631,14 +630,14 @@ def verify_segment(
             segment=segment,
             total_segments=total,
             mode=concrete,
-            started_at=wall_clock(),
+            started_at=clock.wall(),
         )
     result.calls += 1
     budget = spec.worker_budget_seconds if config.budget_seconds is None else config.budget_seconds
-    deadline = clock() + budget
+    deadline = clock.monotonic() + budget
 
     def out_of_time() -> bool:
-        return clock() >= deadline
+        return clock.monotonic() >= deadline
 
     work = _Segment(
         spec,
@@ -648,7 +647,7 @@ def verify_segment(
         max_suspects=config.max_suspects,
         page_limit=config.page_limit,
         lookup_chunk=config.lookup_chunk,
-        now=wall_clock,
+        clock=clock,
     )
     if result.mode == "batch":
         _run_batch(work, out_of_time)
@@ -656,7 +655,7 @@ def verify_segment(
         _run_merge(work, out_of_time, merge_buffer)
     result.done = result.cursor.source_done and result.cursor.target_done
     if result.done:
-        result.finished_at = wall_clock()
+        result.finished_at = clock.wall()
     if state is not None:
         save_verify_result(state, result)
     log.debug(
@@ -761,19 +760,18 @@ def _wait_caught_up(
     *,
     timeout: float,
     poll: float,
-    clock: Callable[[], float],
-    sleep: Callable[[float], None],
+    clock: Clock,
 ) -> None:
     if caught_up is None:
         return
-    deadline = clock() + timeout
+    deadline = clock.monotonic() + timeout
     while not caught_up(since):
-        if clock() >= deadline:
+        if clock.monotonic() >= deadline:
             raise NotReadyYet(
                 f"the replicator has not applied the writes made before {since:.3f} "
                 f"within {timeout:.0f}s"
             )
-        sleep(poll)
+        clock.sleep(poll)
 
 
 def recheck(
@@ -787,8 +785,7 @@ def recheck(
     timeout: float = 120.0,
     poll: float = 0.2,
     max_keys: int = DEFAULT_MAX_SUSPECTS,
-    clock: Callable[[], float] = time.time,
-    sleep: Callable[[float], None] = time.sleep,
+    clock: Clock = SYSTEM_CLOCK,
     source_client: Any | None = None,
     target_client: Any | None = None,
     differ: ItemDiffer | None = None,
@@ -813,18 +810,18 @@ def recheck(
         key = suspect.wire_key()
         unique.setdefault(key_id(key), key)
     result = RecheckResult(checked=len(unique))
-    wait = {"timeout": timeout, "poll": poll, "clock": clock, "sleep": sleep}
+    wait = {"timeout": timeout, "poll": poll, "clock": clock}
 
     def settle(keys: dict[str, Item]) -> tuple[dict[str, tuple[Kind, Item | None]], set[str]]:
         """One round: (divergent id -> (kind, source item)), ids still changing."""
         key_list = list(keys.values())
         window = images() if images is not None else None
-        start = clock()
+        start = clock.wall()
         first = _read(sides.source, spec.source.name, key_list, names)
         _wait_caught_up(caught_up, start, **wait)  # type: ignore[arg-type]
         target = _read(sides.target, spec.target.name, key_list, names)
         second = _read(sides.source, spec.source.name, key_list, names)
-        end = clock()
+        end = clock.wall()
         open_keys = {
             kid
             for kid in keys
@@ -868,7 +865,7 @@ def recheck(
     divergent.update(seen_once)
     pending = {kid: key for kid, key in pending.items() if kid not in divergent}
     result.unsettled = len(pending)
-    expired = _expired(divergent, unique, sides, spec, clock())
+    expired = _expired(divergent, unique, sides, spec, clock.wall())
     divergent = {kid: v for kid, v in divergent.items() if kid not in expired}
     result.expired = len(expired)
 
@@ -951,7 +948,7 @@ def save_verify_result(state: StateStore, result: VerifyResult) -> None:
         f"{result.segment:06d}",
         data={"S": json.dumps(result.model_dump(mode="json"), sort_keys=True)},
         done={"BOOL": result.done},
-        updated={"N": str(time.time())},
+        updated={"N": str(state.clock.wall())},
     )
 
 
@@ -968,7 +965,7 @@ def save_recheck_result(state: StateStore, result: RecheckResult) -> None:
     state.put_record(
         RECHECK_SK,
         data={"S": json.dumps(result.model_dump(mode="json"), sort_keys=True)},
-        updated={"N": str(time.time())},
+        updated={"N": str(state.clock.wall())},
     )
 
 

@@ -37,7 +37,7 @@ from dynashift.retry import Backoff
 from dynashift.state import TOMBSTONE_PREFIX, StateStore
 from dynashift.tombstones import finish_backfill
 from tests.support import tables as support_tables
-from tests.support.clock import ManualClock
+from tests.support.clock import ManualClock, NoSleepClock
 
 REGION = "us-east-1"
 PK = "pk"
@@ -234,7 +234,7 @@ class Invocation:
                 clock=self._clock,
                 source_client=_Gated(env.client, "scan", "scan", self),
                 target_client=_Gated(env.client, "put_item", "write", self),
-                backoff=Backoff(sleep=lambda _s: None),
+                backoff=Backoff(clock=NoSleepClock()),
                 max_in_flight=1,
                 page_size=mig.page_size,
             )

@@ -42,12 +42,16 @@ def violations(source: str) -> list[str]:
             name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
             if name == "factory_for":
                 what = "factory_for(...)"
-            elif isinstance(func, ast.Attribute) and func.attr == "clients":
-                if not (isinstance(func.value, ast.Name) and func.value.id == "self"):
-                    what = ".clients(...)"
-        elif isinstance(node, ast.Name) and node.id == "PROCESS_CLIENTS":
-            if id(node) not in defaults:
-                what = "PROCESS_CLIENTS outside a parameter default"
+            elif (
+                isinstance(func, ast.Attribute)
+                and func.attr == "clients"
+                and not (isinstance(func.value, ast.Name) and func.value.id == "self")
+            ):
+                what = ".clients(...)"
+        elif (
+            isinstance(node, ast.Name) and node.id == "PROCESS_CLIENTS" and id(node) not in defaults
+        ):
+            what = "PROCESS_CLIENTS outside a parameter default"
         if what:
             found.append(f"{node.lineno}: {what}")
     return found
@@ -66,15 +70,12 @@ def test_no_engine_module_builds_its_own_clients() -> None:
 
 
 def test_the_scan_sees_each_way_of_choosing_clients() -> None:
-    assert violations("def f(loc):\n    return loc.clients().dynamodb()\n") == [
-        "2: .clients(...)"
-    ]
+    assert violations("def f(loc):\n    return loc.clients().dynamodb()\n") == ["2: .clients(...)"]
     assert violations("def f(s):\n    return factory_for(s, 4)\n") == ["2: factory_for(...)"]
     assert violations("def f(loc):\n    return PROCESS_CLIENTS(loc)\n") == [
         "2: PROCESS_CLIENTS outside a parameter default"
     ]
     allowed = (
-        "def f(loc, *, clients=PROCESS_CLIENTS):\n"
-        "    return clients(loc), self.clients(loc)\n"
+        "def f(loc, *, clients=PROCESS_CLIENTS):\n    return clients(loc), self.clients(loc)\n"
     )
     assert violations(allowed) == []

@@ -124,7 +124,7 @@ class SyncEngine:
         return self._clients(location, pool).dynamodb()
 
     def _backoff(self) -> Backoff:
-        return Backoff(sleep=self.clock.sleep)
+        return Backoff(clock=self.clock)
 
     def prepare(self) -> SyncReport:
         """Validate everything before the first read of items or write: slaves given and

@@ -22,13 +22,13 @@ import os
 import re
 import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from dynashift.clock import SYSTEM_CLOCK, Clock
 from dynashift.errors import BadInputError, DynashiftError, RuntimeFailure, cause_message
 from dynashift.models import PROCESS_CLIENTS, Clients, MigrationSpec, TableLocation
 from dynashift.plan import ConcurrencyPlan
@@ -213,7 +213,7 @@ class _Watcher:
             self.bar_done[label] = done
 
     def on_poll(self) -> None:
-        now = time.monotonic()
+        now = self.runner.clock.monotonic()
         if now - self._last_poll < 1.0:
             return
         self._last_poll = now
@@ -243,9 +243,11 @@ class MigrationRunner:
         on_invoke: Callable[[str, dict[str, Any]], None] | None = None,
         template_path: Path | None = None,
         clients: Clients = PROCESS_CLIENTS,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.input = workflow_input
         self.clients = clients
+        self.clock = clock
         self.on_invoke = on_invoke
         self.template_path = template_path
         self.drain_timeout = drain_timeout
@@ -321,7 +323,12 @@ class MigrationRunner:
         if self.template_path is not None:
             kwargs["template_path"] = self.template_path
         return local_stack(
-            self.spec, on_invoke=self.on_invoke, keep_batches=20, clients=self.clients, **kwargs
+            self.spec,
+            on_invoke=self.on_invoke,
+            keep_batches=20,
+            clients=self.clients,
+            clock=self.clock,
+            **kwargs,
         )
 
     def _control(self, sfn: LocalStepFunctions) -> EventSourceMappingControl:
@@ -339,6 +346,7 @@ class MigrationRunner:
             sqs_client=sfn.client("sqs"),
             dlq_url=env.get("DYNASHIFT_DLQ_URL"),
             clients=self.clients,
+            clock=self.clock,
         )
 
     def run(self) -> MigrationRun:
@@ -430,17 +438,17 @@ class MigrationRunner:
                     raise RuntimeFailure("the replicator's event source mapping stopped")
         except KeyboardInterrupt:
             pass
-        since = datetime.now(UTC)
+        since = datetime.fromtimestamp(self.clock.wall(), UTC)
         self.say("stopping: applying every change written before the signal...")
         before = sum(s.records_delivered for s in esm.stats.values())
-        deadline = time.monotonic() + self.drain_timeout
+        deadline = self.clock.monotonic() + self.drain_timeout
         while not control.drain(self.spec, since).caught_up:
-            if time.monotonic() > deadline:
+            if self.clock.monotonic() > deadline:
                 raise RuntimeFailure(
                     f"drain did not finish within {self.drain_timeout:g}s: stream records "
                     "written before the signal are not applied yet"
                 )
-            time.sleep(0.2)
+            self.clock.sleep(0.2)
         control.stop(self.spec)
         esm.sync()
         applied = sum(s.records_delivered for s in esm.stats.values()) - before

@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from dynashift.backfill import DEFAULT_IN_FLIGHT, SegmentResult, run_segment, start_backfill
+from dynashift.clock import SYSTEM_CLOCK, Clock
 from dynashift.errors import BadInputError, DynashiftError, cause_message
 from dynashift.models import PROCESS_CLIENTS, Clients, MigrationSpec
 from dynashift.plan import INLINE_MAP_CONCURRENCY, WORKER_ITEMS_PER_SECOND
@@ -361,7 +361,11 @@ def _replay_retention(
 
 
 def replication(
-    event: ReplicationEvent, control: ReplicationControl, *, clients: Clients = PROCESS_CLIENTS
+    event: ReplicationEvent,
+    control: ReplicationControl,
+    *,
+    clients: Clients = PROCESS_CLIENTS,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> dict[str, Any]:
     """Start the replicator, measure its lag, drain it, or stop it."""
     from dynashift.workflow.control import reset_drain
@@ -412,13 +416,15 @@ def replication(
     measure = control.drain if event.action == "drain" else control.lag
     status: LagStatus = measure(spec, event.since)
     if not status.caught_up and event.since is not None and event.action == "lag":
-        waited = time.time() - event.since.timestamp()
+        waited = clock.wall() - event.since.timestamp()
         if waited > event.settings.catchup_timeout_seconds:
             status = status.model_copy(update={"give_up": True})
     return status.model_dump(mode="json")
 
 
-def plan_segments(event: StepEvent, *, clients: Clients = PROCESS_CLIENTS) -> PlanResult:
+def plan_segments(
+    event: StepEvent, *, clients: Clients = PROCESS_CLIENTS, clock: Clock = SYSTEM_CLOCK
+) -> PlanResult:
     """Record the segment count (a resume must keep it) and list the segments for the Map."""
     spec = event.spec
     state = state_store(spec, clients)
@@ -427,7 +433,7 @@ def plan_segments(event: StepEvent, *, clients: Clients = PROCESS_CLIENTS) -> Pl
     if "segments" not in meta:
         state.put_meta(segments=spec.segments)
     if "backfill_started" not in meta:
-        state.put_meta(backfill_started=time.time())
+        state.put_meta(backfill_started=clock.wall())
     items, size = describe_source_size(spec, clients)
     estimate = estimate_loops(
         items,
@@ -518,7 +524,9 @@ def backfill_segment(
     )
 
 
-def finish_backfill(event: StepEvent, *, clients: Clients = PROCESS_CLIENTS) -> FinishResult:
+def finish_backfill(
+    event: StepEvent, *, clients: Clients = PROCESS_CLIENTS, clock: Clock = SYSTEM_CLOCK
+) -> FinishResult:
     """One turn of the "Finish backfill" loop: switch the replicator to plain deletes and
     remove registered tombstones (I5) until none is left (`done`) or the worker budget is
     spent; the state machine calls it again until done (each removed tombstone is
@@ -527,10 +535,14 @@ def finish_backfill(event: StepEvent, *, clients: Clients = PROCESS_CLIENTS) -> 
     state = state_store(spec, clients)
     target_client = clients(spec.target).dynamodb()
     result = _finish_backfill(
-        target_client, spec.target.name, state, budget_seconds=spec.worker_budget_seconds
+        target_client,
+        spec.target.name,
+        state,
+        budget_seconds=spec.worker_budget_seconds,
+        clock=clock,
     )
     if result.done and "backfill_finished" not in (state.get_meta() or {}):
-        state.put_meta(backfill_finished=time.time())
+        state.put_meta(backfill_finished=clock.wall())
     return FinishResult(
         done=result.done,
         registered=result.registered,
@@ -748,6 +760,7 @@ def report(
     sns_client: Any = None,
     topic: str | None = None,
     clients: Clients = PROCESS_CLIENTS,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> dict[str, Any]:
     """The final word of an execution: the saved readiness report plus the outcome.
 
@@ -765,7 +778,7 @@ def report(
         "source": spec.source.display() if spec else _raw_name(raw.get("source")),
         "target": spec.target.display() if spec else _raw_name(raw.get("target")),
         "outcome": outcome,
-        "finished_at": datetime.now(UTC).isoformat(),
+        "finished_at": datetime.fromtimestamp(clock.wall(), UTC).isoformat(),
     }
     if failure:
         data["error"] = failure.get("Error")
@@ -776,7 +789,7 @@ def report(
             saved = state.report()
             if saved and outcome in ("READY", "NOT_READY"):
                 data["readiness"] = saved
-            state.put_meta(outcome=outcome, finished=time.time(), **_error_meta(data))
+            state.put_meta(outcome=outcome, finished=clock.wall(), **_error_meta(data))
     if sns_client is not None and topic:
         message = data.get("cause") or data.get("readiness", {}).get("verdict") or outcome
         sns_client.publish(
