@@ -367,7 +367,7 @@ def _final_comparison(spec: Any, out: TextIO) -> bool:
     same diff engine as its verification (merge mode: one scan of each table per segment,
     segments in parallel, nothing checkpointed). A fresh pass after the writes stopped and the
     stream drained, not an independent check of that engine (the tests compare with their own
-    reference, `tests/reference.py`)."""
+    reference, `tests/support/reference.py`)."""
     from dynashift.verify import VerifyConfig, verify_segment
 
     config = VerifyConfig(mode="merge", checkpoint=False)
