@@ -323,9 +323,7 @@ def test_a_second_event_source_mapping_of_the_stream_is_refused(
         lam.create_event_source_mapping(
             EventSourceArn=arn, FunctionName=fn, StartingPosition="TRIM_HORIZON"
         )
-    control = EventSourceMappingControl(
-        lam, fn, dlq_arn=None, streams_client=lambda spec: None, checkpoints=lambda spec: {}
-    )
+    control = EventSourceMappingControl(lam, fn, dlq_arn=None, streams_client=lambda spec: None)
     spec = workflow_input(endpoint, source, table_name("esm2-tgt")).spec
     with pytest.raises(RuntimeFailure, match=r"2 event source mappings .* at most one"):
         control.start(spec, arn)

@@ -261,7 +261,6 @@ def test_replay_whose_stream_lost_records_is_not_ready_and_writes_nothing(
         function,
         dlq_arn=None,
         streams_client=lambda _spec: fake,
-        checkpoints=lambda _spec: {},
     )
 
     def mappings() -> list[Any]:
@@ -544,7 +543,6 @@ def test_aws_control_path_with_the_lambda_handler_fed_like_an_event_source_mappi
         "replicator",
         dlq_arn=None,
         streams_client=lambda _spec: counted,
-        checkpoints=lambda _spec: {},
         budget=ReadBudget(min_interval=0),
     )
 

@@ -200,8 +200,7 @@ class EventSourceMappingControl:
         function_name: str,
         *,
         dlq_arn: str | None,
-        streams_client: Callable[[MigrationSpec], Any],
-        checkpoints: Callable[[MigrationSpec], Mapping[str, str]],
+        streams_client: Callable[[MigrationSpec], Any] | None = None,
         sqs_client: Any = None,
         dlq_url: str | None = None,
         budget: ReadBudget | None = None,
@@ -212,8 +211,8 @@ class EventSourceMappingControl:
         self.lambda_client = lambda_client
         self.function_name = function_name
         self.dlq_arn = dlq_arn
-        self.streams_client = streams_client
-        self.checkpoints = checkpoints
+        #: The source's DynamoDB Streams client of a migration (default: from `clients`).
+        self.streams_client = streams_client or (lambda spec: clients(spec.source).streams())
         self.sqs_client = sqs_client
         self.dlq_url = dlq_url
         self.budget = budget or ReadBudget()
@@ -279,6 +278,7 @@ class EventSourceMappingControl:
             state_store(spec, self.clients),
             self._stream_arn(spec),
             budget=self.budget,
+            clock=self.clock,
         )
 
     def lag(self, spec: MigrationSpec, since: datetime | None = None) -> LagStatus:
@@ -328,8 +328,6 @@ def aws_control(clients: Clients = PROCESS_CLIENTS) -> EventSourceMappingControl
         boto3.client("lambda", region_name=settings.region),
         function,
         dlq_arn=settings.dlq_arn,
-        streams_client=lambda spec: clients(spec.source).streams(),
-        checkpoints=lambda spec: state_store(spec, clients).shard_checkpoints(),
         sqs_client=boto3.client("sqs", region_name=settings.region) if settings.dlq_url else None,
         dlq_url=settings.dlq_url,
         clients=clients,

@@ -341,8 +341,6 @@ class MigrationRunner:
             sfn.client("lambda"),
             env.get("DYNASHIFT_REPLICATOR_FUNCTION", ""),
             dlq_arn=env.get("DYNASHIFT_DLQ_ARN"),
-            streams_client=lambda spec: self.clients(spec.source).streams(),
-            checkpoints=lambda spec: state_store(spec, self.clients).shard_checkpoints(),
             sqs_client=sfn.client("sqs"),
             dlq_url=env.get("DYNASHIFT_DLQ_URL"),
             clients=self.clients,
