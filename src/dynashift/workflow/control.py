@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from dynashift.aws import error_code
+from dynashift.aws import Side, error_code
 from dynashift.clock import SYSTEM_CLOCK, Clock
 from dynashift.errors import BadInputError, RuntimeFailure, TransientError, WorkerDeadlineError
 from dynashift.models import PROCESS_CLIENTS, Clients, MigrationSpec
@@ -317,30 +317,29 @@ class EventSourceMappingControl:
 def aws_control(clients: Clients = PROCESS_CLIENTS) -> EventSourceMappingControl:
     """The event source mapping of the stack's replicator function, from the function's
     environment (DYNASHIFT_REPLICATOR_FUNCTION, DYNASHIFT_DLQ_ARN, DYNASHIFT_DLQ_URL); the
-    source's stream and the state table are reached through `clients`."""
-    import boto3
-
+    source's stream, the state table and the function's own region are reached through
+    `clients`."""
     from dynashift.settings import lambda_settings
 
     settings = lambda_settings()
     function = settings.require(settings.replicator_function, "DYNASHIFT_REPLICATOR_FUNCTION")
+    own = clients.for_side(Side(region=settings.region))
     return EventSourceMappingControl(
-        boto3.client("lambda", region_name=settings.region),
+        own.client("lambda"),
         function,
         dlq_arn=settings.dlq_arn,
-        sqs_client=boto3.client("sqs", region_name=settings.region) if settings.dlq_url else None,
+        sqs_client=own.client("sqs") if settings.dlq_url else None,
         dlq_url=settings.dlq_url,
         clients=clients,
     )
 
 
-def notifier() -> tuple[Any, str | None]:
+def notifier(clients: Clients = PROCESS_CLIENTS) -> tuple[Any, str | None]:
     """(SNS client, topic ARN) for reports; (None, None) without a topic."""
-    import boto3
-
     from dynashift.settings import lambda_settings
 
     settings = lambda_settings()
     if not settings.sns_topic_arn:
         return None, None
-    return boto3.client("sns", region_name=settings.region), settings.sns_topic_arn
+    sns = clients.for_side(Side(region=settings.region)).client("sns")
+    return sns, settings.sns_topic_arn
