@@ -2,10 +2,12 @@
 
 Read from the source with `ast`, nothing is imported. In `src/dynashift` outside the entry
 modules (the CLI commands, the local runner and the demo), no code builds a client factory:
-no `factory_for(...)` call, no `<location>.clients(...)`, and `PROCESS_CLIENTS` appears only
-as a parameter's default (like `SYSTEM_CLOCK`), never called in a body, so every function that
-reaches a table reaches it through the `Clients` it was handed. `models.py` is the one home of
-the factory cache and of `Clients` itself.
+no `factory_for(...)` call, no `<location>.clients(...)`, no `boto3.client(...)` /
+`boto3.Session(...)`, and `PROCESS_CLIENTS` appears only as a parameter's default (like
+`SYSTEM_CLOCK`), never called in a body, so every function that reaches AWS reaches it through
+the `Clients` it was handed. `models.py` is the one home of the factory cache and of `Clients`,
+`aws.py` of sessions and clients; `workflow/sandbox_preload.py` warms botocore up in the local
+runner's forkserver (no call is made with those clients).
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "dynashift"
 
 #: Where the choice of clients is made (or, for models.py, defined).
-ENTRY_MODULES = ("cli/", "workflow/runner.py", "demo.py", "models.py")
+ENTRY_MODULES = (
+    "cli/",
+    "workflow/runner.py",
+    "demo.py",
+    "models.py",
+    "aws.py",
+    "workflow/sandbox_preload.py",
+)
 
 
 def _default_nodes(tree: ast.AST) -> set[int]:
@@ -42,6 +51,13 @@ def violations(source: str) -> list[str]:
             name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
             if name == "factory_for":
                 what = "factory_for(...)"
+            elif (
+                name in ("client", "Session")
+                and isinstance(func, ast.Attribute)
+                and isinstance(func.value, ast.Name)
+                and func.value.id == "boto3"
+            ):
+                what = f"boto3.{name}(...)"
             elif (
                 isinstance(func, ast.Attribute)
                 and func.attr == "clients"
@@ -72,6 +88,7 @@ def test_no_engine_module_builds_its_own_clients() -> None:
 def test_the_scan_sees_each_way_of_choosing_clients() -> None:
     assert violations("def f(loc):\n    return loc.clients().dynamodb()\n") == ["2: .clients(...)"]
     assert violations("def f(s):\n    return factory_for(s, 4)\n") == ["2: factory_for(...)"]
+    assert violations("def f():\n    return boto3.client('sns')\n") == ["2: boto3.client(...)"]
     assert violations("def f(loc):\n    return PROCESS_CLIENTS(loc)\n") == [
         "2: PROCESS_CLIENTS outside a parameter default"
     ]
