@@ -1,4 +1,4 @@
-"""The engine takes its clients; only the entry points choose them (issue 15).
+"""The engine takes its clients and its clock; only the entry points choose them (issue 15).
 
 Read from the source with `ast`, nothing is imported. In `src/dynashift` outside the entry
 modules (the CLI commands, the local runner and the demo), no code builds a client factory:
@@ -96,3 +96,38 @@ def test_the_scan_sees_each_way_of_choosing_clients() -> None:
         "def f(loc, *, clients=PROCESS_CLIENTS):\n    return clients(loc), self.clients(loc)\n"
     )
     assert violations(allowed) == []
+
+
+#: Modules that may read time themselves: the Clock itself, and the demo's embedded server
+#: start-up wait (a real-time wait on a subprocess; the one moto server starter replaces it).
+TIME_MODULES = ("clock.py", "demo.py")
+
+
+def time_reads(source: str) -> list[str]:
+    """Bare reads of time or sleeps in `source`, called or passed as a callable (line: name):
+    they belong to the `Clock`."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Attribute):
+            continue
+        owner = node.value
+        name = f"{getattr(owner, 'id', getattr(owner, 'attr', ''))}.{node.attr}"
+        if name in ("time.time", "time.sleep", "time.monotonic", "datetime.now"):
+            found.append(f"{node.lineno}: {name}")
+    return found
+
+
+def test_no_engine_module_reads_time_itself() -> None:
+    bad = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).as_posix()
+        if rel in TIME_MODULES:
+            continue
+        found = time_reads(path.read_text())
+        if found:
+            bad[rel] = found
+    assert bad == {}, f"time read outside the injected Clock: {bad}"
+    assert time_reads("def f(now=time.time):\n    time.sleep(1)\n    return now()\n") == [
+        "1: time.time",
+        "2: time.sleep",
+    ]
