@@ -53,7 +53,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from bench.backfill import create, fill, make_item, scan_segment
-from tests.moto_server import MotoServer
+from tests.support.moto_server import MotoServer
 
 ROOT = Path(__file__).resolve().parents[1]
 REGION = "us-east-1"

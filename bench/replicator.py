@@ -15,7 +15,7 @@ moto takes them. Each round then times, alternately:
   delete rule (phase read; tombstones with --phase BACKFILL), coalescing and checkpoints.
 
 Re-applying the same records in later rounds does the same work (I3), so rounds are comparable.
-Both targets are compared with the source at the end (tests/reference.py). The figure is the
+Both targets are compared with the source at the end (tests/support/reference.py). The figure is the
 ratio follower records/s ÷ raw records/s (best round of each): absolute rates on moto depend on
 the machine and its load.
 """

@@ -10,7 +10,7 @@ of 25, the least any backfill must do) to give the machine's baseline. Then a se
 source at RATE writes/s for MINUTES, while `dynashift migrate --follow` (a real process) runs
 the whole workflow and keeps replicating after READY. When the writer stops, the migrate
 process gets SIGINT, drains every record written before it and exits; the independent
-comparison (tests/reference.py) then counts divergent items (must be 0).
+comparison (tests/support/reference.py) then counts divergent items (must be 0).
 
 Printed: writes made / failed, the migrate exit code and verdict, divergence (missing, extra,
 differing), the backfill rate from the readiness report's phase timeline and its ratio to the

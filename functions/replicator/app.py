@@ -36,7 +36,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from dynashift.aws import Side
 from dynashift.errors import BadInputError
-from dynashift.models import TableLocation, factory_for
+from dynashift.models import PROCESS_CLIENTS, Clients, TableLocation
 from dynashift.replicator import ApplyResult, RecordNotAppliedError, Replicator
 from dynashift.settings import LambdaSettings, lambda_settings
 from dynashift.state import StateStore
@@ -53,7 +53,7 @@ def _required(value: str | None, env_name: str) -> str:
     return value
 
 
-def build_replicator(settings: LambdaSettings) -> Replicator:
+def build_replicator(settings: LambdaSettings, clients: Clients = PROCESS_CLIENTS) -> Replicator:
     """The engine for this function's configuration (one per cold start)."""
     migration_id = _required(settings.migration_id, "DYNASHIFT_MIGRATION_ID")
     state_table = _required(settings.state_table, "DYNASHIFT_STATE_TABLE")
@@ -67,8 +67,8 @@ def build_replicator(settings: LambdaSettings) -> Replicator:
         ),
     )
     state_side = Side(region=settings.region, endpoint_url=settings.endpoint_url)
-    state = StateStore(factory_for(state_side).dynamodb(), state_table, migration_id)
-    keys = table_keys(describe_table(target.clients().dynamodb(), target.name, "target"))
+    state = StateStore(clients.for_side(state_side).dynamodb(), state_table, migration_id)
+    keys = table_keys(describe_table(clients(target).dynamodb(), target.name, "target"))
     logger.append_keys(migration_id=migration_id, target_table=target.display())
     return Replicator(
         target,
@@ -76,6 +76,7 @@ def build_replicator(settings: LambdaSettings) -> Replicator:
         state=state,
         version_attribute=settings.version_attribute,
         skip_ttl_deletes=settings.skip_ttl_deletes,
+        clients=clients,
     )
 
 

@@ -4,7 +4,6 @@ answered by `dynashift approve` and the decision function. One storage key for b
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,7 +22,7 @@ def save_approval_token(state: StateStore, token: str, now: float | None = None)
     state.put_record(
         APPROVAL_SK,
         token={"S": token},
-        saved={"N": str(time.time() if now is None else now)},
+        saved={"N": str(state.clock.wall() if now is None else now)},
     )
 
 

@@ -49,8 +49,7 @@ from __future__ import annotations
 
 import math
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -70,7 +69,7 @@ from dynashift.items import (
     key_of,
     to_event_json,
 )
-from dynashift.models import MigrationSpec, factory_for
+from dynashift.models import PROCESS_CLIENTS, Clients, MigrationSpec
 from dynashift.plan import (
     replay_refusal,  # the one replay rule (plan.py)
 )
@@ -174,7 +173,7 @@ class _ObservedBackoff(Backoff):
             base=base.base,
             cap=base.cap,
             max_attempts=base.max_attempts,
-            sleep=base.sleep,
+            clock=base.clock,
             rng=base.rng,
         )
         self.counters = counters
@@ -197,7 +196,7 @@ def write_batches(
     limiter: RateLimiter | None = None,
     backoff: Backoff | None = None,
     stop_at: float = math.inf,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> int:
     """Unconditional BatchWriteItem of `items`, 25 per request, UnprocessedItems retried.
 
@@ -210,7 +209,7 @@ def write_batches(
         chunk = items[start : start + BATCH_WRITE_MAX]
         if limiter is not None:
             limiter.acquire(len(chunk))
-        if clock() >= stop_at:
+        if clock.monotonic() >= stop_at:
             return start
         stats = BatchStats()
         try:
@@ -251,7 +250,7 @@ class ConditionalWriter:
         limiter: RateLimiter | None = None,
         backoff: Backoff | None = None,
         max_in_flight: int = DEFAULT_IN_FLIGHT,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
         overwrite_older: bool = True,
     ) -> None:
         self.client = client
@@ -283,7 +282,7 @@ class ConditionalWriter:
         while True:
             if self.limiter is not None:
                 self.limiter.acquire(1)
-            if self.clock() >= stop_at:
+            if self.clock.monotonic() >= stop_at:
                 return self.NOT_DONE
             try:
                 self.client.put_item(
@@ -405,13 +404,14 @@ def run_segment(
     max_in_flight: int = DEFAULT_IN_FLIGHT,
     page_size: int | None = None,
     reserve_seconds: float | None = None,
+    clients: Clients = PROCESS_CLIENTS,
 ) -> SegmentResult:
     """Backfill one segment until it is done or the budget is nearly spent.
 
     Resumes from `cursor` (event JSON, as a previous SegmentResult returned it) or, when None,
     from the state store's committed cursor. Commits cursor and counters after each page.
     `reserve_seconds` (default: 10 % of the budget, at most 5 s) is kept free for the requests
-    in flight and the final commit. Clients default to the spec's sides; the target client
+    in flight and the final commit. Clients default to `clients`' for each side; the target client
     leaves retries to the engine so the limiter sees every throttle. `clock`: its monotonic
     time measures the budget, its wall time (epoch seconds) the invocation's lease; see the
     module docstring for the fencing.
@@ -438,10 +438,10 @@ def run_segment(
     # pool covers all their in-flight requests (a full pool would reconnect for each request).
     pool = max_in_flight * min(total, 16)
     if source_client is None:
-        source_client = spec.source.clients(pool).dynamodb()
+        source_client = clients(spec.source, pool).dynamodb()
     if target_client is None:
         no_retry_side = spec.target.side.model_copy(update={"max_attempts": 1})
-        target_client = factory_for(no_retry_side, pool).dynamodb()
+        target_client = clients.for_side(no_retry_side, pool).dynamodb()
     backoff = backoff or Backoff()
 
     source_desc = describe_table(source_client, spec.source.name, "source")
@@ -470,7 +470,7 @@ def run_segment(
             backoff=backoff,
             max_in_flight=max_in_flight,
             page_size=page_size,
-            clock=clock.monotonic,
+            clock=clock,
             stop_at=stop_at,
             progress=progress,
         )
@@ -503,7 +503,7 @@ def _run_leased(
     backoff: Backoff,
     max_in_flight: int,
     page_size: int | None,
-    clock: Callable[[], float],
+    clock: Clock,
     stop_at: float,
     progress: Progress,
 ) -> SegmentResult:
@@ -556,7 +556,7 @@ def _run_leased(
         )
         slowest_page = 0.0
         for page in pages:
-            page_started = clock()
+            page_started = clock.monotonic()
             _refuse_reserved(page.items, keys)
             if writer is not None:
                 _phase_finished(spec, state)  # a straggler stops before writing (fencing)
@@ -591,7 +591,7 @@ def _run_leased(
                 fenced = state.segment(segment)
                 done, start_key = fenced.done, fenced.cursor
                 break
-            now = clock()
+            now = clock.monotonic()
             slowest_page = max(slowest_page, now - page_started)
             if done or now + slowest_page > stop_at:
                 break

@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
@@ -30,7 +30,7 @@ from dynashift.backfill import Counters, write_batches
 from dynashift.clock import SYSTEM_CLOCK, Clock
 from dynashift.errors import BadInputError, RuntimeFailure
 from dynashift.items import Item, key_id, key_names, key_of
-from dynashift.models import TableLocation
+from dynashift.models import PROCESS_CLIENTS, Clients, TableLocation
 from dynashift.progress import NullProgress, Progress
 from dynashift.ratelimit import RateLimiter
 from dynashift.retry import Backoff, call_with_retry
@@ -198,9 +198,9 @@ def query_pages(
 # --- truncation --------------------------------------------------------------------------------
 
 
-def backup_table(client: Any, table: str, now: Callable[[], float] = time.time) -> str:
+def backup_table(client: Any, table: str, clock: Clock = SYSTEM_CLOCK) -> str:
     """An on-demand backup of `table`; returns its ARN (RuntimeFailure if it cannot be made)."""
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now()))
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(clock.wall()))
     name = f"{table}-dynashift-{stamp}"[:255]
     try:
         resp = client.create_backup(TableName=table, BackupName=name)
@@ -261,13 +261,14 @@ def copy_table(
     source_client: Any = None,
     target_client: Any = None,
     prepare_timeout: float = 600.0,
+    clients: Clients = PROCESS_CLIENTS,
 ) -> CopySummary:
     """Copy `source` (or the subset the options select) into `target`; see the module doc."""
     started = clock.monotonic()
     progress = progress or NullProgress()
     parallelism = max(options.segments, 4)
-    source_client = source_client or source.clients(parallelism).dynamodb()
-    target_client = target_client or target.clients(parallelism).dynamodb()
+    source_client = source_client or clients(source, parallelism).dynamodb()
+    target_client = target_client or clients(target, parallelism).dynamodb()
 
     # --- validate everything before the first write -------------------------------------------
     source_desc = describe_table(source_client, source.name, "source")
@@ -306,7 +307,7 @@ def copy_table(
         and target_has_items(target_client, target.name)
     ):
         if options.backup:
-            summary.backup_arn = backup_table(target_client, target.name, now=clock.wall)
+            summary.backup_arn = backup_table(target_client, target.name, clock=clock)
         summary.truncated = truncate(
             target_client,
             target.name,

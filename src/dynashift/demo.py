@@ -14,7 +14,6 @@ import os
 import random
 import sys
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Any, TextIO
 import boto3
 from botocore.exceptions import ClientError
 
+from dynashift.clock import SYSTEM_CLOCK, Clock
 from dynashift.emulator import Emulator
 from dynashift.models import Strategy
 
@@ -52,9 +52,9 @@ def data_client(url: str) -> Any:
 # --- the sample table -------------------------------------------------------------------------
 
 
-def sample_item(rng: random.Random, index: int, now: float | None = None) -> dict[str, Any]:
-    """One order, wire format, with a varied subset of every DynamoDB attribute type."""
-    now = time.time() if now is None else now
+def sample_item(rng: random.Random, index: int, now: float) -> dict[str, Any]:
+    """One order, wire format, with a varied subset of every DynamoDB attribute type; `now`
+    (epoch seconds) places the TTL times in the future."""
     item: dict[str, Any] = {
         "pk": {"S": f"order#{index:06d}"},
         "sk": {"S": f"v#{rng.randrange(3)}"},
@@ -110,6 +110,7 @@ def create_sample_source(
     seed: int = 1,
     threads: int = 4,
     progress: Callable[[int], None] | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> None:
     """Create `name` (pk+sk, a GSI, TTL on `expires_at`) holding `items` sample items."""
     client.create_table(
@@ -137,7 +138,7 @@ def create_sample_source(
         TableName=name,
         TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
     )
-    now = time.time()
+    now = clock.wall()
 
     def chunk(start: int) -> int:
         rng = random.Random(seed * 1_000_003 + start)
@@ -151,7 +152,7 @@ def create_sample_source(
             requests = resp.get("UnprocessedItems") or {}
             if not requests:
                 break
-            time.sleep(0.05)
+            clock.sleep(0.05)
         return len(batch)
 
     with ThreadPoolExecutor(threads) as pool:
@@ -172,6 +173,7 @@ class LiveWriter:
     items: int
     rate_per_s: float = 40.0
     seed: int = 7
+    clock: Clock = SYSTEM_CLOCK
     counts: dict[str, int] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -193,14 +195,14 @@ class LiveWriter:
         rng = random.Random(self.seed)
         interval = 1.0 / self.rate_per_s
         deleted: list[dict[str, Any]] = []
-        deadline = time.monotonic() + 3600
-        while not self._stop.wait(interval) and time.monotonic() < deadline:
+        deadline = self.clock.monotonic() + 3600
+        while not self.clock.wait(self._stop, interval) and self.clock.monotonic() < deadline:
             index = rng.randrange(self.items)
             key = {"pk": {"S": f"order#{index:06d}"}, "sk": {"S": f"v#{index % 3}"}}
             roll = rng.random()
             try:
                 if roll < 0.4:
-                    item = sample_item(rng, index)
+                    item = sample_item(rng, index, self.clock.wall())
                     self.client.put_item(TableName=self.table, Item=item)
                     self._count("put")
                 elif roll < 0.7:
@@ -222,7 +224,7 @@ class LiveWriter:
                 else:
                     gone = deleted.pop(rng.randrange(len(deleted)))
                     index = int(gone["pk"]["S"].split("#")[1])
-                    item = sample_item(rng, index) | gone
+                    item = sample_item(rng, index, self.clock.wall()) | gone
                     self.client.put_item(TableName=self.table, Item=item)
                     self._count("recreate")
             except ClientError as exc:
@@ -242,6 +244,7 @@ def run_demo(
     strategy: Strategy = "replay",
     out: TextIO | None = None,
     err: TextIO | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> int:
     """The whole demo; returns the exit code: 0 when READY (and, with `final_check`, when an
     whole-table comparison after the cutover finds the tables identical)."""
@@ -258,13 +261,13 @@ def run_demo(
 
     out = out or sys.stdout
     err = err or sys.stderr
-    started = time.monotonic()
+    started = clock.monotonic()
     _local_credentials()
     with Emulator() as server:
         print(f"embedded moto server at {server.url}", file=err)
         client = data_client(server.url)
         bar = Progress("sample data", items, stream=err)
-        create_sample_source(client, SOURCE, items, progress=bar.advance)
+        create_sample_source(client, SOURCE, items, progress=bar.advance, clock=clock)
         bar.close()
         side = Side(region=REGION, endpoint_url=server.url)
         source = TableLocation(name=SOURCE, side=side)
@@ -283,7 +286,7 @@ def run_demo(
             spec=spec,
             settings=WorkflowSettings(poll_seconds=1, max_concurrency=segments, approval=True),
         )
-        writer = LiveWriter(client, SOURCE, items, rate_per_s=write_rate).start()
+        writer = LiveWriter(client, SOURCE, items, rate_per_s=write_rate, clock=clock).start()
         print(f"live writes: about {write_rate:g}/s on {SOURCE} during the migration", file=err)
 
         def approve() -> bool:
@@ -293,14 +296,14 @@ def run_demo(
             print(f"READY - live writes stopped {writer.counts}; cutover approved", file=err)
             return True
 
-        runner = MigrationRunner(workflow_input, err=err, out=out, approve=approve)
+        runner = MigrationRunner(workflow_input, err=err, out=out, approve=approve, clock=clock)
         try:
             run = runner.run()
         finally:
             writer.stop()
         write_outputs(run, out=out)
         identical = _final_comparison(spec, out) if final_check else True
-        elapsed = time.monotonic() - started
+        elapsed = clock.monotonic() - started
         print(f"demo finished in {elapsed:.0f} s", file=err)
         return run.exit_code if identical else 1
 
@@ -320,7 +323,7 @@ def _final_comparison(spec: Any, out: TextIO) -> bool:
     same diff engine as its verification (merge mode: one scan of each table per segment,
     segments in parallel, nothing checkpointed). A fresh pass after the writes stopped and the
     stream drained, not an independent check of that engine (the tests compare with their own
-    reference, `tests/reference.py`)."""
+    reference, `tests/support/reference.py`)."""
     from dynashift.verify import VerifyConfig, verify_segment
 
     config = VerifyConfig(mode="merge", checkpoint=False)

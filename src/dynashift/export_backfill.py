@@ -328,7 +328,7 @@ def load_file(
             version_attribute=spec.version_attribute,
             limiter=limiter,
             max_in_flight=max_in_flight,
-            clock=clock.monotonic,
+            clock=clock,
             overwrite_older=overwrite_older,
         ) as writer:
             while not done and clock.monotonic() < stop_at:

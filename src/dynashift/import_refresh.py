@@ -59,7 +59,7 @@ from dynashift.export import (
     read_manifest,
     start_export,
 )
-from dynashift.models import TableLocation
+from dynashift.models import PROCESS_CLIENTS, Clients, TableLocation
 from dynashift.progress import NullProgress, Progress
 from dynashift.tables import table_exists
 from dynashift.target import (
@@ -396,21 +396,19 @@ def import_refresh(
     *,
     progress: Progress | None = None,
     clock: Clock = SYSTEM_CLOCK,
-    source_client: Any = None,
-    target_client: Any = None,
-    target_s3: Any = None,
+    clients: Clients = PROCESS_CLIENTS,
 ) -> ImportRefreshSummary:
     """Export `source`, import it as `target`, apply the settings, check parity; see module doc.
 
-    `source_client` / `target_client`: each side's DynamoDB client; `target_s3`: the target
-    side's S3 client, which checks the bucket and reads the export's manifest (the import
-    reads the same files with the same account). Defaults: the process's factories'.
+    `clients` gives each side's DynamoDB client and the target side's S3 client, which checks
+    the bucket and reads the export's manifest (the import reads the same files with the same
+    account).
     """
     progress = progress or NullProgress()
     started = clock.monotonic()
-    source_client = source_client or source.clients().dynamodb()
-    target_client = target_client or target.clients().dynamodb()
-    target_s3 = target_s3 or target.clients().client("s3")
+    source_client = clients(source).dynamodb()
+    target_client = clients(target).dynamodb()
+    target_s3 = clients(target).client("s3")
 
     plan = check_import_refresh(
         source,

@@ -8,6 +8,7 @@ field; nothing is created or written before that.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -75,10 +76,6 @@ class TableLocation(BaseModel):
         region = self.side.region
         return f"{region}:{self.name}" if region else self.name
 
-    def clients(self, parallelism: int = 10) -> ClientFactory:
-        """The process-wide client factory of this table's side."""
-        return factory_for(self.side, parallelism)
-
 
 _factories: dict[tuple[Side, int], ClientFactory] = {}
 _factories_lock = threading.Lock()
@@ -92,6 +89,35 @@ def factory_for(side: Side, parallelism: int = 10) -> ClientFactory:
         if factory is None:
             factory = _factories[key] = ClientFactory(side, parallelism)
         return factory
+
+
+class Clients:
+    """Which client factory reaches a table: the engine is handed one and never builds its own.
+
+    As s3transfer's `TransferManager` is handed its client, the entry points (handlers, CLI
+    commands, the local runner) choose the `Clients`; engine functions take one as a parameter
+    (`PROCESS_CLIENTS` by default, the way `SYSTEM_CLOCK` is the default clock) and call
+    `clients(location, parallelism)` or `clients.for_side(side, parallelism)`. A test keeps
+    `factory_for` and client construction out of the rest of the engine.
+    """
+
+    def __init__(self, make: Callable[[Side, int], ClientFactory] = factory_for) -> None:
+        self._make = make
+
+    def __call__(self, location: TableLocation, parallelism: int = 10) -> ClientFactory:
+        return self._make(location.side, parallelism)
+
+    def for_side(self, side: Side, parallelism: int = 10) -> ClientFactory:
+        return self._make(side, parallelism)
+
+    @classmethod
+    def fixed(cls, factory: ClientFactory) -> Clients:
+        """The same `factory` for every table (a caller that holds one side's factory)."""
+        return cls(lambda _side, _parallelism: factory)
+
+
+#: The process-wide factories, one per (side, pool size), shared by every worker.
+PROCESS_CLIENTS = Clients()
 
 
 class MigrationSpec(BaseModel):

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field
 
 from dynashift.items import is_tombstone, item_size
-from dynashift.models import Strategy, TableLocation
+from dynashift.models import PROCESS_CLIENTS, Clients, Strategy, TableLocation
 from dynashift.ratelimit import DEFAULT_CAPACITY_SHARE
 from dynashift.stream import StreamStatus, check_stream
 from dynashift.tables import scan_pages
@@ -632,10 +632,13 @@ class Plan(BaseModel):
 
 
 def sample_items(
-    location: TableLocation, limit: int = DEFAULT_SAMPLE_ITEMS
+    location: TableLocation,
+    limit: int = DEFAULT_SAMPLE_ITEMS,
+    *,
+    clients: Clients = PROCESS_CLIENTS,
 ) -> tuple[int, int, bool]:
     """(items, total bytes, whole table read) of a bounded scan of up to `limit` items."""
-    client = location.clients().dynamodb()
+    client = clients(location).dynamodb()
     count = size = 0
     complete = False
     for page in scan_pages(client, location.name, limit=min(limit, 1000)):
@@ -667,7 +670,11 @@ class SourceSize(BaseModel):
 
 
 def measure_source(
-    source: TableLocation, src: SourceDescription, sample_limit: int = DEFAULT_SAMPLE_ITEMS
+    source: TableLocation,
+    src: SourceDescription,
+    sample_limit: int = DEFAULT_SAMPLE_ITEMS,
+    *,
+    clients: Clients = PROCESS_CLIENTS,
 ) -> SourceSize:
     """DescribeTable's ItemCount and TableSizeBytes; when either is 0 (refreshed about every 6
     hours; always 0 on moto) a bounded sample scan measures the average item (and the count,
@@ -679,7 +686,7 @@ def measure_source(
         )
     count_from: Literal["DescribeTable", "sample scan"] = "DescribeTable"
     warnings: list[str] = []
-    sampled, sampled_bytes, complete = sample_items(source, sample_limit)
+    sampled, sampled_bytes, complete = sample_items(source, sample_limit, clients=clients)
     avg = sampled_bytes / sampled if sampled else 0.0
     if complete and sampled != item_count:
         item_count, count_from = sampled, "sample scan"
@@ -713,6 +720,7 @@ def make_plan(
     prices: Prices | None = None,
     sample_limit: int = DEFAULT_SAMPLE_ITEMS,
     cpus: int | None = None,
+    clients: Clients = PROCESS_CLIENTS,
 ) -> Plan:
     """Read-only: the checks `migrate` validates with, the facts, the estimates.
 
@@ -721,13 +729,13 @@ def make_plan(
     be refused is not printed. `cpus` (default: this machine's) sizes the local runner's plan.
     """
     prices = prices or Prices()
-    check: TargetCheck = check_target(source, target, options)
-    stream: StreamStatus = check_stream(source, options.replace_stream)
+    check: TargetCheck = check_target(source, target, options, clients=clients)
+    stream: StreamStatus = check_stream(source, options.replace_stream, clients=clients)
     src = check.source
     spec = check.spec
     warnings = list(check.warnings)
 
-    size = measure_source(source, src, sample_limit)
+    size = measure_source(source, src, sample_limit, clients=clients)
     warnings.extend(size.warnings)
     item_count, size_bytes, avg = size.item_count, size.size_bytes, size.avg_item_bytes
     count_from, avg_from, sampled = size.item_count_from, size.avg_item_from, size.sampled

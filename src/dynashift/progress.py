@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-import time
-from collections.abc import Callable
 from typing import TextIO
+
+from dynashift.clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger("dynashift")
 
@@ -27,7 +27,7 @@ class Progress:
         tty: bool | None = None,
         stream: TextIO | None = None,
         log_every: float = 10.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.label = label
         self.total = total
@@ -36,7 +36,7 @@ class Progress:
         self.tty = self.stream.isatty() if tty is None else tty
         self.log_every = log_every
         self.clock = clock
-        self.started = clock()
+        self.started = clock.monotonic()
         self._last_emit = 0.0
         self._lock = threading.Lock()
         self.note = ""
@@ -46,14 +46,14 @@ class Progress:
             self.done += n
             if note is not None:
                 self.note = note
-            now = self.clock()
+            now = self.clock.monotonic()
             interval = 0.2 if self.tty else self.log_every
             if now - self._last_emit >= interval:
                 self._last_emit = now
                 self._emit(now)
 
     def rate(self) -> float:
-        elapsed = max(self.clock() - self.started, 1e-9)
+        elapsed = max(self.clock.monotonic() - self.started, 1e-9)
         return self.done / elapsed
 
     def _emit(self, now: float) -> None:
@@ -74,7 +74,7 @@ class Progress:
 
     def close(self) -> None:
         with self._lock:
-            self._emit(self.clock())
+            self._emit(self.clock.monotonic())
             if self.tty:
                 self.stream.write("\n")
                 self.stream.flush()

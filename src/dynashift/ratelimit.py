@@ -11,16 +11,18 @@ throttle-free second adds `increase` items/s back, up to the ceiling. Without a 
 on-demand target and no `--max-write-rate`) the limiter lets everything through until the first
 throttle, then starts from half the rate it measured.
 
-The clock and the sleep are injectable: unit tests drive it with a fake clock and never sleep.
+The `Clock` (monotonic time and sleep) is injectable: unit tests drive it with a fake clock and
+never sleep.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
+
+from dynashift.clock import SYSTEM_CLOCK, Clock
 
 #: Share of a provisioned target's WCU the backfill may use (the rest serves the replicator).
 DEFAULT_CAPACITY_SHARE = 0.8
@@ -38,8 +40,7 @@ class RateLimiter:
         decrease: float = 0.5,
         increase: float | None = None,
         cooldown: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if rate is not None and rate <= 0:
             raise ValueError(f"rate must be positive, got {rate}")
@@ -58,9 +59,8 @@ class RateLimiter:
         self.increase = increase if increase is not None else max(1.0, (rate or 0) * 0.05)
         self.cooldown = cooldown
         self.clock = clock
-        self.sleep = sleep
         self._lock = threading.Lock()
-        now = clock()
+        now = clock.monotonic()
         self._tokens = self._capacity()
         self._last = now
         self._last_throttle = -math.inf
@@ -102,7 +102,7 @@ class RateLimiter:
     def rate(self) -> float | None:
         """The rate currently allowed (items/s), None while unlimited."""
         with self._lock:
-            self._advance(self.clock())
+            self._advance(self.clock.monotonic())
             return self._rate
 
     def _capacity(self) -> float:
@@ -132,7 +132,7 @@ class RateLimiter:
         if n <= 0:
             return 0.0
         with self._lock:
-            now = self.clock()
+            now = self.clock.monotonic()
             self._advance(now)
             if self._window_start is None:
                 self._window_start = now
@@ -143,13 +143,13 @@ class RateLimiter:
             wait = 0.0 if self._tokens >= 0 else -self._tokens / self._rate
             self.waited += wait
         if wait > 0:
-            self.sleep(wait)
+            self.clock.sleep(wait)
         return wait
 
     def on_throttle(self) -> None:
         """The target throttled a request: cut the rate (once per cooldown window)."""
         with self._lock:
-            now = self.clock()
+            now = self.clock.monotonic()
             self._advance(now)
             self.throttles += 1
             if now - self._last_throttle < self.cooldown:

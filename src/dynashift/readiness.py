@@ -43,7 +43,6 @@ importers.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -56,7 +55,9 @@ from dynashift.approval_token import (  # noqa: F401  (re-exported for older imp
     save_approval_token,
     send_approval,
 )
+from dynashift.clock import SYSTEM_CLOCK
 from dynashift.export_backfill import export_files_loaded
+from dynashift.models import PROCESS_CLIENTS, Clients
 from dynashift.sampling import SampleSummary, sample_scope
 from dynashift.state import StateStore, state_store
 
@@ -421,7 +422,7 @@ def evaluate(inputs: ReadinessInputs, now: float | None = None) -> ReadinessRepo
         migration_id=inputs.migration_id,
         source=inputs.source,
         target=inputs.target,
-        generated_at=time.time() if now is None else now,
+        generated_at=SYSTEM_CLOCK.wall() if now is None else now,
         verdict=NOT_READY if not ready else READY if sample is None else READY_SAMPLED,
         checks=checks,
         counts=counts,
@@ -467,8 +468,9 @@ def gather_readiness(
     now: float | None = None,
     lag_detail: str = "",
     replication_problem: str | None = None,
+    clients: Clients = PROCESS_CLIENTS,
 ) -> ReadinessReport:
-    """The readiness report of a `MigrationSpec` (clients from the spec's sides).
+    """The readiness report of a `MigrationSpec` (each side's client from `clients`).
 
     Settings parity is the target module's rule: the target the source and `target_options`
     (a `TargetOptions`, overrides such as billing mode or added tags; by default the ones the
@@ -484,14 +486,14 @@ def gather_readiness(
     )
 
     if state is None:
-        state = state_store(spec)
+        state = state_store(spec, clients)
     options = (
         target_options
         if target_options is not None
         else recorded_target_options(state) or TargetOptions()
     )
-    source = describe_location(spec.source, "source")
-    target = describe_location(spec.target, "target")
+    source = describe_location(spec.source, "source", clients=clients)
+    target = describe_location(spec.target, "target", clients=clients)
     differences = compare_target(build_target_spec(source, options), target, options)
     stream = source.table.get("StreamSpecification") or {}
     done, total, unit = backfill_progress(state, spec.segments), spec.segments, "segments"
@@ -517,7 +519,7 @@ def gather_readiness(
         verification=verification,
         phases=list(phases),
     )
-    return evaluate(inputs, now)
+    return evaluate(inputs, state.clock.wall() if now is None else now)
 
 
 # --- where the report goes -------------------------------------------------------------------

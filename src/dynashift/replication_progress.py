@@ -38,8 +38,7 @@ mapping, which polls a shard about 4 times a second.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -48,6 +47,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from dynashift.aws import error_code
+from dynashift.clock import SYSTEM_CLOCK, Clock
 from dynashift.errors import WorkerDeadlineError
 from dynashift.items import Item, from_event_json, key_id, to_event_json
 from dynashift.retry import is_throttle
@@ -96,7 +96,7 @@ def record_batch(
     failed_index: int | None,
     error: str | None,
     *,
-    clock: Callable[[], float] = time.time,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> None:
     """Record the applied prefix `records[:applied]` and the first failed record (if any).
 
@@ -121,7 +121,7 @@ def record_batch(
                     last=last,
                     count=applied,
                     newest_created=max(times) if times else None,
-                    applied_at=clock(),
+                    applied_at=clock.wall(),
                 )
             )
     if failed_index is not None and failed_index < len(records):
@@ -133,7 +133,7 @@ def record_batch(
                     sequence=seq,
                     error=(error or "")[:500],
                     reported_failed=len(records) - failed_index,
-                    at=clock(),
+                    at=clock.wall(),
                 )
             )
 
@@ -381,7 +381,7 @@ class ProgressChecker:
         stream_arn: str,
         *,
         budget: ReadBudget | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
         persist: bool = True,
     ) -> None:
         self.streams = streams
@@ -408,7 +408,7 @@ class ProgressChecker:
         )
         report.describe_pages = pages
         # The stream's "now" as an upper bound (a Date has whole seconds).
-        report.stream_now = stream_now + DATE_PRECISION if stream_now else self.clock()
+        report.stream_now = stream_now + DATE_PRECISION if stream_now else self.clock.wall()
         walks = self._saved()
         closed_during_check = False
         for attempt in range(2):
@@ -422,7 +422,7 @@ class ProgressChecker:
                 parent_listed = any(s["ShardId"] == walk.parent_id for s in shards)
                 if walk.done or (parent_listed and not (parent and parent.done)):
                     continue
-                if self.clock() - walk.checked_at < self.budget.min_interval:
+                if self.clock.wall() - walk.checked_at < self.budget.min_interval:
                     continue  # checked recently: answer from the saved walk
                 was_done = walk.done
                 calls = self._walk(walk)
@@ -448,11 +448,13 @@ class ProgressChecker:
 
     def _walk(self, walk: ShardWalk) -> int:
         """Walk one shard with at most `get_records_per_shard` GetRecords calls; the calls made."""
-        walk.checked_at = self.clock()
+        walk.checked_at = self.clock.wall()
         walk.behind_seq, walk.behind_created, walk.behind_count = None, None, 0
         calls = 0
         while calls < self.budget.get_records_per_shard:
-            iterator = walk.iterator if self.clock() - walk.iterator_at < ITERATOR_MAX_AGE else None
+            iterator = (
+                walk.iterator if self.clock.wall() - walk.iterator_at < ITERATOR_MAX_AGE else None
+            )
             try:
                 if iterator is None:
                     iterator = _iterator(
@@ -484,7 +486,7 @@ class ProgressChecker:
                     walk.done, walk.iterator = True, None
                     return calls
                 walk.empty_pages += 1
-                walk.iterator, walk.iterator_at = next_iterator, self.clock()
+                walk.iterator, walk.iterator_at = next_iterator, self.clock.wall()
                 if walk.at_tip:
                     return calls
                 continue
@@ -514,7 +516,7 @@ class ProgressChecker:
                 walk.done = True
                 return calls
             if not beyond:
-                walk.iterator, walk.iterator_at = next_iterator, self.clock()
+                walk.iterator, walk.iterator_at = next_iterator, self.clock.wall()
         return calls
 
 

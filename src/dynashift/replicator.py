@@ -46,12 +46,12 @@ from typing import Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
-from dynashift.aws import ClientFactory, error_code
+from dynashift.aws import error_code
 from dynashift.clock import SYSTEM_CLOCK, Clock
 from dynashift.conditions import replicated_put
 from dynashift.errors import DynashiftError, RuntimeFailure, StreamUnavailableError
 from dynashift.items import RESERVED_ATTRS, Item, from_event_json, key_id
-from dynashift.models import MigrationSpec, TableLocation
+from dynashift.models import PROCESS_CLIENTS, Clients, MigrationSpec, TableLocation
 from dynashift.replication_progress import approximate_creation, record_batch
 from dynashift.state import PHASE_PLAIN, TOMBSTONE_PHASES, StateStore, WriteMode
 from dynashift.tombstones import apply_delete, apply_marked_put
@@ -132,8 +132,8 @@ class Replicator:
     """Applies stream record batches to one target table (see module docstring).
 
     `state` None means no backfill is tracked: deletes are always plain deletes.
-    `clients` defaults to the process-wide factory of the target's side (refreshing
-    assume-role credentials for a target in another account).
+    `clients` gives the target side's client factory (by default the process-wide one,
+    refreshing assume-role credentials for a target in another account).
     """
 
     def __init__(
@@ -144,7 +144,7 @@ class Replicator:
         state: StateStore | None,
         version_attribute: str | None = None,
         skip_ttl_deletes: bool = False,
-        clients: ClientFactory | None = None,
+        clients: Clients = PROCESS_CLIENTS,
         parallelism: int = 4,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
@@ -155,7 +155,7 @@ class Replicator:
         self.state = state
         self.version_attribute = version_attribute
         self.skip_ttl_deletes = skip_ttl_deletes
-        self.client = (clients or target.clients(parallelism)).dynamodb()
+        self.client = clients(target, parallelism).dynamodb()
         self.clock = clock
         self._mode: WriteMode | None = None
         self._mode_fresh = False
@@ -167,7 +167,7 @@ class Replicator:
         key_names: Sequence[str],
         state: StateStore | None,
         *,
-        clients: ClientFactory | None = None,
+        clients: Clients = PROCESS_CLIENTS,
     ) -> Replicator:
         """The replicator of a migration: its target, version attribute and TTL option."""
         return cls(
@@ -347,7 +347,7 @@ class Replicator:
                 result.applied,
                 result.failed_index,
                 result.error,
-                clock=self.clock.wall,
+                clock=self.clock,
             )
         return result
 

@@ -6,7 +6,6 @@ The clock, the sleep and the random source are injectable so tests never really 
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -14,6 +13,7 @@ from typing import TypeVar
 from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, ReadTimeoutError
 
 from dynashift.aws import error_code
+from dynashift.clock import SYSTEM_CLOCK, Clock
 
 T = TypeVar("T")
 
@@ -55,7 +55,7 @@ class Backoff:
     base: float = 0.05
     cap: float = 5.0
     max_attempts: int = 12
-    sleep: Callable[[float], None] = time.sleep
+    clock: Clock = SYSTEM_CLOCK
     rng: random.Random = field(default_factory=random.Random)
 
     def delay(self, attempt: int) -> float:
@@ -63,7 +63,7 @@ class Backoff:
 
     def wait(self, attempt: int) -> float:
         d = self.delay(attempt)
-        self.sleep(d)
+        self.clock.sleep(d)
         return d
 
 

@@ -56,6 +56,7 @@ from dynashift.aws import error_code
 from dynashift.clock import SYSTEM_CLOCK, Clock
 from dynashift.errors import BadInputError, RuntimeFailure
 from dynashift.items import Item, from_event_json, key_from_id, key_id, to_event_json
+from dynashift.models import PROCESS_CLIENTS, Clients
 
 if TYPE_CHECKING:
     from dynashift.models import MigrationSpec
@@ -801,14 +802,16 @@ class StateStore:
         return json.loads(item["data"]["S"]) if item else None
 
 
-def state_store(spec: MigrationSpec) -> StateStore:
+def state_store(spec: MigrationSpec, clients: Clients = PROCESS_CLIENTS) -> StateStore:
     """The state store of a migration, on the spec's state table."""
-    return StateStore(spec.state.clients().dynamodb(), spec.state.name, spec.migration_id)
+    return StateStore(clients(spec.state).dynamodb(), spec.state.name, spec.migration_id)
 
 
-def existing_state_store(spec: MigrationSpec) -> StateStore | None:
+def existing_state_store(
+    spec: MigrationSpec, clients: Clients = PROCESS_CLIENTS
+) -> StateStore | None:
     """The spec's state store, or None when its table does not exist (library use, tests)."""
-    client = spec.state.clients().dynamodb()
+    client = clients(spec.state).dynamodb()
     if not StateStore.table_exists(client, spec.state.name):
         return None
     return StateStore(client, spec.state.name, spec.migration_id)

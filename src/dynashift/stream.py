@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict
 from dynashift.aws import ClientFactory, error_code
 from dynashift.clock import SYSTEM_CLOCK, Clock
 from dynashift.errors import RuntimeFailure, StreamUnavailableError
-from dynashift.models import TableLocation
+from dynashift.models import PROCESS_CLIENTS, Clients, TableLocation
 from dynashift.progress import NullProgress, Progress
 from dynashift.tables import describe_table
 
@@ -104,15 +104,15 @@ def _describe_status(clients: ClientFactory, arn: str) -> str | None:
 
 
 def check_stream(
-    source: TableLocation, replace_stream: bool = False, *, clients: ClientFactory | None = None
+    source: TableLocation, replace_stream: bool = False, *, clients: Clients = PROCESS_CLIENTS
 ) -> StreamStatus:
     """Read-only: what `enable_stream` would do. StreamUnavailableError when it is refused.
 
-    `clients`: the source side's client factory (default: the process's for that side).
+    `clients`: where the source side's client factory comes from.
     """
-    clients = clients or source.clients()
-    table = describe_table(clients.dynamodb(), source.name, "source")
-    return _check(source, table, replace_stream, clients)
+    factory = clients(source)
+    table = describe_table(factory.dynamodb(), source.name, "source")
+    return _check(source, table, replace_stream, factory)
 
 
 def _check(
@@ -193,21 +193,21 @@ def _step(location: TableLocation, replace_stream: bool, clients: ClientFactory)
 
 
 def enable_stream(
-    source: TableLocation, replace_stream: bool = False, *, clients: ClientFactory | None = None
+    source: TableLocation, replace_stream: bool = False, *, clients: Clients = PROCESS_CLIENTS
 ) -> StreamStatus:
     """Non-blocking: take one step towards a usable stream (see the module table)."""
-    return _step(source, replace_stream, clients or source.clients())
+    return _step(source, replace_stream, clients(source))
 
 
 def poll_stream(
-    source: TableLocation, replace_stream: bool = False, *, clients: ClientFactory | None = None
+    source: TableLocation, replace_stream: bool = False, *, clients: Clients = PROCESS_CLIENTS
 ) -> StreamStatus:
     """Non-blocking: the stream's status; enables the new stream once a replaced one is off.
 
     `ready` (and `arn`) once a NEW_AND_OLD_IMAGES / NEW_IMAGE stream is ENABLED. Pass the same
     `replace_stream` as to `enable_stream` (the old view type may still show while it goes).
     """
-    return _step(source, replace_stream, clients or source.clients())
+    return _step(source, replace_stream, clients(source))
 
 
 def ensure_stream(
@@ -218,14 +218,13 @@ def ensure_stream(
     progress: Progress | None = None,
     clock: Clock = SYSTEM_CLOCK,
     poll_interval: float = 1.0,
-    clients: ClientFactory | None = None,
+    clients: Clients = PROCESS_CLIENTS,
 ) -> StreamStatus:
     """Blocking: enable (or replace) the stream and wait until it is ENABLED; its ARN.
 
     Waits at most `timeout` seconds by `clock`, sleeping `poll_interval` between polls.
     """
     progress = progress or NullProgress()
-    clients = clients or source.clients()
     deadline = clock.monotonic() + timeout
     status = enable_stream(source, replace_stream, clients=clients)
     action = status.action

@@ -26,7 +26,6 @@ tombstones: no backfill put can land after a plain delete or the cleanup.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -42,8 +41,9 @@ from dynashift.items import REPLICATED_ATTR, TOMBSTONE_ATTR, Item
 from dynashift.state import PHASE_FINISHING, PHASE_PLAIN, TOMBSTONE_PHASES, StateStore
 
 
-def tombstone_item(key: Mapping[str, Any], now: float | None = None) -> Item:
-    return {**key, TOMBSTONE_ATTR: {"N": f"{now if now is not None else time.time():.6f}"}}
+def tombstone_item(key: Mapping[str, Any], now: float) -> Item:
+    """The tombstone of `key`, marked with the wall time `now` (epoch seconds)."""
+    return {**key, TOMBSTONE_ATTR: {"N": f"{now:.6f}"}}
 
 
 def deletes_become_tombstones(state: StateStore) -> bool:
@@ -71,7 +71,7 @@ def apply_delete(
     """
     if state is not None and deletes_become_tombstones(state):
         state.register_tombstone(key)
-        target_client.put_item(TableName=table, Item=tombstone_item(key))
+        target_client.put_item(TableName=table, Item=tombstone_item(key, state.clock.wall()))
         if not deletes_become_tombstones(state):
             # The backfill finished while we wrote: the cleanup may have missed us.
             remove_tombstone(target_client, table, key)

@@ -46,7 +46,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -55,6 +54,7 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
+from dynashift.clock import SYSTEM_CLOCK, Clock
 from dynashift.errors import BadInputError, NotReadyYet
 from dynashift.items import (
     Item,
@@ -66,7 +66,7 @@ from dynashift.items import (
     key_of,
     to_event_json,
 )
-from dynashift.models import MigrationSpec
+from dynashift.models import PROCESS_CLIENTS, Clients, MigrationSpec
 from dynashift.readiness import VERIFY_PREFIX, VerificationSummary
 from dynashift.sampling import VerifySample, recorded_sample
 from dynashift.state import StateStore, existing_state_store
@@ -242,10 +242,11 @@ class _Sides:
         spec: MigrationSpec,
         source_client: Any | None,
         target_client: Any | None,
+        clients: Clients,
         parallelism: int = 4,
     ) -> None:
-        self.source = source_client or spec.source.clients(parallelism).dynamodb()
-        self.target = target_client or spec.target.clients(parallelism).dynamodb()
+        self.source = source_client or clients(spec.source, parallelism).dynamodb()
+        self.target = target_client or clients(spec.target, parallelism).dynamodb()
         desc = describe_table(self.source, spec.source.name, "source")
         self.names = table_keys(desc)
         self.source_desc = desc
@@ -323,9 +324,9 @@ class _Segment:
         max_suspects: int,
         page_limit: int | None,
         lookup_chunk: int,
-        now: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self.now = now
+        self.clock = clock
         self.spec = spec
         self.sides = sides
         self.result = result
@@ -378,7 +379,7 @@ class _Segment:
         ttl = self.sides.ttl_attribute
         if ttl is None:
             return keys
-        names, now = self.sides.names, self.now()
+        names, now = self.sides.names, self.clock.wall()
         by_id = {key_id(key_of(i, names)): i for i in images}
         kept = [k for k in keys if not is_expired(by_id.get(key_id(k)), ttl, now)]
         self.result.expired += len(keys) - len(kept)
@@ -562,11 +563,11 @@ def verify_segment(
     cursor: VerifyResult | Mapping[str, Any] | None = None,
     config: VerifyConfig = VerifyConfig(),
     *,
-    clock: Callable[[], float] = time.monotonic,
-    wall_clock: Callable[[], float] = time.time,
+    clock: Clock = SYSTEM_CLOCK,
     source_client: Any | None = None,
     target_client: Any | None = None,
     state: StateStore | None = None,
+    clients: Clients = PROCESS_CLIENTS,
 ) -> VerifyResult:
     """Verify one segment of `spec.source` against `spec.target` (module docstring), as
     `config` says.
@@ -585,9 +586,9 @@ def verify_segment(
         raise BadInputError(f"segment {segment} is outside 0..{total - 1}")
     if merge_buffer < 2:
         raise BadInputError(f"merge buffer {merge_buffer} must be at least 2")
-    sides = _Sides(spec, source_client, target_client)
+    sides = _Sides(spec, source_client, target_client, clients)
     if checkpoint and state is None:
-        state = existing_state_store(spec)
+        state = existing_state_store(spec, clients)
     if cursor is not None and not isinstance(cursor, VerifyResult) and "segment" not in cursor:
         # A bare VerifyCursor: the counts live in the state store. A checkpoint ahead of the
         # cursor (a retried call whose answer was lost) is a consistent later point: use it.
@@ -630,14 +631,14 @@ def verify_segment(
             segment=segment,
             total_segments=total,
             mode=concrete,
-            started_at=wall_clock(),
+            started_at=clock.wall(),
         )
     result.calls += 1
     budget = spec.worker_budget_seconds if config.budget_seconds is None else config.budget_seconds
-    deadline = clock() + budget
+    deadline = clock.monotonic() + budget
 
     def out_of_time() -> bool:
-        return clock() >= deadline
+        return clock.monotonic() >= deadline
 
     work = _Segment(
         spec,
@@ -647,7 +648,7 @@ def verify_segment(
         max_suspects=config.max_suspects,
         page_limit=config.page_limit,
         lookup_chunk=config.lookup_chunk,
-        now=wall_clock,
+        clock=clock,
     )
     if result.mode == "batch":
         _run_batch(work, out_of_time)
@@ -655,7 +656,7 @@ def verify_segment(
         _run_merge(work, out_of_time, merge_buffer)
     result.done = result.cursor.source_done and result.cursor.target_done
     if result.done:
-        result.finished_at = wall_clock()
+        result.finished_at = clock.wall()
     if state is not None:
         save_verify_result(state, result)
     log.debug(
@@ -760,19 +761,18 @@ def _wait_caught_up(
     *,
     timeout: float,
     poll: float,
-    clock: Callable[[], float],
-    sleep: Callable[[float], None],
+    clock: Clock,
 ) -> None:
     if caught_up is None:
         return
-    deadline = clock() + timeout
+    deadline = clock.monotonic() + timeout
     while not caught_up(since):
-        if clock() >= deadline:
+        if clock.monotonic() >= deadline:
             raise NotReadyYet(
                 f"the replicator has not applied the writes made before {since:.3f} "
                 f"within {timeout:.0f}s"
             )
-        sleep(poll)
+        clock.sleep(poll)
 
 
 def recheck(
@@ -786,11 +786,11 @@ def recheck(
     timeout: float = 120.0,
     poll: float = 0.2,
     max_keys: int = DEFAULT_MAX_SUSPECTS,
-    clock: Callable[[], float] = time.time,
-    sleep: Callable[[float], None] = time.sleep,
+    clock: Clock = SYSTEM_CLOCK,
     source_client: Any | None = None,
     target_client: Any | None = None,
     differ: ItemDiffer | None = None,
+    clients: Clients = PROCESS_CLIENTS,
 ) -> RecheckResult:
     """Re-read suspects with strongly consistent reads; only still-different keys are divergent.
 
@@ -802,7 +802,7 @@ def recheck(
     """
     if rounds < 1:
         raise BadInputError(f"recheck rounds {rounds} must be at least 1")
-    sides = _Sides(spec, source_client, target_client)
+    sides = _Sides(spec, source_client, target_client, clients)
     differ = differ or ItemDiffer(spec.ignore)
     names = sides.names
     unique: dict[str, Item] = {}
@@ -811,18 +811,18 @@ def recheck(
         key = suspect.wire_key()
         unique.setdefault(key_id(key), key)
     result = RecheckResult(checked=len(unique))
-    wait = {"timeout": timeout, "poll": poll, "clock": clock, "sleep": sleep}
+    wait = {"timeout": timeout, "poll": poll, "clock": clock}
 
     def settle(keys: dict[str, Item]) -> tuple[dict[str, tuple[Kind, Item | None]], set[str]]:
         """One round: (divergent id -> (kind, source item)), ids still changing."""
         key_list = list(keys.values())
         window = images() if images is not None else None
-        start = clock()
+        start = clock.wall()
         first = _read(sides.source, spec.source.name, key_list, names)
         _wait_caught_up(caught_up, start, **wait)  # type: ignore[arg-type]
         target = _read(sides.target, spec.target.name, key_list, names)
         second = _read(sides.source, spec.source.name, key_list, names)
-        end = clock()
+        end = clock.wall()
         open_keys = {
             kid
             for kid in keys
@@ -866,7 +866,7 @@ def recheck(
     divergent.update(seen_once)
     pending = {kid: key for kid, key in pending.items() if kid not in divergent}
     result.unsettled = len(pending)
-    expired = _expired(divergent, unique, sides, spec, clock())
+    expired = _expired(divergent, unique, sides, spec, clock.wall())
     divergent = {kid: v for kid, v in divergent.items() if kid not in expired}
     result.expired = len(expired)
 
@@ -949,7 +949,7 @@ def save_verify_result(state: StateStore, result: VerifyResult) -> None:
         f"{result.segment:06d}",
         data={"S": json.dumps(result.model_dump(mode="json"), sort_keys=True)},
         done={"BOOL": result.done},
-        updated={"N": str(time.time())},
+        updated={"N": str(state.clock.wall())},
     )
 
 
@@ -966,7 +966,7 @@ def save_recheck_result(state: StateStore, result: RecheckResult) -> None:
     state.put_record(
         RECHECK_SK,
         data={"S": json.dumps(result.model_dump(mode="json"), sort_keys=True)},
-        updated={"N": str(time.time())},
+        updated={"N": str(state.clock.wall())},
     )
 
 
@@ -975,10 +975,10 @@ def load_recheck_result(state: StateStore) -> RecheckResult | None:
     return RecheckResult.model_validate_json(item["data"]["S"]) if item else None
 
 
-def _store(spec: MigrationSpec, state: StateStore | None) -> StateStore:
+def _store(spec: MigrationSpec, state: StateStore | None, clients: Clients) -> StateStore:
     if state is not None:
         return state
-    found = existing_state_store(spec)
+    found = existing_state_store(spec, clients)
     if found is None:
         raise BadInputError(f"state table {spec.state.name!r} does not exist")
     return found
@@ -991,28 +991,35 @@ def recheck_migration(
     caught_up: CaughtUp | None = None,
     images: StreamWindow | None = None,
     repair: bool = False,
+    clients: Clients = PROCESS_CLIENTS,
     **kwargs: Any,
 ) -> RecheckResult:
     """Recheck every suspect the segments' checkpoints list; save and return the result.
 
     The workflow's Recheck step: pass `caught_up` built from the replicator's lag (see `recheck`).
     """
-    store = _store(spec, state)
+    store = _store(spec, state, clients)
     results = run_results(spec, store, recorded_sample(store))
     result = recheck(
-        spec, all_suspects(results), caught_up=caught_up, images=images, repair=repair, **kwargs
+        spec,
+        all_suspects(results),
+        caught_up=caught_up,
+        images=images,
+        repair=repair,
+        clients=clients,
+        **kwargs,
     )
     save_recheck_result(store, result)
     return result
 
 
 def verification_summary(
-    spec: MigrationSpec, state: StateStore | None = None
+    spec: MigrationSpec, state: StateStore | None = None, clients: Clients = PROCESS_CLIENTS
 ) -> VerificationSummary | None:
     """The checklist's view of the saved verification and recheck of `spec`; a sampled one
     (a sample recorded in the state store) carries the sample and its bound. None when a sample
     was asked for but never drawn (nothing verified: the checklist says so)."""
-    store = _store(spec, state)
+    store = _store(spec, state, clients)
     sample = recorded_sample(store)
     if sample is None and spec.verify_sample is not None:
         return None

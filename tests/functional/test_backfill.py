@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -29,10 +30,9 @@ from tests.support.backfill import (
     leave_unprocessed,
     make_spec,
     make_state,
-    no_sleep,
     on_put_of,
 )
-from tests.support.clock import ManualClock
+from tests.support.clock import ManualClock, NoSleepClock
 from tests.support.reference import assert_identical, scan_all
 from tests.support.tables import HASH_RANGE, client, create_table, enable_stream, fill, simple_items
 
@@ -53,7 +53,7 @@ def tables(endpoint: str, table_name: Any) -> Any:
 
 
 def fast_backoff() -> Backoff:
-    return Backoff(base=0.001, cap=0.01, sleep=no_sleep)
+    return Backoff(base=0.001, cap=0.01, clock=NoSleepClock())
 
 
 def test_copies_every_item_and_reports_every_counter(endpoint: str, tables: Any) -> None:
@@ -86,7 +86,7 @@ def test_failed_conditions_are_counted_not_overwritten(endpoint: str, tables: An
     newer = [{"pk": {"S": f"k{i:05d}"}, "v": {"N": "999"}, "s": {"S": "newer"}} for i in range(10)]
     fill(ddb, dst, newer)
     for i in range(10, 15):
-        ddb.put_item(TableName=dst, Item=tombstone_item({"pk": {"S": f"k{i:05d}"}}))
+        ddb.put_item(TableName=dst, Item=tombstone_item({"pk": {"S": f"k{i:05d}"}}, time.time()))
     spec = make_spec(endpoint, src, dst, mid(), segments=2)
     counters = total_counters(backfill_all(spec, state=make_state(ddb, spec), page_size=50))
     assert counters["skipped_newer"] == 10
@@ -104,7 +104,10 @@ def test_version_attribute_replaces_only_older_versions(endpoint: str, tables: A
     # target: k0 older (v=-1 < 0), k1 newer (v=1000 > 1), k2 a tombstone with an old version
     ddb.put_item(TableName=dst, Item={"pk": {"S": "k00000"}, "v": {"N": "-1"}})
     ddb.put_item(TableName=dst, Item={"pk": {"S": "k00001"}, "v": {"N": "1000"}})
-    ddb.put_item(TableName=dst, Item={**tombstone_item({"pk": {"S": "k00002"}}), "v": {"N": "-5"}})
+    ddb.put_item(
+        TableName=dst,
+        Item={**tombstone_item({"pk": {"S": "k00002"}}, time.time()), "v": {"N": "-5"}},
+    )
     spec = make_spec(endpoint, src, dst, mid(), segments=1, version_attribute="v")
     (result,) = backfill_all(spec, state=make_state(ddb, spec))
     assert result.counters["written"] == 298
@@ -207,7 +210,7 @@ def test_throttled_puts_are_retried_and_slow_the_limiter(endpoint: str, tables: 
     target = client(endpoint)
     injected = fail_every(target, "PutItem", 7, "ProvisionedThroughputExceededException")
     fail_every(target, "PutItem", 23, "InternalServerError")
-    limiter = RateLimiter(100_000, sleep=no_sleep)
+    limiter = RateLimiter(100_000, clock=NoSleepClock())
     results = backfill_all(
         spec,
         state=make_state(ddb, spec),
@@ -236,7 +239,7 @@ def test_a_non_retryable_error_stops_the_worker_with_a_named_error(
         run_segment(spec, 0, state=make_state(ddb, spec), budget_seconds=60, target_client=target)
     target2 = client(endpoint)
     fail_every(target2, "PutItem", 1, "ThrottlingException")
-    backoff = Backoff(base=0.001, cap=0.001, max_attempts=3, sleep=no_sleep)
+    backoff = Backoff(base=0.001, cap=0.001, max_attempts=3, clock=NoSleepClock())
     with pytest.raises(TransientError):
         run_segment(
             spec,
@@ -245,7 +248,7 @@ def test_a_non_retryable_error_stops_the_worker_with_a_named_error(
             budget_seconds=60,
             target_client=target2,
             backoff=backoff,
-            limiter=RateLimiter(None, sleep=no_sleep),
+            limiter=RateLimiter(None, clock=NoSleepClock()),
         )
 
 
@@ -260,7 +263,7 @@ def test_replay_writes_batches_and_retries_unprocessed_items(endpoint: str, tabl
         state=make_state(ddb, spec),
         target_client=target,
         backoff=fast_backoff(),
-        limiter=RateLimiter(None, sleep=no_sleep),
+        limiter=RateLimiter(None, clock=NoSleepClock()),
         page_size=70,
     )
     counters = total_counters(results)

@@ -14,17 +14,10 @@ from dynashift.aws import Side
 from dynashift.cli.main import main
 from dynashift.copy import CopyOptions, copy_table
 from dynashift.models import TableLocation, factory_for
-from tests.functional.backfill_support import (
-    HASH_RANGE,
-    REGION,
-    client,
-    create_table,
-    fill,
-    simple_items,
-)
 from tests.functional.test_target import capture, hooked
-from tests.reference import assert_identical, scan_all, table_contents
 from tests.support.clock import ManualClock
+from tests.support.reference import assert_identical, scan_all, table_contents
+from tests.support.tables import HASH_RANGE, REGION, client, create_table, fill, simple_items
 from tests.support.writer import default_item
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from dynashift.demo import _final_comparison
 from tests.support.tables import create_table, fill, varied_items
-from tests.workflow.helpers import workflow_input
+from tests.support.workflow import workflow_input
 
 
 def test_final_check_finds_identical_tables_and_an_extra_item(ddb: Any, endpoint: str) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from dynashift.aws import ClientFactory, Side
 from dynashift.follower import StreamFollower
-from dynashift.models import TableLocation
+from dynashift.models import Clients, TableLocation
 from dynashift.replicator import Replicator
 from dynashift.state import PHASE_BACKFILL, PHASE_PLAIN, StateStore
 from dynashift.tombstones import finish_backfill
@@ -46,7 +46,7 @@ class Setup:
             TableLocation(name=self.target, side=side),
             self.keys,
             state=self.state,
-            clients=ClientFactory(side),
+            clients=Clients.fixed(ClientFactory(side)),
         )
 
     def follower(self, streams: Any, target: Any = None, **kwargs: Any) -> StreamFollower:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from dynashift.cli.main import main
+from dynashift.models import PROCESS_CLIENTS
 from tests.functional.test_target import hooked, location, rich_source, simple_table, snapshot
 
 ITEMS = 10_000
@@ -48,7 +49,7 @@ def calls(endpoint: str) -> Iterator[list[str]]:
     """Every DynamoDB / Streams / STS operation the CLI's clients make during the test."""
     made: list[str] = []
     side_loc = location(endpoint, "placeholder", region=None)
-    factory = side_loc.clients()
+    factory = PROCESS_CLIENTS(side_loc)
 
     def record(model: Any, **_: Any) -> None:
         made.append(model.name)

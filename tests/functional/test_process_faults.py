@@ -30,11 +30,11 @@ ROOT = Path(__file__).resolve().parents[2]
 WORKER = """
 import sys
 from dynashift.backfill import run_segment
-from dynashift.models import MigrationSpec
+from dynashift.models import PROCESS_CLIENTS, MigrationSpec
 from dynashift.ratelimit import RateLimiter
 from dynashift.state import StateStore
 spec = MigrationSpec.model_validate_json(sys.argv[1])
-state = StateStore(spec.state.clients().dynamodb(), spec.state.name, spec.migration_id)
+state = StateStore(PROCESS_CLIENTS(spec.state).dynamodb(), spec.state.name, spec.migration_id)
 run_segment(spec, 0, state=state, budget_seconds=120, page_size=int(sys.argv[2]),
             limiter=RateLimiter(float(sys.argv[3])))
 """

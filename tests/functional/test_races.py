@@ -16,7 +16,7 @@ from dynashift.backfill import run_segment
 from dynashift.errors import BadInputError, RuntimeFailure
 from dynashift.follower import StreamFollower, to_lambda_record
 from dynashift.items import TOMBSTONE_ATTR
-from dynashift.models import MigrationSpec
+from dynashift.models import Clients, MigrationSpec
 from dynashift.replicator import Replicator
 from dynashift.state import PHASE_BACKFILL, PHASE_PLAIN, LeaseHeldError, StateStore
 from dynashift.tombstones import finish_backfill
@@ -43,7 +43,9 @@ class Stream:
             StreamArn=self.arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
         )["ShardIterator"]
         side = Side(region=REGION, endpoint_url=endpoint)
-        self.replicator = Replicator.for_spec(spec, ["pk"], state, clients=ClientFactory(side))
+        self.replicator = Replicator.for_spec(
+            spec, ["pk"], state, clients=Clients.fixed(ClientFactory(side))
+        )
         self.results: list[Any] = []
 
     def apply(self) -> None:
@@ -321,9 +323,7 @@ def test_a_second_event_source_mapping_of_the_stream_is_refused(
         lam.create_event_source_mapping(
             EventSourceArn=arn, FunctionName=fn, StartingPosition="TRIM_HORIZON"
         )
-    control = EventSourceMappingControl(
-        lam, fn, dlq_arn=None, streams_client=lambda spec: None, checkpoints=lambda spec: {}
-    )
+    control = EventSourceMappingControl(lam, fn, dlq_arn=None, streams_client=lambda spec: None)
     spec = workflow_input(endpoint, source, table_name("esm2-tgt")).spec
     with pytest.raises(RuntimeFailure, match=r"2 event source mappings .* at most one"):
         control.start(spec, arn)

@@ -21,7 +21,7 @@ import pytest
 from dynashift.aws import ClientFactory, Side
 from dynashift.errors import WorkerDeadlineError
 from dynashift.follower import StreamFollower, to_lambda_record
-from dynashift.models import TableLocation
+from dynashift.models import PROCESS_CLIENTS, Clients, TableLocation
 from dynashift.replication_progress import (
     EMPTY_PAGES_AT_TIP,
     ProgressChecker,
@@ -42,6 +42,17 @@ from tests.support.tables import client, create_table
 from tests.support.workflow import workflow_input
 
 BASE = 1_700_000_000  # botocore_record(seq) was created at BASE + seq
+
+
+class _StreamsFactory(ClientFactory):
+    """A side's clients, but its DynamoDB Streams client is the fake handed in."""
+
+    def __init__(self, side: Side, streams: Any) -> None:
+        super().__init__(side)
+        self._streams = streams
+
+    def streams(self) -> Any:
+        return self._streams
 
 
 class Counting:
@@ -238,7 +249,7 @@ def test_retention_gap_when_the_oldest_lineage_lost_its_parent() -> None:
 
 
 def test_replay_whose_stream_lost_records_is_not_ready_and_writes_nothing(
-    ddb: Any, endpoint: str, table_name: Any, monkeypatch: pytest.MonkeyPatch
+    ddb: Any, endpoint: str, table_name: Any
 ) -> None:
     from dynashift.workflow import steps
     from dynashift.workflow.control import EventSourceMappingControl
@@ -258,7 +269,8 @@ def test_replay_whose_stream_lost_records_is_not_ready_and_writes_nothing(
     # The stream as AWS would show it 24 h later: the first shard trimmed away.
     fake = ChangingStreams({"E": ("gone", [1], False)})
     fake.shards["E"][1][0]["dynamodb"]["ApproximateCreationDateTime"] = datetime.now(UTC)
-    monkeypatch.setattr(steps, "_streams", lambda _spec: fake)
+    # Every table of this test is on one endpoint: one factory, whose stream is the fake.
+    clients = Clients.fixed(_StreamsFactory(spec.source.side, fake))
     # The AWS control path on the moto server: a replicator function its mappings can name.
     lam, function = _replicator_function(endpoint)
     control = EventSourceMappingControl(
@@ -266,21 +278,22 @@ def test_replay_whose_stream_lost_records_is_not_ready_and_writes_nothing(
         function,
         dlq_arn=None,
         streams_client=lambda _spec: fake,
-        checkpoints=lambda _spec: {},
     )
 
     def mappings() -> list[Any]:
         return list(lam.list_event_source_mappings(FunctionName=function)["EventSourceMappings"])
 
     event = ReplicationEvent(spec=spec, settings=wf.settings, action="start_after_backfill")
-    out = steps.replication(event.model_copy(update={"stream_arn": arn}), control)
+    out = steps.replication(event.model_copy(update={"stream_arn": arn}), control, clients=clients)
     assert out["started"] is False and "no longer holds" in out["replication_problem"]
     assert not mappings(), "the replicator was started on a stream that lost records"
     lag = steps.replication(
-        ReplicationEvent(spec=spec, settings=wf.settings, action="lag"), control
+        ReplicationEvent(spec=spec, settings=wf.settings, action="lag"), control, clients=clients
     )
     assert lag["give_up"] and not lag["caught_up"]
-    verdict = steps.readiness(ReadinessEvent(spec=spec, settings=wf.settings), control)
+    verdict = steps.readiness(
+        ReadinessEvent(spec=spec, settings=wf.settings), control, clients=clients
+    )
     assert not verdict.ready
     report = state.report() or {}
     (lag_check,) = [c for c in report["checks"] if c["name"] == "replication lag"]
@@ -295,7 +308,7 @@ def test_replay_whose_stream_lost_records_is_not_ready_and_writes_nothing(
         spec=resumed, settings=wf.settings, action="start_after_backfill", stream_arn=arn
     )
     try:
-        assert steps.replication(again, control)["started"] is True
+        assert steps.replication(again, control, clients=clients)["started"] is True
         assert len(mappings()) == 1, "the resumed replay's replicator was not started"
     finally:
         for mapping in mappings():
@@ -374,9 +387,9 @@ class Live:
             TableLocation(name=self.target, side=side),
             ("pk",),
             state=self.state,
-            clients=ClientFactory(side),
+            clients=Clients.fixed(ClientFactory(side)),
         )
-        self.streams = self.spec.source.clients().streams()
+        self.streams = PROCESS_CLIENTS(self.spec.source).streams()
         # The replicator sees each record 1.2 s after it was written, like an event source
         # mapping (one-second batching window plus delivery).
         self.follower = StreamFollower(
@@ -547,7 +560,6 @@ def test_aws_control_path_with_the_lambda_handler_fed_like_an_event_source_mappi
         "replicator",
         dlq_arn=None,
         streams_client=lambda _spec: counted,
-        checkpoints=lambda _spec: {},
         budget=ReadBudget(min_interval=0),
     )
 

@@ -13,7 +13,7 @@ from botocore.awsrequest import AWSResponse
 
 from dynashift.aws import ClientFactory, Side
 from dynashift.items import TOMBSTONE_ATTR
-from dynashift.models import TableLocation
+from dynashift.models import Clients, TableLocation
 from dynashift.replicator import Replicator
 from dynashift.state import PHASE_BACKFILL, PHASE_PLAIN, StateStore
 from dynashift.tombstones import finish_backfill
@@ -84,7 +84,7 @@ def make(endpoint: str, target: str, state: StateStore | None = None, **kwargs: 
         TableLocation(name=target, side=side),
         ["pk"],
         state=state,
-        clients=ClientFactory(side),
+        clients=Clients.fixed(ClientFactory(side)),
         **kwargs,
     )
 

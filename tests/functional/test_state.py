@@ -217,7 +217,7 @@ def test_a_resume_keeps_its_segment_count_at_every_entry(ddb: Any, endpoint: str
     from dynashift.workflow.migrate import plan_local_run
     from dynashift.workflow.steps import StepEvent, ValidateEvent, plan_segments, validate
     from tests.support.tables import create_table, fill, varied_items
-    from tests.workflow.helpers import workflow_input
+    from tests.support.workflow import workflow_input
 
     source = f"seg-src-{uuid.uuid4().hex[:8]}"
     create_table(ddb, source)

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from dynashift.aws import ClientFactory
 from dynashift.errors import RuntimeFailure, StreamUnavailableError
-from dynashift.models import MigrationSpec
+from dynashift.models import PROCESS_CLIENTS, Clients, MigrationSpec
 from dynashift.stream import check_stream, enable_stream, ensure_stream, poll_stream
 from dynashift.workflow.definition import build
 from dynashift.workflow.migrate import state_location
@@ -59,7 +59,7 @@ def test_usable_stream_is_used_as_is(
     _with_stream(ddb, name, view_type)
     arn = ddb.describe_table(TableName=name)["Table"]["LatestStreamArn"]
     source = location(endpoint, name)
-    with capture(source.clients().dynamodb(), "UpdateTable") as updates:
+    with capture(PROCESS_CLIENTS(source).dynamodb(), "UpdateTable") as updates:
         status = ensure_stream(source, timeout=30, clock=ManualClock())
     assert updates == []
     assert status.ready and status.action == "use"
@@ -110,7 +110,7 @@ def test_keys_only_replaced_when_allowed(endpoint: str, ddb: Any, table_name: An
             return FakeHttp(), {"TableDescription": {}}
         return None
 
-    client = source.clients().dynamodb()
+    client = PROCESS_CLIENTS(source).dynamodb()
     with hooked(client, "before-call.dynamodb.UpdateTable", answer_enable):
         second = poll_stream(source, replace_stream=True)
     assert enables == [{"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}]
@@ -129,7 +129,7 @@ def test_waits_for_enabling_stream_with_deadline(endpoint: str, ddb: Any, table_
             remaining[0] -= 1
             parsed["StreamDescription"]["StreamStatus"] = "ENABLING"
 
-    client = source.clients().streams()
+    client = PROCESS_CLIENTS(source).streams()
     with hooked(client, "after-call.dynamodb-streams.DescribeStream", enabling):
         status = ensure_stream(source, timeout=30, clock=clock)
     assert status.ready and remaining[0] == 0 and clock.now == 2.0
@@ -196,12 +196,14 @@ def test_every_stream_call_goes_through_the_factory_it_is_given(
 
         return record
 
-    shared = source.clients()
+    shared = PROCESS_CLIENTS(source)
     with contextlib.ExitStack() as stack:
         for bucket, factory in (("given", given), ("shared", shared)):
             for service in (factory.dynamodb(), factory.streams()):
                 stack.enter_context(hooked(service, "before-call", recorder(bucket)))
-        status = ensure_stream(source, timeout=30, clock=ManualClock(), clients=given)
+        status = ensure_stream(
+            source, timeout=30, clock=ManualClock(), clients=Clients.fixed(given)
+        )
     assert status.ready and status.action == "enable"
     assert {"DescribeTable", "UpdateTable", "DescribeStream"} <= set(seen["given"])
     assert seen["shared"] == []

@@ -17,6 +17,7 @@ from dynashift.errors import RuntimeFailure
 from dynashift.items import TOMBSTONE_ATTR
 from dynashift.models import TableLocation
 from dynashift.sync import SyncEngine, SyncOptions
+from tests.support.clock import ManualClock
 from tests.support.reference import assert_identical, scan_all, snapshot, table_contents
 from tests.support.tables import SK_NUMBER, create_table, fill
 
@@ -381,7 +382,7 @@ def engine_with_hooks(endpoint, m, slaves, options, hooks) -> SyncEngine:
         [TableLocation(name=s, side=side) for s in slaves],
         options,
         client_for=lambda _loc: client,
-        sleep=lambda _s: None,
+        clock=ManualClock(),
     )
 
 

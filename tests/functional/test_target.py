@@ -25,7 +25,7 @@ from dynashift.errors import (
     UnsafeTargetError,
 )
 from dynashift.items import TOMBSTONE_ATTR
-from dynashift.models import TableLocation
+from dynashift.models import PROCESS_CLIENTS, TableLocation
 from dynashift.state import StateStore, state_table_name
 from dynashift.target import (
     TargetOptions,
@@ -176,7 +176,7 @@ def test_creation_mirrors_every_setting(endpoint: str, ddb: Any, table_name: Any
     src, dst = table_name("rich"), table_name("rich-copy")
     rich_source(ddb, src)
     target = location(endpoint, dst)
-    client = target.clients().dynamodb()
+    client = PROCESS_CLIENTS(target).dynamodb()
     with capture(client, "CreateTable") as creates:
         result = prepare_target(
             location(endpoint, src),
@@ -246,7 +246,7 @@ def test_options_override_billing_class_tags_protection(
         deletion_protection=False,
         target_stream_view_type="NEW_IMAGE",
     )
-    with capture(target.clients().dynamodb(), "CreateTable") as creates:
+    with capture(PROCESS_CLIENTS(target).dynamodb(), "CreateTable") as creates:
         prepare_target(location(endpoint, src), target, options, clock=ManualClock())
     (request,) = creates
     # moto does not report TableClass: assert the request
@@ -470,7 +470,7 @@ def test_replicas_added_one_at_a_time_waiting_for_each(
     src, dst = table_name("glob"), table_name("glob-copy")
     simple_table(ddb, src)
     target = location(endpoint, dst)
-    client = target.clients().dynamodb()
+    client = PROCESS_CLIENTS(target).dynamodb()
     replicas: dict[str, list[str]] = {}  # region -> statuses still to report
 
     def on_update(params: dict[str, Any], **_: Any) -> Any:
@@ -539,7 +539,7 @@ def test_waiting_for_active_has_a_deadline(endpoint: str, ddb: Any, table_name: 
     src, dst = table_name("slow"), table_name("slow-copy")
     simple_table(ddb, src)
     target = location(endpoint, dst)
-    client = target.clients().dynamodb()
+    client = PROCESS_CLIENTS(target).dynamodb()
     clock = ManualClock(min_step=1.0)
 
     def still_creating(parsed: dict[str, Any], **_: Any) -> None:
@@ -765,7 +765,7 @@ def _settings_differences(
         if table and table.get("TableName") in described:
             table.update(described[table["TableName"]])
 
-    client = location(endpoint, src).clients().dynamodb()
+    client = PROCESS_CLIENTS(location(endpoint, src)).dynamodb()
     with hooked(client, "after-call.dynamodb.DescribeTable", override):
         source = describe_location(location(endpoint, src), "source")
         target = describe_location(location(endpoint, dst), "target")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -102,7 +103,7 @@ def test_remove_tombstone_never_deletes_data(setup: Any) -> None:
     ddb, target, _ = setup
     assert remove_tombstone(ddb, target, key(5)) is False
     assert get(ddb, target, key(5)) is not None
-    ddb.put_item(TableName=target, Item=tombstone_item(key(6)))
+    ddb.put_item(TableName=target, Item=tombstone_item(key(6), time.time()))
     assert remove_tombstone(ddb, target, key(6)) is True
     assert get(ddb, target, key(6)) is None
 

@@ -34,6 +34,7 @@ from dynashift.verify import (
 )
 from tests.conftest import REGION
 from tests.support import reference
+from tests.support.clock import ManualClock
 from tests.support.tables import SK_NUMBER, create_table, fill
 from tests.support.writer import ConcurrentWriter, default_item
 
@@ -297,15 +298,21 @@ def test_tombstones_are_never_counted(ddb: Any, endpoint: str, table_name: Any) 
         assert by_kind(results)["missing"] == {key_id(key(5))}
 
 
+class _OneSecondPerRead(ManualClock):
+    """Each read of the monotonic time "takes" one second (a page read spends the budget)."""
+
+    def monotonic(self) -> float:
+        now = self.now
+        self.advance(1.0)
+        return now
+
+
 def test_resumable_cursor_through_the_state_store(ddb: Any, planted_ro: Any) -> None:
     spec, p = planted_ro
     state_client = ddb
     StateStore.ensure_table(state_client, spec.state.name)
     state = StateStore(state_client, spec.state.name, spec.migration_id)
-    ticks = iter(range(10**6))
-
-    def clock() -> float:  # each page read "takes" one second
-        return float(next(ticks))
+    clock = _OneSecondPerRead()
 
     for mode in ("batch", "merge"):
         calls = 0
@@ -484,7 +491,7 @@ def test_ttl_expired_items_are_counted_apart_not_divergent(
     source, target, now = _ttl_tables(ddb, table_name)
     spec = spec_for(endpoint, source, target).model_copy(update={"skip_ttl_deletes": True})
     for mode in ("batch", "merge"):
-        results = verify_table(spec, mode=mode, checkpoint=False, wall_clock=lambda: now)
+        results = verify_table(spec, mode=mode, checkpoint=False, clock=ManualClock(wall_start=now))
         t = totals(results)
         assert (t["missing"], t["differing"], t["extra"]) == (0, 0, 2), mode
         assert sum(r.expired for r in results) == 3, mode
@@ -493,8 +500,8 @@ def test_ttl_expired_items_are_counted_apart_not_divergent(
     # Only the expired keys differing: READY, with a note.
     for i in (602, 603):
         ddb.delete_item(TableName=target, Key=key(i))
-    results = verify_table(spec, checkpoint=False, wall_clock=lambda: now)
-    rc = recheck(spec, all_suspects(results), clock=lambda: now)
+    results = verify_table(spec, checkpoint=False, clock=ManualClock(wall_start=now))
+    rc = recheck(spec, all_suspects(results), clock=ManualClock(wall_start=now))
     summary = summarize(results, rc, SEGMENTS)
     assert (summary.suspects, summary.divergent, summary.expired) == (0, 0, 3)
     report = evaluate(
@@ -531,6 +538,6 @@ def test_recheck_classifies_a_suspect_that_expired_meanwhile(
         {"kind": "extra", "key": to_event_json(key(603))},
         {"kind": "missing", "key": to_event_json(key(604))},
     ]
-    result = recheck(spec, suspects, clock=lambda: now)
+    result = recheck(spec, suspects, clock=ManualClock(wall_start=now))
     assert (result.expired, result.divergent, result.settled) == (2, 1, 0)
     assert [s.key for s in result.divergent_keys] == [to_event_json(key(603))]

@@ -30,14 +30,14 @@ from dynashift.backfill import SegmentResult, run_segment, start_backfill
 from dynashift.errors import NotReadyYet
 from dynashift.follower import to_lambda_record
 from dynashift.items import TOMBSTONE_ATTR
-from dynashift.models import MigrationSpec, TableLocation
+from dynashift.models import Clients, MigrationSpec, TableLocation
 from dynashift.ratelimit import RateLimiter
 from dynashift.replicator import ApplyResult, Replicator
 from dynashift.retry import Backoff
 from dynashift.state import TOMBSTONE_PREFIX, StateStore
 from dynashift.tombstones import finish_backfill
 from tests.support import tables as support_tables
-from tests.support.clock import ManualClock
+from tests.support.clock import ManualClock, NoSleepClock
 
 REGION = "us-east-1"
 PK = "pk"
@@ -234,7 +234,7 @@ class Invocation:
                 clock=self._clock,
                 source_client=_Gated(env.client, "scan", "scan", self),
                 target_client=_Gated(env.client, "put_item", "write", self),
-                backoff=Backoff(sleep=lambda _s: None),
+                backoff=Backoff(clock=NoSleepClock()),
                 max_in_flight=1,
                 page_size=mig.page_size,
             )
@@ -357,7 +357,9 @@ class Migration:
         # What the workflow's "Start replicator" does before the replicator's first write and
         # the first scan page: phase BACKFILL (deletes become tombstones), write mode recorded.
         start_backfill(state, env.client, env.target)
-        replicator = Replicator.for_spec(spec, [PK], state, clients=_ClientFactory(env.client))
+        replicator = Replicator.for_spec(
+            spec, [PK], state, clients=Clients.fixed(_ClientFactory(env.client))
+        )
         return cls(
             env=env,
             spec=spec,

@@ -25,7 +25,6 @@ __all__ = [
     "leave_unprocessed",
     "make_spec",
     "make_state",
-    "no_sleep",
     "on_put_of",
 ]
 
@@ -46,10 +45,6 @@ def make_spec(
 def make_state(ddb: Any, spec: MigrationSpec) -> StateStore:
     StateStore.ensure_table(ddb, spec.state.name)
     return StateStore(ddb, spec.state.name, spec.migration_id)
-
-
-def no_sleep(_seconds: float) -> None:
-    return None
 
 
 # --- fault injection at the botocore layer ---------------------------------------------------

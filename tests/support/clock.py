@@ -54,3 +54,10 @@ class TickingClock(ManualClock):
         now = super().wall()
         self.advance(self.step)
         return now
+
+
+class NoSleepClock(Clock):
+    """Real time whose `sleep` returns at once (backoff and rate-limit waits are skipped)."""
+
+    def sleep(self, seconds: float) -> None:
+        return None

@@ -6,10 +6,11 @@ import threading
 
 import pytest
 
+from dynashift.clock import Clock
 from dynashift.ratelimit import RateLimiter, provisioned_wcu
 
 
-class FakeTime:
+class FakeTime(Clock):
     """A clock whose sleep advances it (so waits are measured, not slept)."""
 
     def __init__(self) -> None:
@@ -17,7 +18,7 @@ class FakeTime:
         self.slept: list[float] = []
         self._lock = threading.Lock()
 
-    def clock(self) -> float:
+    def monotonic(self) -> float:
         with self._lock:
             return self.now
 
@@ -32,7 +33,7 @@ class FakeTime:
 
 
 def limiter(rate: float | None, t: FakeTime, **kwargs: object) -> RateLimiter:
-    return RateLimiter(rate, clock=t.clock, sleep=t.sleep, **kwargs)  # type: ignore[arg-type]
+    return RateLimiter(rate, clock=t, **kwargs)  # type: ignore[arg-type]
 
 
 def test_caps_items_per_second() -> None:
@@ -137,7 +138,7 @@ def test_for_target_uses_max_rate_then_provisioned_share() -> None:
         "BillingModeSummary": {"BillingMode": "PAY_PER_REQUEST"},
         "ProvisionedThroughput": {"WriteCapacityUnits": 0},
     }
-    kw = {"clock": t.clock, "sleep": t.sleep}
+    kw = {"clock": t}
     assert RateLimiter.for_target(250, provisioned, **kw).rate == 250
     assert RateLimiter.for_target(None, provisioned, share=0.5, **kw).rate == 500
     assert RateLimiter.for_target(None, on_demand, **kw).rate is None

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from dynashift.models import TableLocation
+from dynashift.models import Clients, TableLocation
 from dynashift.replicator import Replicator, approximate_creation, is_ttl_delete
 
 
@@ -40,7 +40,7 @@ def engine(**kwargs: Any) -> tuple[Replicator, RecordingClient]:
         TableLocation(name="target"),
         ["pk"],
         state=None,
-        clients=factory,
+        clients=Clients.fixed(factory),
         **kwargs,  # type: ignore[arg-type]
     )
     return repl, factory.client

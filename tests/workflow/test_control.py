@@ -43,7 +43,6 @@ def test_event_source_mapping_start_is_idempotent_and_stop_removes_it(
         fn,
         dlq_arn=None,
         streams_client=lambda spec: streams,
-        checkpoints=lambda spec: {},
     )
     first = control.start(wf.spec, arn)
     second = control.start(wf.spec, arn)

@@ -24,10 +24,10 @@ from dynashift.tombstones import apply_delete, apply_marked_put, finish_backfill
 from dynashift.verify import load_verify_results, verify_table
 from dynashift.workflow.migrate import MigrationRunner
 from dynashift.workflow.steps import state_store
-from tests.reference import assert_identical, scan_all
+from tests.support.reference import assert_identical, scan_all
 from tests.support.tables import create_table, fill, varied_items
+from tests.support.workflow import workflow_input
 from tests.support.writer import ConcurrentWriter
-from tests.workflow.helpers import workflow_input
 
 ITEMS = 160
 SEGMENTS = 4

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from dynashift.approval_token import send_approval
 from dynashift.aws import ClientFactory, Side, error_code
 from dynashift.errors import BadInputError
-from dynashift.models import MigrationSpec, TableLocation
+from dynashift.models import PROCESS_CLIENTS, MigrationSpec, TableLocation
 from dynashift.state import StateStore
 from dynashift.validation import input_message, option_error
 
@@ -104,7 +104,7 @@ def open_execution(args: argparse.Namespace) -> ExecutionContext:
     if updates and not state_side.profile and not state_side.role_arn:
         state_side = state_side.model_copy(update=updates)
     location = TableLocation(name=spec.state.name, side=state_side)
-    state = StateStore(location.clients().dynamodb(), location.name, spec.migration_id)
+    state = StateStore(PROCESS_CLIENTS(location).dynamodb(), location.name, spec.migration_id)
     return ExecutionContext(arn, sfn, execution, spec, state)
 
 

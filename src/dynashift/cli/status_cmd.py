@@ -42,10 +42,11 @@ def _lag(ctx: Any) -> tuple[float | None, str]:
     arn = meta.get("stream_arn")
     if not arn:
         return None, "no stream recorded yet"
+    from dynashift.models import PROCESS_CLIENTS
     from dynashift.replication_progress import ProgressChecker, ReadBudget
     from dynashift.workflow.control import progress_lag
 
-    streams = ctx.spec.source.clients().streams()
+    streams = PROCESS_CLIENTS(ctx.spec.source).streams()
     checker = ProgressChecker(
         streams, ctx.state, str(arn), budget=ReadBudget(min_interval=0), persist=False
     )

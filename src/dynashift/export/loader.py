@@ -130,7 +130,7 @@ def load_file(
     def stopped() -> FileProgress:
         return FileProgress(key=key, line=line, done=False, counters=writer.counters.snapshot())
 
-    if writer.clock() >= stop_at or (keep_going is not None and not keep_going()):
+    if writer.clock.monotonic() >= stop_at or (keep_going is not None and not keep_going()):
         return stopped()
     with contextlib.closing(iter_items(s3, bucket, key, start_line)) as items:
         for number, item in items:
@@ -138,7 +138,9 @@ def load_file(
             if len(batch) >= batch_size:
                 if not flush():
                     return stopped()
-                if writer.clock() >= stop_at or (keep_going is not None and not keep_going()):
+                if writer.clock.monotonic() >= stop_at or (
+                    keep_going is not None and not keep_going()
+                ):
                     return stopped()
     if not flush():
         return stopped()

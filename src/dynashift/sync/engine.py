@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from botocore.exceptions import (
 )
 
 from dynashift.aws import error_code
+from dynashift.clock import SYSTEM_CLOCK, Clock
 from dynashift.errors import (
     BadInputError,
     DynashiftError,
@@ -32,7 +32,7 @@ from dynashift.errors import (
     RuntimeFailure,
 )
 from dynashift.items import TOMBSTONE_ATTR, Item, is_tombstone, key_id, key_of
-from dynashift.models import TableLocation
+from dynashift.models import PROCESS_CLIENTS, Clients, TableLocation
 from dynashift.progress import NullProgress, Progress
 from dynashift.retry import Backoff
 from dynashift.sync.diff import ItemDiffer, PageDiff, diff_page, find_extra, lookup_keys
@@ -82,9 +82,9 @@ class _Aborted(Exception):
 class SyncEngine:
     """Compares a master table with its slaves and optionally repairs them.
 
-    `client_for(location)` returns the DynamoDB client of a table (default: the process-wide
-    client factory of its side, pool sized to the parallelism); `progress(label, total)` makes
-    a progress reporter; `clock` / `sleep` are injectable so tests never wait.
+    `client_for(location)` returns the DynamoDB client of a table (default: from `clients`'
+    factory of its side, pool sized to the parallelism); `progress(label, total)` makes
+    a progress reporter; `clock` is injectable so tests never wait.
     """
 
     def __init__(
@@ -96,8 +96,8 @@ class SyncEngine:
         differ: ItemDiffer | None = None,
         progress: ProgressFactory | None = None,
         client_for: Callable[[TableLocation], Any] | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        clients: Clients = PROCESS_CLIENTS,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.options = options or SyncOptions()
         self.master_location = master
@@ -105,8 +105,8 @@ class SyncEngine:
         self.differ = differ or ItemDiffer(self.options.ignore, self.options.ignore_legacy)
         self.progress_factory = progress or _null_progress
         self.clock = clock
-        self.sleep = sleep
         self._client_for = client_for
+        self._clients = clients
         self._lock = threading.Lock()
         self._abort = threading.Event()
         self._cursors: list[SegmentStart] = []
@@ -121,10 +121,10 @@ class SyncEngine:
     def _client(self, location: TableLocation, pool: int) -> Any:
         if self._client_for is not None:
             return self._client_for(location)
-        return location.clients(pool).dynamodb()
+        return self._clients(location, pool).dynamodb()
 
     def _backoff(self) -> Backoff:
-        return Backoff(sleep=self.sleep)
+        return Backoff(clock=self.clock)
 
     def prepare(self) -> SyncReport:
         """Validate everything before the first read of items or write: slaves given and
@@ -198,7 +198,7 @@ class SyncEngine:
         assert self.master is not None
         if report.complete or report.error is not None:
             raise RuntimeError("a SyncEngine runs once; make a new one (with the resume key)")
-        started = self.clock()
+        started = self.clock.monotonic()
         try:
             self._master_phase()
             if self.options.scan_slaves:
@@ -223,7 +223,7 @@ class SyncEngine:
                 raise RuntimeFailure(f"sync failed: {error_code(exc) or exc}") from exc
             raise
         finally:
-            report.elapsed_seconds = self.clock() - started
+            report.elapsed_seconds = self.clock.monotonic() - started
             report.unprocessed_keys = self._stats.unprocessed
         return report
 
@@ -409,7 +409,7 @@ class SyncEngine:
         return f" (attributes: {', '.join(attrs)})" if attrs else ""
 
     def _maybe_log_resume(self) -> None:
-        now = self.clock()
+        now = self.clock.monotonic()
         with self._lock:
             if now - self._last_resume_log < self.options.log_every or self._master_done():
                 return

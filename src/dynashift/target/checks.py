@@ -23,7 +23,7 @@ from dynashift.errors import (
     UnsafeTargetError,
 )
 from dynashift.items import TOMBSTONE_ATTR, is_tombstone
-from dynashift.models import TableLocation
+from dynashift.models import PROCESS_CLIENTS, Clients, TableLocation
 from dynashift.state import StateStore
 from dynashift.target.describe import (
     TableDescription,
@@ -108,6 +108,8 @@ def same_table(
     target: TableLocation,
     source_arn: str | None = None,
     target_arn: str | None = None,
+    *,
+    clients: Clients = PROCESS_CLIENTS,
 ) -> bool:
     """True when both locations name one table (refused: a migration onto itself)."""
     if (source.side.endpoint_url or "") != (target.side.endpoint_url or ""):
@@ -117,7 +119,7 @@ def same_table(
     if source.name != target.name:
         return False
     return (
-        source.clients().region == target.clients().region
+        clients(source).region == clients(target).region
         and source.side.profile == target.side.profile
         and source.side.role_arn == target.side.role_arn
     )
@@ -331,6 +333,7 @@ def check_target(
     *,
     source_client: Any = None,
     target_client: Any = None,
+    clients: Clients = PROCESS_CLIENTS,
 ) -> TargetCheck:
     """Read-only verdict on the target; raises on what must stop the migration (exit 2).
 
@@ -338,13 +341,13 @@ def check_target(
     source and target are one table; the target holds items and neither
     `allow_nonempty_target` nor the state store (a resumed run) allows it.
     TableNotFoundError: the source does not exist. `source_client` / `target_client`: the
-    DynamoDB clients of each side (default: the process's factory's).
+    DynamoDB clients of each side (default: `clients`').
     """
     if source_client is None:
-        source_client = source.clients().dynamodb()
+        source_client = clients(source).dynamodb()
     if target_client is None:
-        target_client = target.clients().dynamodb()
-    if same_table(source, target):
+        target_client = clients(target).dynamodb()
+    if same_table(source, target, clients=clients):
         raise UnsafeTargetError(f"target {target.display()} is the same table as the source")
     src = describe_source(source, source_client)
     spec = build_target_spec(src, options)
@@ -359,7 +362,7 @@ def check_target(
         existing = describe_location(target, "target", target_client)
     except TableNotFoundError:
         existing = None
-    if existing is not None and same_table(source, target, src.arn, existing.arn):
+    if existing is not None and same_table(source, target, src.arn, existing.arn, clients=clients):
         raise UnsafeTargetError(
             f"target {target.display()} is the same table as the source ({src.arn})"
         )

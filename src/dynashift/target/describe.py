@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from dynashift.aws import error_code
-from dynashift.models import TableLocation
+from dynashift.models import PROCESS_CLIENTS, Clients, TableLocation
 from dynashift.tables import describe_table, key_schema_text, same_key_schema
 from dynashift.target.options import BillingMode
 
@@ -160,23 +160,29 @@ def _optional_call(what: str, warnings: list[str], call: Callable[[], Any]) -> A
         raise
 
 
-def location_region(location: TableLocation, client: Any = None) -> str | None:
+def location_region(
+    location: TableLocation, client: Any = None, *, clients: Clients = PROCESS_CLIENTS
+) -> str | None:
     """The region a location's calls go to: its side's, else the client's or the session's."""
     if location.side.region:
         return location.side.region
     region = getattr(getattr(client, "meta", None), "region_name", None)
-    return str(region) if region else location.clients().region
+    return str(region) if region else clients(location).region
 
 
 def describe_location(
-    location: TableLocation, what: str = "source", client: Any = None
+    location: TableLocation,
+    what: str = "source",
+    client: Any = None,
+    *,
+    clients: Clients = PROCESS_CLIENTS,
 ) -> TableDescription:
     """DescribeTable, DescribeTimeToLive, DescribeContinuousBackups, ListTagsOfResource.
 
-    `client`: the DynamoDB client of the location's side (default: the process's factory's).
+    `client`: the DynamoDB client of the location's side (default: `clients`').
     """
     if client is None:
-        client = location.clients().dynamodb()
+        client = clients(location).dynamodb()
     table = describe_table(client, location.name, what)
     warnings: list[str] = []
     ttl = _optional_call(
@@ -205,7 +211,7 @@ def describe_location(
         )
     return TableDescription(
         name=location.name,
-        region=location_region(location, client),
+        region=location_region(location, client, clients=clients),
         table=_json_safe(table),
         ttl_attribute=ttl_attribute,
         ttl_status=ttl_status,
@@ -215,9 +221,11 @@ def describe_location(
     )
 
 
-def describe_source(source: TableLocation, client: Any = None) -> TableDescription:
+def describe_source(
+    source: TableLocation, client: Any = None, *, clients: Clients = PROCESS_CLIENTS
+) -> TableDescription:
     """The source table's description (TableNotFoundError, exit 2, when it does not exist)."""
-    return describe_location(source, "source", client)
+    return describe_location(source, "source", client, clients=clients)
 
 
 def _list_tags(client: Any, arn: str) -> dict[str, str]:

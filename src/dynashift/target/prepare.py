@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from dynashift.aws import error_code
 from dynashift.clock import SYSTEM_CLOCK, Clock
 from dynashift.errors import RuntimeFailure
-from dynashift.models import TableLocation
+from dynashift.models import PROCESS_CLIENTS, Clients, TableLocation
 from dynashift.progress import NullProgress, Progress
 from dynashift.state import StateStore
 from dynashift.target.checks import check_target, migration_meta
@@ -135,17 +135,18 @@ def poll_target(
     spec: TargetSpec | None = None,
     source_client: Any = None,
     target_client: Any = None,
+    clients: Clients = PROCESS_CLIENTS,
 ) -> PrepareResult:
     """One non-blocking step: wait for ACTIVE, then apply TTL, PITR, tags, replicas in turn.
 
     `created`: the target was created by this migration, so every mirrored setting is applied;
     otherwise only what the options ask for explicitly (tags, replicas). `spec`: the spec from
     `check_target` (described again from the source when not given). `source_client` /
-    `target_client`: each side's DynamoDB client (default: the process's factory's).
+    `target_client`: each side's DynamoDB client (default: `clients`' for that side).
     """
     if spec is None:
-        spec = build_target_spec(describe_source(source, source_client), options)
-    client = target_client if target_client is not None else target.clients().dynamodb()
+        spec = build_target_spec(describe_source(source, source_client, clients=clients), options)
+    client = target_client if target_client is not None else clients(target).dynamodb()
     desc = describe_location(target, "target", client)
     step = _pending(client, target=target, spec=spec, desc=desc, options=options, created=created)
     if step is not None and not step.step.startswith("waiting"):
@@ -172,19 +173,20 @@ def start_prepare_target(
     *,
     source_client: Any = None,
     target_client: Any = None,
+    clients: Clients = PROCESS_CLIENTS,
 ) -> PrepareResult:
     """Check, create the target when missing, and take the first step. Non-blocking.
 
     With a state store, the meta records `target` and `target_created` before CreateTable, so
     a resumed run recognises its own target (non-empty allowed, mirrored settings applied).
-    `source_client` / `target_client`: each side's DynamoDB client (default: the factory's).
+    `source_client` / `target_client`: each side's DynamoDB client (default: `clients`').
     """
     if source_client is None:
-        source_client = source.clients().dynamodb()
+        source_client = clients(source).dynamodb()
     if target_client is None:
-        target_client = target.clients().dynamodb()
-    clients = {"source_client": source_client, "target_client": target_client}
-    check = check_target(source, target, options, state, **clients)
+        target_client = clients(target).dynamodb()
+    given = {"source_client": source_client, "target_client": target_client}
+    check = check_target(source, target, options, state, **given)
     created = check.created_by_migration
     recorded_options = {"target_options": options.model_dump(mode="json")}
     if check.action == "create":
@@ -202,7 +204,7 @@ def start_prepare_target(
         _record(state, target=target.name, target_created=False, **recorded_options)
     elif state is not None:
         _record(state, **recorded_options)
-    result = poll_target(source, target, options, created=created, spec=check.spec, **clients)
+    result = poll_target(source, target, options, created=created, spec=check.spec, **given)
     return result.model_copy(update={"action": check.action, "warnings": check.warnings})
 
 
@@ -234,6 +236,7 @@ def prepare_target(
     poll_interval: float = 1.0,
     source_client: Any = None,
     target_client: Any = None,
+    clients: Clients = PROCESS_CLIENTS,
 ) -> PrepareResult:
     """Blocking: create or verify the target and wait until every setting is applied.
 
@@ -243,12 +246,12 @@ def prepare_target(
     """
     progress = progress or NullProgress()
     if source_client is None:
-        source_client = source.clients().dynamodb()
+        source_client = clients(source).dynamodb()
     if target_client is None:
-        target_client = target.clients().dynamodb()
-    clients = {"source_client": source_client, "target_client": target_client}
+        target_client = clients(target).dynamodb()
+    given = {"source_client": source_client, "target_client": target_client}
     deadline = clock.monotonic() + timeout
-    result = start_prepare_target(source, target, options, state, **clients)
+    result = start_prepare_target(source, target, options, state, **given)
     first = result
     spec = None
     while not result.ready:
@@ -260,7 +263,9 @@ def prepare_target(
         if result.wait_seconds:
             clock.sleep(min(poll_interval, max(0.0, deadline - clock.monotonic())))
         if spec is None:
-            spec = build_target_spec(describe_source(source, source_client), options)
-        result = poll_target(source, target, options, created=result.created, spec=spec, **clients)
+            spec = build_target_spec(
+                describe_source(source, source_client, clients=clients), options
+            )
+        result = poll_target(source, target, options, created=result.created, spec=spec, **given)
     progress.advance(1, note="ready")
     return result.model_copy(update={"action": first.action, "warnings": first.warnings})

@@ -8,16 +8,16 @@ through the `ReplicationControl` protocol.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from dynashift.aws import error_code
+from dynashift.aws import Side, error_code
+from dynashift.clock import SYSTEM_CLOCK, Clock
 from dynashift.errors import BadInputError, RuntimeFailure, TransientError, WorkerDeadlineError
-from dynashift.models import MigrationSpec
+from dynashift.models import PROCESS_CLIENTS, Clients, MigrationSpec
 from dynashift.readiness import dlq_depth
 from dynashift.replication_progress import (
     ProgressChecker,
@@ -52,7 +52,7 @@ def stream_backlog(
     checkpoints: Mapping[str, str],
     since: datetime | None = None,
     *,
-    now: Callable[[], float] = time.time,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> LagStatus:
     """Read-only probe against per-shard checkpoints (the local follower's `shard#` records):
     is there a record after each shard's checkpoint written before `since`? One
@@ -60,7 +60,7 @@ def stream_backlog(
     the replicator's progress records (`progress_lag`, `progress_drain`), which the Lambda
     replicator writes too (it has no shard ids, hence no checkpoints).
     """
-    cutoff = since.timestamp() if since else now()
+    cutoff = since.timestamp() if since else clock.wall()
     shards: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {"StreamArn": stream_arn}
     for _ in range(1000):
@@ -97,7 +97,7 @@ def stream_backlog(
         if created is None or created <= cutoff:
             behind += 1
             oldest = created if oldest is None or (created and created < oldest) else oldest
-    age = max(0.0, now() - oldest) if oldest else None
+    age = max(0.0, clock.wall() - oldest) if oldest else None
     return LagStatus(
         caught_up=behind == 0,
         records_behind=None if behind == 0 else behind,
@@ -113,7 +113,7 @@ def progress_lag(
     checker: ProgressChecker,
     since: datetime | None = None,
     *,
-    now: Callable[[], float] = time.time,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> LagStatus:
     """Whether every record created at or before `since` (default: the stream's clock now) has
     been applied, from one check of the replicator's progress records."""
@@ -122,7 +122,7 @@ def progress_lag(
     behind = report.behind(cutoff)
     # Under a writer that never pauses no shard is ever caught up "now"; the age of the oldest
     # unapplied record seen is the lag the checklist compares with its threshold.
-    age = 0.0 if not behind else report.age_seconds(now())
+    age = 0.0 if not behind else report.age_seconds(clock.wall())
     return LagStatus(
         caught_up=not behind,
         records_behind=report.records_behind if behind else 0,
@@ -136,7 +136,7 @@ def progress_drain(
     checker: ProgressChecker,
     *,
     timeout: float,
-    clock: Callable[[], float] = time.time,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> LagStatus:
     """One drain check. The first call of a migration's drain records when it began by the
     stream's own clock (`drain_mark`, saved in the state store so every later call — another
@@ -153,8 +153,8 @@ def progress_drain(
     mark = meta.get("drain_mark")
     started = meta.get("drain_started")
     if mark is None or started is None:
-        mark = drain_mark(checker.streams, checker.stream_arn) or clock()
-        started = clock()
+        mark = drain_mark(checker.streams, checker.stream_arn) or clock.wall()
+        started = clock.wall()
         for sid, data in state.walks().items():
             if data.get("stream") == checker.stream_arn and not data.get("done"):
                 state.save_walk(sid, {**data, "empty_pages": 0, "checked_at": 0.0})
@@ -171,12 +171,12 @@ def progress_drain(
             detail=f"drained: {len(report.shards)} shard(s) applied past the drain's start",
         )
     detail = report.describe_behind(float(mark))
-    if clock() - float(started) > timeout:
+    if clock.wall() - float(started) > timeout:
         raise WorkerDeadlineError(f"drain did not finish within {timeout:g}s: {detail}")
     return LagStatus(
         caught_up=False,
         records_behind=report.records_behind,
-        age_seconds=report.age_seconds(clock()),
+        age_seconds=report.age_seconds(clock.wall()),
         failed_records=failed,
         detail=detail,
     )
@@ -200,22 +200,25 @@ class EventSourceMappingControl:
         function_name: str,
         *,
         dlq_arn: str | None,
-        streams_client: Callable[[MigrationSpec], Any],
-        checkpoints: Callable[[MigrationSpec], Mapping[str, str]],
+        streams_client: Callable[[MigrationSpec], Any] | None = None,
         sqs_client: Any = None,
         dlq_url: str | None = None,
         budget: ReadBudget | None = None,
         drain_timeout: float = 900.0,
+        clients: Clients = PROCESS_CLIENTS,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.lambda_client = lambda_client
         self.function_name = function_name
         self.dlq_arn = dlq_arn
-        self.streams_client = streams_client
-        self.checkpoints = checkpoints
+        #: The source's DynamoDB Streams client of a migration (default: from `clients`).
+        self.streams_client = streams_client or (lambda spec: clients(spec.source).streams())
         self.sqs_client = sqs_client
         self.dlq_url = dlq_url
         self.budget = budget or ReadBudget()
         self.drain_timeout = drain_timeout
+        self.clients = clients
+        self.clock = clock
 
     def _mappings(self, stream_arn: str | None) -> list[dict[str, Any]]:
         kwargs: dict[str, Any] = {"FunctionName": self.function_name}
@@ -272,20 +275,21 @@ class EventSourceMappingControl:
     def _checker(self, spec: MigrationSpec) -> ProgressChecker:
         return ProgressChecker(
             self.streams_client(spec),
-            state_store(spec),
+            state_store(spec, self.clients),
             self._stream_arn(spec),
             budget=self.budget,
+            clock=self.clock,
         )
 
     def lag(self, spec: MigrationSpec, since: datetime | None = None) -> LagStatus:
         """From the replicator's progress records (see dynashift.replication_progress)."""
-        status = progress_lag(self._checker(spec), since)
+        status = progress_lag(self._checker(spec), since, clock=self.clock)
         return status.model_copy(update={"dlq_messages": self._dlq_messages()})
 
     def drain(self, spec: MigrationSpec, since: datetime | None = None) -> LagStatus:
         """One drain check (the state machine waits `poll_seconds` between calls); `since` is
         ignored: the drain's start is recorded by its first call (see `progress_drain`)."""
-        status = progress_drain(self._checker(spec), timeout=self.drain_timeout)
+        status = progress_drain(self._checker(spec), timeout=self.drain_timeout, clock=self.clock)
         return status.model_copy(update={"dlq_messages": self._dlq_messages()})
 
     def stop(self, spec: MigrationSpec) -> dict[str, Any]:
@@ -300,7 +304,7 @@ class EventSourceMappingControl:
         return {"stopped": stopped}
 
     def _stream_arn(self, spec: MigrationSpec) -> str:
-        meta = state_store(spec).get_meta() or {}
+        meta = state_store(spec, self.clients).get_meta() or {}
         arn = meta.get("stream_arn")
         if not arn:
             raise BadInputError(f"migration {spec.migration_id}: no stream recorded; start first")
@@ -310,33 +314,32 @@ class EventSourceMappingControl:
 # --- what the handlers use (in AWS and in the local runner alike) ----------------------------
 
 
-def aws_control() -> EventSourceMappingControl:
+def aws_control(clients: Clients = PROCESS_CLIENTS) -> EventSourceMappingControl:
     """The event source mapping of the stack's replicator function, from the function's
-    environment (DYNASHIFT_REPLICATOR_FUNCTION, DYNASHIFT_DLQ_ARN, DYNASHIFT_DLQ_URL)."""
-    import boto3
-
+    environment (DYNASHIFT_REPLICATOR_FUNCTION, DYNASHIFT_DLQ_ARN, DYNASHIFT_DLQ_URL); the
+    source's stream, the state table and the function's own region are reached through
+    `clients`."""
     from dynashift.settings import lambda_settings
 
     settings = lambda_settings()
     function = settings.require(settings.replicator_function, "DYNASHIFT_REPLICATOR_FUNCTION")
+    own = clients.for_side(Side(region=settings.region))
     return EventSourceMappingControl(
-        boto3.client("lambda", region_name=settings.region),
+        own.client("lambda"),
         function,
         dlq_arn=settings.dlq_arn,
-        streams_client=lambda spec: spec.source.clients().streams(),
-        checkpoints=lambda spec: state_store(spec).shard_checkpoints(),
-        sqs_client=boto3.client("sqs", region_name=settings.region) if settings.dlq_url else None,
+        sqs_client=own.client("sqs") if settings.dlq_url else None,
         dlq_url=settings.dlq_url,
+        clients=clients,
     )
 
 
-def notifier() -> tuple[Any, str | None]:
+def notifier(clients: Clients = PROCESS_CLIENTS) -> tuple[Any, str | None]:
     """(SNS client, topic ARN) for reports; (None, None) without a topic."""
-    import boto3
-
     from dynashift.settings import lambda_settings
 
     settings = lambda_settings()
     if not settings.sns_topic_arn:
         return None, None
-    return boto3.client("sns", region_name=settings.region), settings.sns_topic_arn
+    sns = clients.for_side(Side(region=settings.region)).client("sns")
+    return sns, settings.sns_topic_arn

@@ -261,7 +261,9 @@ class MappingDelivery:
                 "functionError": "Unhandled",
             },
             "version": "1.0",
-            "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "timestamp": datetime.fromtimestamp(self.clock.wall(), UTC).isoformat(
+                timespec="milliseconds"
+            ),
             "DDBStreamBatchInfo": {
                 "shardId": shard_id,
                 "startSequenceNumber": body[0].get("SequenceNumber"),

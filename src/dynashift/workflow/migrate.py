@@ -22,15 +22,15 @@ import os
 import re
 import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from dynashift.clock import SYSTEM_CLOCK, Clock
 from dynashift.errors import BadInputError, DynashiftError, RuntimeFailure, cause_message
-from dynashift.models import MigrationSpec, TableLocation
+from dynashift.models import PROCESS_CLIENTS, Clients, MigrationSpec, TableLocation
 from dynashift.plan import ConcurrencyPlan
 from dynashift.progress import Progress
 from dynashift.state import StateStore, existing_state_store, state_table_name
@@ -123,14 +123,16 @@ def execution_input(workflow_input: WorkflowInput) -> dict[str, Any]:
     return data
 
 
-def local_stack(spec: MigrationSpec, **kwargs: Any) -> LocalStepFunctions:
+def local_stack(
+    spec: MigrationSpec, *, clients: Clients = PROCESS_CLIENTS, **kwargs: Any
+) -> LocalStepFunctions:
     """The template's stack deployed for `spec`, on a private server (start it with `with`):
     the stack parameters of the migration, the state table next to the target, the event source
-    mappings reading the source stream with the source's credentials."""
+    mappings reading the source stream with the source's credentials (from `clients`)."""
     from dynashift.workflow.runner import ACCOUNT_ID
 
     region = stack_region(spec)
-    source_streams = spec.source.clients().streams
+    source_streams = clients(spec.source).streams
 
     state_arn = f"arn:aws:dynamodb:{region}:{ACCOUNT_ID}:table/{spec.state.name}"
     kwargs.setdefault("streams_for", lambda arn: source_streams())
@@ -223,7 +225,7 @@ class _Watcher:
             self.bar_done[label] = done
 
     def on_poll(self) -> None:
-        now = time.monotonic()
+        now = self.runner.clock.monotonic()
         if now - self._last_poll < 1.0:
             return
         self._last_poll = now
@@ -252,8 +254,12 @@ class MigrationRunner:
         on_state: Callable[[str], None] | None = None,
         on_invoke: Callable[[str, dict[str, Any]], None] | None = None,
         template_path: Path | None = None,
+        clients: Clients = PROCESS_CLIENTS,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.input = workflow_input
+        self.clients = clients
+        self.clock = clock
         self.on_invoke = on_invoke
         self.template_path = template_path
         self.drain_timeout = drain_timeout
@@ -277,7 +283,7 @@ class MigrationRunner:
     # --- progress sources ----------------------------------------------------------------------
 
     def phase_count(self, label: str) -> int:
-        state = state_store(self.spec)
+        state = state_store(self.spec, self.clients)
         if label == "backfill" and self.spec.strategy == "export":
             from dynashift.export_backfill import loaded_items
 
@@ -293,7 +299,7 @@ class MigrationRunner:
             return
         from dynashift.approval_token import load_approval_token
 
-        token = load_approval_token(state_store(self.spec))
+        token = load_approval_token(state_store(self.spec, self.clients))
         if not token:
             return
         self._approved = True
@@ -312,16 +318,17 @@ class MigrationRunner:
                 spec=self.spec,
                 settings=self.input.settings,
                 target_options=self.input.target_options,
-            )
+            ),
+            clients=self.clients,
         )
         for warning in validation.warnings:
             self.say(f"warning: {warning}")
-        client = self.spec.state.clients().dynamodb()
+        client = self.clients(self.spec.state).dynamodb()
         StateStore.ensure_table(client, self.spec.state.name)
         try:
             from dynashift.tables import describe_table
 
-            desc = describe_table(self.spec.source.clients().dynamodb(), self.spec.source.name)
+            desc = describe_table(self.clients(self.spec.source).dynamodb(), self.spec.source.name)
             self.source_items = int(desc.get("ItemCount", 0)) or None
         except DynashiftError:
             self.source_items = None
@@ -331,7 +338,14 @@ class MigrationRunner:
         kwargs: dict[str, Any] = {}
         if self.template_path is not None:
             kwargs["template_path"] = self.template_path
-        return local_stack(self.spec, on_invoke=self.on_invoke, keep_batches=20, **kwargs)
+        return local_stack(
+            self.spec,
+            on_invoke=self.on_invoke,
+            keep_batches=20,
+            clients=self.clients,
+            clock=self.clock,
+            **kwargs,
+        )
 
     def _control(self, sfn: LocalStepFunctions) -> EventSourceMappingControl:
         """The control the ReplicationFunction uses, for the runner's own drain and stop."""
@@ -343,10 +357,10 @@ class MigrationRunner:
             sfn.client("lambda"),
             env.get("DYNASHIFT_REPLICATOR_FUNCTION", ""),
             dlq_arn=env.get("DYNASHIFT_DLQ_ARN"),
-            streams_client=lambda spec: spec.source.clients().streams(),
-            checkpoints=lambda spec: state_store(spec).shard_checkpoints(),
             sqs_client=sfn.client("sqs"),
             dlq_url=env.get("DYNASHIFT_DLQ_URL"),
+            clients=self.clients,
+            clock=self.clock,
         )
 
     def run(self) -> MigrationRun:
@@ -398,7 +412,7 @@ class MigrationRunner:
         return poll
 
     def _finish(self, sfn: LocalStepFunctions, outcome: ExecutionOutcome) -> MigrationRun:
-        state = state_store(self.spec)
+        state = state_store(self.spec, self.clients)
         report = state.report()
         followed = 0
         if outcome.status == "SUCCEEDED" and self.follow:
@@ -446,17 +460,17 @@ class MigrationRunner:
                     raise RuntimeFailure("the replicator's event source mapping stopped")
         except KeyboardInterrupt:
             pass
-        since = datetime.now(UTC)
+        since = datetime.fromtimestamp(self.clock.wall(), UTC)
         self.say("stopping: applying every change written before the signal...")
         before = sum(s.records_delivered for s in esm.stats.values())
-        deadline = time.monotonic() + self.drain_timeout
+        deadline = self.clock.monotonic() + self.drain_timeout
         while not control.drain(self.spec, since).caught_up:
-            if time.monotonic() > deadline:
+            if self.clock.monotonic() > deadline:
                 raise RuntimeFailure(
                     f"drain did not finish within {self.drain_timeout:g}s: stream records "
                     "written before the signal are not applied yet"
                 )
-            time.sleep(0.2)
+            self.clock.sleep(0.2)
         control.stop(self.spec)
         esm.sync()
         applied = sum(s.records_delivered for s in esm.stats.values()) - before
@@ -497,6 +511,7 @@ def plan_local_run(
     workers: int | None = None,
     in_flight: int | None = None,
     cpus: int | None = None,
+    clients: Clients = PROCESS_CLIENTS,
 ) -> ConcurrencyPlan:
     """Workers, segments and in-flight writes of a local run (`plan.concurrency_plan` with this
     machine's CPUs and the target's endpoint): the explicit values win, a resumed migration
@@ -505,12 +520,12 @@ def plan_local_run(
     from dynashift.plan import concurrency_plan, target_capacity
     from dynashift.target import check_target
 
-    state = existing_state_store(spec)
+    state = existing_state_store(spec, clients)
     if state is not None:
         # The one resume rule: a resumed migration keeps its count (a different one is refused).
         segments = state.segment_count(segments)
-    source = describe_table(spec.source.clients().dynamodb(), spec.source.name, "source table")
-    check = check_target(spec.source, spec.target, target_options, state)
+    source = describe_table(clients(spec.source).dynamodb(), spec.source.name, "source table")
+    check = check_target(spec.source, spec.target, target_options, state, clients=clients)
     wcu, warm = target_capacity(check)
     items, size = int(source.get("ItemCount", 0) or 0), int(source.get("TableSizeBytes", 0) or 0)
     if spec.strategy == "replay":

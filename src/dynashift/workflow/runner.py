@@ -32,7 +32,6 @@ import re
 import shutil
 import tempfile
 import threading
-import time
 import uuid
 import zipfile
 from collections.abc import Callable, Mapping
@@ -40,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dynashift.clock import SYSTEM_CLOCK, Clock
 from dynashift.errors import RuntimeFailure
 from dynashift.workflow import deployed
 from dynashift.workflow.esm import EventSourceMappingEmulator, store_only_stream_mappings
@@ -117,9 +117,11 @@ class LocalLambda:
         self,
         functions: list[LocalFunction],
         on_invoke: Callable[[str, dict[str, Any]], None] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.functions = {f.name: f for f in functions} | {f.arn: f for f in functions}
         self.on_invoke = on_invoke
+        self.clock = clock
         self.invocations: dict[str, int] = {}
         self.active = 0
         self._lock = threading.Lock()
@@ -166,10 +168,10 @@ class LocalLambda:
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no handler runs (a stopped execution's workers finish their call and
         commit their checkpoint, as a Lambda invocation would). False on timeout."""
-        deadline = time.monotonic() + timeout
+        deadline = self.clock.monotonic() + timeout
         with self._idle:
             while self.active:
-                left = deadline - time.monotonic()
+                left = deadline - self.clock.monotonic()
                 if left <= 0:
                     return False
                 self._idle.wait(left)
@@ -240,8 +242,10 @@ class LocalStepFunctions:
         on_checkpoint: Callable[[str, str, str], None] | None = None,
         keep_batches: int = 0,
         role_profiles: Mapping[str, str] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.parameters = dict(parameters)
+        self.clock = clock
         self.extra_resources = {k: dict(v) for k, v in (resources or {}).items()}
         self.template = load_template(template_path)
         self.definition_text = definition_path.read_text(encoding="utf-8")
@@ -450,7 +454,7 @@ class LocalStepFunctions:
                 log_path=str(self.log_dir / f"{logical_id}.log"),
             )
             functions.append(LocalFunction(logical_id, config.step, name, arn, FunctionPool(spec)))
-        self.dispatcher = LocalLambda(functions, self.on_invoke)
+        self.dispatcher = LocalLambda(functions, self.on_invoke, self.clock)
         _current["dispatcher"] = self.dispatcher
         self.substitutions = stack.definition_substitutions(STATE_MACHINE)
         definition = substitute(self.definition_text, self.substitutions)
@@ -571,7 +575,7 @@ class LocalStepFunctions:
     ) -> ExecutionOutcome:
         """Poll until the execution ends, passing each new history event to `on_event`."""
         seen = 0  # id of the newest event passed on
-        deadline = time.monotonic() + timeout if timeout else None
+        deadline = self.clock.monotonic() + timeout if timeout else None
         while True:
             desc = self.describe(execution_arn)
             if on_event is not None:
@@ -582,9 +586,9 @@ class LocalStepFunctions:
                 return outcome_of(desc)
             if on_poll is not None:
                 on_poll()
-            if deadline is not None and time.monotonic() > deadline:
+            if deadline is not None and self.clock.monotonic() > deadline:
                 raise RuntimeFailure(f"execution {execution_arn} still running after {timeout}s")
-            time.sleep(interval)
+            self.clock.sleep(interval)
 
     def stop_execution(
         self, execution_arn: str, cause: str = "interrupted", wait: float = 0.0

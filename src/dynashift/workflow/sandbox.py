@@ -25,12 +25,13 @@ import logging
 import multiprocessing
 import os
 import threading
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
+
+from dynashift.clock import SYSTEM_CLOCK
 
 log = logging.getLogger("dynashift.workflow")
 
@@ -129,7 +130,7 @@ class LambdaContext:
     deadline: float
 
     def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.deadline - time.monotonic()) * 1000))
+        return max(0, int((self.deadline - SYSTEM_CLOCK.monotonic()) * 1000))
 
 
 def runtime_environment(
@@ -213,7 +214,7 @@ def _serve(conn: Connection, spec: FunctionSpec) -> None:  # pragma: no cover (i
             aws_request_id=request_id,
             log_group_name=f"/aws/lambda/{spec.name}",
             log_stream_name="local",
-            deadline=time.monotonic() + spec.timeout,
+            deadline=SYSTEM_CLOCK.monotonic() + spec.timeout,
         )
         try:
             result = handler(json.loads(event_text or "{}"), context)

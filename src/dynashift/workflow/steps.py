@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -30,8 +29,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from dynashift.backfill import DEFAULT_IN_FLIGHT, SegmentResult, run_segment, start_backfill
+from dynashift.clock import SYSTEM_CLOCK, Clock
 from dynashift.errors import BadInputError, DynashiftError, cause_message
-from dynashift.models import MigrationSpec, factory_for
+from dynashift.models import PROCESS_CLIENTS, Clients, MigrationSpec
 from dynashift.plan import INLINE_MAP_CONCURRENCY, WORKER_ITEMS_PER_SECOND
 from dynashift.ratelimit import RateLimiter
 from dynashift.sampling import check_sample, plan_sample, sampled_numbers
@@ -137,7 +137,9 @@ def _dump(model: Any) -> dict[str, Any]:
 # --- steps -----------------------------------------------------------------------------------
 
 
-def validate_execution_input(payload: Mapping[str, Any], env: LambdaSettings) -> dict[str, Any]:
+def validate_execution_input(
+    payload: Mapping[str, Any], env: LambdaSettings, *, clients: Clients = PROCESS_CLIENTS
+) -> dict[str, Any]:
     """The Validate state: normalise the raw execution input (`payload["input"]`), check it,
     and return `{"input": <the normalised WorkflowInput>, "validation": ...}`; the state
     machine makes the normalised input the state every later step reads."""
@@ -145,7 +147,7 @@ def validate_execution_input(payload: Mapping[str, Any], env: LambdaSettings) ->
     workflow = normalise_input(raw, env)
     check_replicator_settings(workflow.spec, env)
     check_export_settings(workflow.spec, env)
-    workflow = plan_concurrency(workflow, raw)
+    workflow = plan_concurrency(workflow, raw, clients=clients)
     stack = {
         "spec.state.name": env.state_table,
         "spec.migration_id": env.migration_id,
@@ -159,6 +161,7 @@ def validate_execution_input(payload: Mapping[str, Any], env: LambdaSettings) ->
         ),
         stack=stack,
         worker_timeout_seconds=env.worker_timeout_seconds,
+        clients=clients,
     )
     return {
         "input": workflow.model_dump(mode="json"),
@@ -166,7 +169,9 @@ def validate_execution_input(payload: Mapping[str, Any], env: LambdaSettings) ->
     }
 
 
-def plan_concurrency(workflow: WorkflowInput, raw: Any) -> WorkflowInput:
+def plan_concurrency(
+    workflow: WorkflowInput, raw: Any, *, clients: Clients = PROCESS_CLIENTS
+) -> WorkflowInput:
     """Fill what the execution input leaves out — spec.segments, settings.max_concurrency,
     settings.max_in_flight — with `plan.concurrency_plan` for the deployed runner (what
     `dynashift plan` shows as "deployed"; for a target on this machine's loopback, an emulator
@@ -185,12 +190,14 @@ def plan_concurrency(workflow: WorkflowInput, raw: Any) -> WorkflowInput:
     from dynashift.target import check_target
 
     try:
-        state = existing_state_store(spec)
+        state = existing_state_store(spec, clients)
         segments = spec.segments if given[0] else None
         if state is not None:
             segments = state.segment_count(segments)  # a resume keeps its count
-        items, size = describe_source_size(spec)
-        check = check_target(spec.source, spec.target, workflow.target_options, state)
+        items, size = describe_source_size(spec, clients)
+        check = check_target(
+            spec.source, spec.target, workflow.target_options, state, clients=clients
+        )
     except DynashiftError:
         return workflow
     wcu, warm = target_capacity(check)
@@ -269,6 +276,7 @@ def validate(
     *,
     stack: dict[str, str | None] | None = None,
     worker_timeout_seconds: float | None = None,
+    clients: Clients = PROCESS_CLIENTS,
 ) -> ValidationResult:
     """Read-only checks before anything is written: source exists, target creatable or
     compatible (and safe), stream usable, segment count unchanged on a resume, replicas only
@@ -298,8 +306,8 @@ def validate(
         expected = (stack or {}).get(field)
         if expected and expected != value:
             raise BadInputError(f"{field}: {value!r} is not this stack's {expected!r}")
-    state = existing_state_store(spec)
-    check = check_target(spec.source, spec.target, event.target_options, state)
+    state = existing_state_store(spec, clients)
+    check = check_target(spec.source, spec.target, event.target_options, state, clients=clients)
     if event.target_options.replica_regions and check.spec.billing_mode == "PROVISIONED":
         # UpdateTable refuses a replica on a PROVISIONED table without write auto scaling,
         # which dynashift does not set up: refuse now rather than fail after the backfill.
@@ -308,9 +316,9 @@ def validate(
             "source); replicas need on-demand or write auto scaling: set "
             "target_options.billing_mode to PAY_PER_REQUEST"
         )
-    stream = check_stream(spec.source, event.target_options.replace_stream)
+    stream = check_stream(spec.source, event.target_options.replace_stream, clients=clients)
     if spec.strategy == "export":
-        check_export_source(spec)
+        check_export_source(spec, clients)
     if state is not None:
         state.segment_count(spec.segments)
         check_sample(state, spec.verify_sample)  # a resume keeps its verification sample
@@ -323,40 +331,43 @@ def validate(
     )
 
 
-def prepare_target(event: PrepareTargetEvent) -> dict[str, Any]:
+def prepare_target(
+    event: PrepareTargetEvent, *, clients: Clients = PROCESS_CLIENTS
+) -> dict[str, Any]:
     """Create the target (or verify it) and, on later polls, apply its remaining settings."""
     from dynashift.target import poll_target, start_prepare_target
 
     spec = event.spec
-    state = state_store(spec)
+    state = state_store(spec, clients)
+    options = event.target_options
     if event.action == "start":
-        result = start_prepare_target(spec.source, spec.target, event.target_options, state)
+        result = start_prepare_target(spec.source, spec.target, options, state, clients=clients)
     else:
         created = bool((state.get_meta() or {}).get("target_created"))
-        result = poll_target(spec.source, spec.target, event.target_options, created=created)
+        result = poll_target(spec.source, spec.target, options, created=created, clients=clients)
     return _dump(result)
 
 
-def source_stream(event: StreamEvent) -> dict[str, Any]:
+def source_stream(event: StreamEvent, *, clients: Clients = PROCESS_CLIENTS) -> dict[str, Any]:
     """Enable the source stream (NEW_AND_OLD_IMAGES) or poll it until it is ENABLED."""
     from dynashift.stream import enable_stream, poll_stream
 
     spec = event.spec
     replace = event.target_options.replace_stream
     status = (
-        enable_stream(spec.source, replace)
+        enable_stream(spec.source, replace, clients=clients)
         if event.action == "enable"
-        else poll_stream(spec.source, replace)
+        else poll_stream(spec.source, replace, clients=clients)
     )
     data = _dump(status)
     if data.get("ready") and data.get("arn"):
-        state_store(spec).put_meta(stream_arn=data["arn"])
+        state_store(spec, clients).put_meta(stream_arn=data["arn"])
     return data
 
 
-def _streams(spec: MigrationSpec) -> Any:
-    """The source's DynamoDB Streams client (one place, so a test can hand in a fake stream)."""
-    return spec.source.clients().streams()
+def _streams(spec: MigrationSpec, clients: Clients) -> Any:
+    """The source's DynamoDB Streams client."""
+    return clients(spec.source).streams()
 
 
 def replication_problem(state: StateStore) -> str | None:
@@ -366,7 +377,9 @@ def replication_problem(state: StateStore) -> str | None:
     return str(problem) if problem else None
 
 
-def _replay_retention(spec: MigrationSpec, state: StateStore, stream_arn: str) -> str | None:
+def _replay_retention(
+    spec: MigrationSpec, state: StateStore, stream_arn: str, clients: Clients
+) -> str | None:
     """Before a replay's replicator starts: why the stream may not hold every change since the
     first backfill scan page (`backfill_started`, recorded before the first page is read, so
     the proof is conservative), or None when it provably does."""
@@ -378,10 +391,16 @@ def _replay_retention(spec: MigrationSpec, state: StateStore, stream_arn: str) -
             "no record of when the backfill's first scan page was read, so the stream cannot be "
             "proven to hold every change since: start a new migration"
         )
-    return retention_gap(_streams(spec), stream_arn, float(started))
+    return retention_gap(_streams(spec, clients), stream_arn, float(started))
 
 
-def replication(event: ReplicationEvent, control: ReplicationControl) -> dict[str, Any]:
+def replication(
+    event: ReplicationEvent,
+    control: ReplicationControl,
+    *,
+    clients: Clients = PROCESS_CLIENTS,
+    clock: Clock = SYSTEM_CLOCK,
+) -> dict[str, Any]:
     """Start the replicator, measure its lag, drain it, or stop it."""
     from dynashift.workflow.control import reset_drain
 
@@ -389,7 +408,7 @@ def replication(event: ReplicationEvent, control: ReplicationControl) -> dict[st
     if event.action in ("start", "start_after_backfill"):
         if not event.stream_arn:
             raise BadInputError("stream_arn: required to start the replicator")
-        state = state_store(spec)
+        state = state_store(spec, clients)
         reset_drain(state)
         if spec.strategy == "replay":
             # Replay writes the backfill unconditionally, so nothing may be replicated while it
@@ -404,7 +423,7 @@ def replication(event: ReplicationEvent, control: ReplicationControl) -> dict[st
             # A resumed run whose replicator already started has read the stream from its
             # start: the proof was made then (the oldest records may have expired since).
             if meta.get("replicator") != "started":
-                gap = _replay_retention(spec, state, event.stream_arn)
+                gap = _replay_retention(spec, state, event.stream_arn, clients)
                 if gap is not None:
                     # NOT READY; the replicator never starts, nothing more is written.
                     log.error("replay cannot be completed: %s", gap)
@@ -424,30 +443,32 @@ def replication(event: ReplicationEvent, control: ReplicationControl) -> dict[st
         return {"started": True, **control.start(spec, event.stream_arn)}
     if event.action == "stop":
         return {"stopped": True, **control.stop(spec)}
-    problem = replication_problem(state_store(spec))
+    problem = replication_problem(state_store(spec, clients))
     if problem:
         # No replicator runs: nothing to wait for; the checklist reports the problem.
         return LagStatus(caught_up=False, give_up=True, detail=problem).model_dump(mode="json")
     measure = control.drain if event.action == "drain" else control.lag
     status: LagStatus = measure(spec, event.since)
     if not status.caught_up and event.since is not None and event.action == "lag":
-        waited = time.time() - event.since.timestamp()
+        waited = clock.wall() - event.since.timestamp()
         if waited > event.settings.catchup_timeout_seconds:
             status = status.model_copy(update={"give_up": True})
     return status.model_dump(mode="json")
 
 
-def plan_segments(event: StepEvent) -> PlanResult:
+def plan_segments(
+    event: StepEvent, *, clients: Clients = PROCESS_CLIENTS, clock: Clock = SYSTEM_CLOCK
+) -> PlanResult:
     """Record the segment count (a resume must keep it) and list the segments for the Map."""
     spec = event.spec
-    state = state_store(spec)
+    state = state_store(spec, clients)
     meta = state.get_meta() or {}
     state.segment_count(spec.segments, meta=meta)  # a resume keeps its count
     if "segments" not in meta:
         state.put_meta(segments=spec.segments)
     if "backfill_started" not in meta:
-        state.put_meta(backfill_started=time.time())
-    items, size = describe_source_size(spec)
+        state.put_meta(backfill_started=clock.wall())
+    items, size = describe_source_size(spec, clients)
     # A sampled verification's segments, drawn once and recorded (a resume verifies the same).
     sample = plan_sample(state, spec.verify_sample, items)
     verify_segments = sampled_numbers(sample, spec.segments)
@@ -532,44 +553,47 @@ def _limiter(spec: MigrationSpec, settings: WorkflowSettings) -> RateLimiter | N
     return RateLimiter(spec.max_write_rate / workers)
 
 
-def backfill_segment(event: SegmentEvent, *, limiter: RateLimiter | None = None) -> SegmentResult:
+def backfill_segment(
+    event: SegmentEvent, *, limiter: RateLimiter | None = None, clients: Clients = PROCESS_CLIENTS
+) -> SegmentResult:
     """One worker invocation: copy a segment until done or the budget is spent."""
     spec = event.spec
     return run_segment(
         spec,
         event.segment,
-        state=state_store(spec),
+        state=state_store(spec, clients),
         budget_seconds=spec.worker_budget_seconds,
         cursor=event.cursor,
         limiter=limiter or _limiter(spec, event.settings),
         max_in_flight=event.settings.max_in_flight or DEFAULT_IN_FLIGHT,
+        clients=clients,
     )
 
 
 # --- the export strategy (dynashift.export_backfill) ------------------------------------------
 
 
-def _s3(spec: MigrationSpec) -> Any:
+def _s3(spec: MigrationSpec, clients: Clients) -> Any:
     """The S3 client of the export: the source side's (DynamoDB writes the export with the
     caller's principal; a local run reaches the emulator's S3 at the source's endpoint)."""
-    return spec.source.clients().client("s3")
+    return clients(spec.source).client("s3")
 
 
-def check_export_source(spec: MigrationSpec) -> None:
+def check_export_source(spec: MigrationSpec, clients: Clients = PROCESS_CLIENTS) -> None:
     """Validate's export checks (PITR on, bucket reachable): read-only, BadInputError."""
     from dynashift.export_backfill import check_export_source as _check
 
-    _check(spec, spec.source.clients().dynamodb(), _s3(spec))
+    _check(spec, clients(spec.source).dynamodb(), _s3(spec, clients))
 
 
-def export_source(event: ExportEvent) -> BaseModel:
+def export_source(event: ExportEvent, *, clients: Clients = PROCESS_CLIENTS) -> BaseModel:
     """The export strategy's export states: start it (once), poll it, check its point in time
     against the stream's start (I2), and list its data files for the load Map."""
     from dynashift import export_backfill
 
     spec = event.spec
-    state = state_store(spec)
-    dynamodb = spec.source.clients().dynamodb()
+    state = state_store(spec, clients)
+    dynamodb = clients(spec.source).dynamodb()
     if event.action == "start":
         return ExportProgress(**export_backfill.start(spec, state, dynamodb))
     if event.action == "poll":
@@ -580,14 +604,16 @@ def export_source(event: ExportEvent) -> BaseModel:
         spec,
         state,
         dynamodb,
-        _s3(spec),
+        _s3(spec, clients),
         max_concurrency=event.settings.max_concurrency,
         threshold=event.settings.distributed_threshold,
     )
     return ExportFilesResult(**files)
 
 
-def load_export_file(event: ExportFileEvent) -> ExportFileResult:
+def load_export_file(
+    event: ExportFileEvent, *, clients: Clients = PROCESS_CLIENTS
+) -> ExportFileResult:
     """One loader invocation: a data file of the export from its cursor {file, line, done}."""
     from dynashift.export_backfill import load_file
 
@@ -597,28 +623,34 @@ def load_export_file(event: ExportFileEvent) -> ExportFileResult:
     result = load_file(
         spec,
         event.file,
-        state=state_store(spec),
-        s3=_s3(spec),
-        target_client=factory_for(no_retry_side, in_flight * 2).dynamodb(),
+        state=state_store(spec, clients),
+        s3=_s3(spec, clients),
+        target_client=clients.for_side(no_retry_side, in_flight * 2).dynamodb(),
         limiter=_limiter(spec, event.settings),
         max_in_flight=in_flight,
     )
     return ExportFileResult(**result)
 
 
-def finish_backfill(event: StepEvent) -> FinishResult:
+def finish_backfill(
+    event: StepEvent, *, clients: Clients = PROCESS_CLIENTS, clock: Clock = SYSTEM_CLOCK
+) -> FinishResult:
     """One turn of the "Finish backfill" loop: switch the replicator to plain deletes and
     remove registered tombstones (I5) until none is left (`done`) or the worker budget is
     spent; the state machine calls it again until done (each removed tombstone is
     deregistered, so the state store is the cursor)."""
     spec = event.spec
-    state = state_store(spec)
-    target_client = spec.target.clients().dynamodb()
+    state = state_store(spec, clients)
+    target_client = clients(spec.target).dynamodb()
     result = _finish_backfill(
-        target_client, spec.target.name, state, budget_seconds=spec.worker_budget_seconds
+        target_client,
+        spec.target.name,
+        state,
+        budget_seconds=spec.worker_budget_seconds,
+        clock=clock,
     )
     if result.done and "backfill_finished" not in (state.get_meta() or {}):
-        state.put_meta(backfill_finished=time.time())
+        state.put_meta(backfill_finished=clock.wall())
     return FinishResult(
         done=result.done,
         registered=result.registered,
@@ -627,7 +659,7 @@ def finish_backfill(event: StepEvent) -> FinishResult:
     )
 
 
-def verify_segment(event: SegmentEvent) -> VerifyOutput:
+def verify_segment(event: SegmentEvent, *, clients: Clients = PROCESS_CLIENTS) -> VerifyOutput:
     """Compare one segment of the source with the target (resumable with a cursor); the
     result, with its suspect keys, is checkpointed in the state store and only the cursor and
     counts go back to the state machine (bounded whatever the key size)."""
@@ -635,12 +667,12 @@ def verify_segment(event: SegmentEvent) -> VerifyOutput:
     from dynashift.verify import verify_segment as _verify
 
     spec = event.spec
-    state = state_store(spec)
+    state = state_store(spec, clients)
     config = VerifyConfig(
         mode=event.settings.verify_mode, budget_seconds=spec.worker_budget_seconds
     )
     config = segment_config(spec, state, event.segment, config)  # a sample's own partition
-    result = _verify(spec, event.segment, event.cursor, config, state=state)
+    result = _verify(spec, event.segment, event.cursor, config, state=state, clients=clients)
     return verify_output(result)
 
 
@@ -655,7 +687,9 @@ def verify_output(result: Any) -> VerifyOutput:
     )
 
 
-def recheck(event: StepEvent, control: ReplicationControl) -> dict[str, Any]:
+def recheck(
+    event: StepEvent, control: ReplicationControl, *, clients: Clients = PROCESS_CLIENTS
+) -> dict[str, Any]:
     """Re-read every suspect key from both sides once the replicator has applied everything
     written before the recheck started; only keys that still differ are divergent. A key the
     target holds an image of that the stream carried during a round is in sync (it settles
@@ -665,7 +699,7 @@ def recheck(event: StepEvent, control: ReplicationControl) -> dict[str, Any]:
     from dynashift.verify import recheck_migration
 
     spec = event.spec
-    state = state_store(spec)
+    state = state_store(spec, clients)
     problem = replication_problem(state)
     stream_arn = (state.get_meta() or {}).get("stream_arn")
 
@@ -683,7 +717,7 @@ def recheck(event: StepEvent, control: ReplicationControl) -> dict[str, Any]:
             if problem or not stream_arn:
                 return {}
             return window_images(
-                _streams(spec),
+                _streams(spec, clients),
                 state,
                 arn,
                 start=start,
@@ -697,7 +731,9 @@ def recheck(event: StepEvent, control: ReplicationControl) -> dict[str, Any]:
 
     poll = max(1.0, float(event.settings.poll_seconds))
     return recheck_output(
-        recheck_migration(spec, state=state, caught_up=caught_up, images=images, poll=poll)
+        recheck_migration(
+            spec, state=state, caught_up=caught_up, images=images, poll=poll, clients=clients
+        )
     )
 
 
@@ -708,7 +744,9 @@ def recheck_output(result: Any) -> dict[str, Any]:
     return data
 
 
-def readiness(event: ReadinessEvent, control: ReplicationControl) -> ReadinessOutput:
+def readiness(
+    event: ReadinessEvent, control: ReplicationControl, *, clients: Clients = PROCESS_CLIENTS
+) -> ReadinessOutput:
     """The readiness checklist and verdict; the report is saved in the state store.
 
     With `max_age_seconds` (after the approval) a READY checklist saved at most that long ago
@@ -718,7 +756,7 @@ def readiness(event: ReadinessEvent, control: ReplicationControl) -> ReadinessOu
     from dynashift.verify import verification_summary
 
     spec = event.spec
-    state = state_store(spec)
+    state = state_store(spec, clients)
     problem = replication_problem(state)
     lag = (
         LagStatus(caught_up=False, failed_records=0, detail=problem)
@@ -736,6 +774,7 @@ def readiness(event: ReadinessEvent, control: ReplicationControl) -> ReadinessOu
         dlq_messages=lag.dlq_messages,
         lag_detail="" if lag.caught_up else lag.detail,
         replication_problem=problem,
+        clients=clients,
     )
     save_report(state, report)
     return readiness_output(report)
@@ -801,6 +840,7 @@ def request_approval(
     approval_function: str | None = None,
     approval_url: str | None = None,
     region: str | None = None,
+    clients: Clients = PROCESS_CLIENTS,
 ) -> dict[str, Any]:
     """Store the task token and tell the operators how to answer: the execution ARN, the
     readiness checklist, the console (no terminal) and `dynashift approve` ways to approve or
@@ -810,7 +850,7 @@ def request_approval(
     from dynashift.readiness import load_report
 
     spec = event.spec
-    state = state_store(spec)
+    state = state_store(spec, clients)
     save_approval_token(state, event.task_token)
     record_waiting_execution(state, event.execution_arn)
     if sns_client is not None and topic:
@@ -829,7 +869,12 @@ def request_approval(
 
 
 def report(
-    event: ReportEvent, *, sns_client: Any = None, topic: str | None = None
+    event: ReportEvent,
+    *,
+    sns_client: Any = None,
+    topic: str | None = None,
+    clients: Clients = PROCESS_CLIENTS,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> dict[str, Any]:
     """The final word of an execution: the saved readiness report plus the outcome.
 
@@ -849,13 +894,13 @@ def report(
         "source": spec.source.display() if spec else _raw_name(raw.get("source")),
         "target": spec.target.display() if spec else _raw_name(raw.get("target")),
         "outcome": outcome,
-        "finished_at": datetime.now(UTC).isoformat(),
+        "finished_at": datetime.fromtimestamp(clock.wall(), UTC).isoformat(),
     }
     if failure:
         data["error"] = failure.get("Error")
         data["cause"] = cause_message(failure.get("Cause"))
     if outcome != "REJECTED" and spec is not None:
-        state = existing_state_store(spec)
+        state = existing_state_store(spec, clients)
         if state is not None:
             saved = state.report()
             if saved and outcome in ("READY", "NOT_READY"):
@@ -863,7 +908,7 @@ def report(
                 if outcome == "READY" and saved.get("verdict") == READY_SAMPLED:
                     # A sampled verification: never taken for a full one (readiness module).
                     outcome = data["outcome"] = READY_SAMPLED
-            state.put_meta(outcome=outcome, finished=time.time(), **_error_meta(data))
+            state.put_meta(outcome=outcome, finished=clock.wall(), **_error_meta(data))
     if sns_client is not None and topic:
         message = data.get("cause") or data.get("readiness", {}).get("verdict") or outcome
         sns_client.publish(
@@ -890,7 +935,7 @@ def _error_meta(data: dict[str, Any]) -> dict[str, Any]:
     return {k: data[k] for k in ("error", "cause") if data.get(k)}
 
 
-def describe_source_size(spec: MigrationSpec) -> tuple[int, int]:
+def describe_source_size(spec: MigrationSpec, clients: Clients) -> tuple[int, int]:
     """(ItemCount, TableSizeBytes) of the source, as DescribeTable reports them."""
-    desc = describe_table(spec.source.clients().dynamodb(), spec.source.name, "source table")
+    desc = describe_table(clients(spec.source).dynamodb(), spec.source.name, "source table")
     return int(desc.get("ItemCount", 0)), int(desc.get("TableSizeBytes", 0))
