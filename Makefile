@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SAM_VENV := .venv-sam
 PYTEST_ARGS ?=
+# The suite's processes (pytest-xdist; each has its own moto server): 2 fits a 2-core machine.
+PYTEST_WORKERS ?= 2
 
 .PHONY: install lint typecheck asl test demo build python312 validate bench clean model-soak
 
@@ -40,7 +42,7 @@ asl: install $(NODE_STAMP)
 	node_modules/.bin/asl-validator --json-path $$tmp; rc=$$?; rm -f $$tmp; exit $$rc
 
 test: lint typecheck asl
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 demo: install
 	$(BIN)/dynashift demo

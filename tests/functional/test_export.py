@@ -4,7 +4,6 @@ conditional puts (I4/I5/I8), and the refusals."""
 
 from __future__ import annotations
 
-import itertools
 import uuid
 from typing import Any
 
@@ -110,6 +109,15 @@ def test_iter_items_starts_at_a_line(ddb: Any, s3: Any, table_name: Any) -> None
     assert list(iter_items(s3, manifest.bucket, data_file.key, start_line=45)) == whole[45:]
 
 
+class _TickPerRead(ManualClock):
+    """Every monotonic read is one second after the previous one."""
+
+    def monotonic(self) -> float:
+        now = super().monotonic()
+        self.advance(1.0)
+        return now
+
+
 def test_a_load_stopped_mid_file_resumes_from_its_line_and_writes_nothing_twice(
     ddb: Any, s3: Any, table_name: Any
 ) -> None:
@@ -117,8 +125,8 @@ def test_a_load_stopped_mid_file_resumes_from_its_line_and_writes_nothing_twice(
     fill(ddb, src, simple_items(90))
     manifest = exported(ddb, s3, src)
     (data_file,) = manifest.data_files
-    ticks = itertools.count()  # one tick per clock reading: the budget ends mid-file
-    with writer_for(ddb, dst, ("pk",), max_in_flight=1, clock=lambda: next(ticks)) as first:
+    ticks = _TickPerRead()  # one second per monotonic reading: the budget ends mid-file
+    with writer_for(ddb, dst, ("pk",), max_in_flight=1, clock=ticks) as first:
         stopped = load_file(s3, first, manifest.bucket, data_file, stop_at=40, batch_size=16)
     assert not stopped.done and 0 < stopped.line < 90
     assert stopped.counters["written"] == stopped.line == stopped.counters["scanned"]
