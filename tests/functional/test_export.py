@@ -4,7 +4,6 @@ conditional puts (I4/I5/I8), and the refusals."""
 
 from __future__ import annotations
 
-import itertools
 import uuid
 from typing import Any
 
@@ -65,6 +64,15 @@ def exported(ddb: Any, s3: Any, table: str, prefix: str = "runs/one") -> Any:
     return read_manifest(s3, bucket, status.manifest_key)
 
 
+class _TickPerRead(ManualClock):
+    """Monotonic time 0, 1, 2, ...: one tick per reading."""
+
+    def monotonic(self) -> float:
+        now = self.now
+        self.advance(1.0)
+        return now
+
+
 def writer_for(ddb: Any, table: str, keys: tuple[str, ...], **kwargs: Any) -> ConditionalWriter:
     return ConditionalWriter(ddb, table, keys, Counters(), overwrite_older=False, **kwargs)
 
@@ -117,8 +125,8 @@ def test_a_load_stopped_mid_file_resumes_from_its_line_and_writes_nothing_twice(
     fill(ddb, src, simple_items(90))
     manifest = exported(ddb, s3, src)
     (data_file,) = manifest.data_files
-    ticks = itertools.count()  # one tick per clock reading: the budget ends mid-file
-    with writer_for(ddb, dst, ("pk",), max_in_flight=1, clock=lambda: next(ticks)) as first:
+    ticks = _TickPerRead()  # one tick per clock reading: the budget ends mid-file
+    with writer_for(ddb, dst, ("pk",), max_in_flight=1, clock=ticks) as first:
         stopped = load_file(s3, first, manifest.bucket, data_file, stop_at=40, batch_size=16)
     assert not stopped.done and 0 < stopped.line < 90
     assert stopped.counters["written"] == stopped.line == stopped.counters["scanned"]
