@@ -378,7 +378,9 @@ def start_backfill(
     return state.write_mode()
 
 
-def _refuse_reserved(items: Sequence[Item], keys: Sequence[str]) -> None:
+def refuse_reserved(items: Sequence[Item], keys: Sequence[str]) -> None:
+    """BadInputError naming the key of the first item holding an attribute dynashift reserves
+    for its markers: the one rule for the scan backfill and the export load."""
     for item in items:
         if not RESERVED_ATTRS.isdisjoint(item):
             name = sorted(RESERVED_ATTRS.intersection(item))[0]
@@ -594,7 +596,7 @@ def _run_leased(
         slowest_page = 0.0
         for page in pages:
             page_started = clock.monotonic()
-            _refuse_reserved(page.items, keys)
+            refuse_reserved(page.items, keys)
             if writer is not None:
                 ensure_backfilling(spec, state)  # a straggler stops before writing (fencing)
             counters.add("scanned", len(page.items))
