@@ -55,7 +55,9 @@ class ExportLocation(BaseModel):
     account's: the target's) and `kms_key_id` (the export's objects are then SSE-KMS with that
     key). The one home of these rules: `spec.export` (required with `strategy: export`,
     refused with any other strategy; an execution input names `spec.export.bucket`) and
-    `dynashift.export.ExportRequest` (the same model built from flags: BadInputError)."""
+    `dynashift.export.ExportRequest` (the same model built by a caller from loose values:
+    BadInputError). The CLI's `--export-*` flags go through
+    `cli.migration_options.export_location_from_args`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

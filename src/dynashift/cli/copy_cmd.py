@@ -11,6 +11,7 @@ from typing import Any
 
 from dynashift.cli.common import bounded_int, positive_float, positive_int
 from dynashift.cli.migration_options import (
+    add_export_options,
     add_table_options,
     add_target_options,
     export_location_from_args,
@@ -87,16 +88,7 @@ def register(subparsers: Any) -> None:
     imp.add_argument(
         "--via-import", action="store_true", help="refresh through an export and ImportTable"
     )
-    imp.add_argument("--export-bucket", metavar="BUCKET", help="S3 bucket of the export")
-    imp.add_argument("--export-prefix", metavar="PREFIX", help="key prefix of the export")
-    imp.add_argument(
-        "--export-bucket-owner",
-        metavar="ACCOUNT",
-        help="account owning the bucket (required when source and target accounts differ)",
-    )
-    imp.add_argument(
-        "--export-kms-key-id", metavar="KEY", help="KMS key the export's objects are encrypted with"
-    )
+    add_export_options(p, imp)
     p.set_defaults(func=run)
 
 

@@ -198,10 +198,14 @@ def target_options_from_args(args: argparse.Namespace) -> TargetOptions:
 EXPORT_FLAGS = ("bucket", "prefix", "bucket_owner", "kms_key_id")
 
 
-def add_export_options(parser: argparse.ArgumentParser) -> None:
-    """Where `--strategy export` exports the source (docs/export.md): required with it,
-    refused without it."""
-    group = parser.add_argument_group("export strategy (--strategy export; docs/export.md)")
+def add_export_options(
+    parser: argparse.ArgumentParser, group: argparse._ArgumentGroup | None = None
+) -> None:
+    """Where the source is exported (`--strategy export`, docs/export.md; `copy --via-import`,
+    which passes its own `group`): required with the option calling for an export, refused
+    without it (`export_location_from_args`)."""
+    if group is None:
+        group = parser.add_argument_group("export strategy (--strategy export; docs/export.md)")
     group.add_argument(
         "--export-bucket",
         metavar="BUCKET",

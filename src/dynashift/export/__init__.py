@@ -1,7 +1,7 @@
 """Export-based backfill and import-based refresh: the engine side (issue 16).
 
 - `request` — `ExportRequest`: `models.ExportLocation` (bucket, prefix, bucket owner, KMS key)
-  built from flags, bad values raising BadInputError.
+  built from loose values (a caller, a test), bad values raising BadInputError.
 - `job` — `start_export` (idempotent by ClientToken), `describe_export`, `wait_export`,
   `pitr_enabled`, `bucket_access_problem` (HeadBucket), `stream_label_time`,
   `check_export_after_stream` (I2).

@@ -1,4 +1,4 @@
-"""Where an export goes, built from loose values (CLI flags, tests): `ExportRequest`.
+"""Where an export goes, built from loose values (a caller, a test): `ExportRequest`.
 
 It is `dynashift.models.ExportLocation` (the one home of the bucket, prefix, bucket owner and
 KMS key rules; `spec.export` of the workflow input) whose construction raises BadInputError
