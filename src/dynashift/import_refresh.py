@@ -53,9 +53,9 @@ from dynashift.export import (
     ExportStatus,
     bucket_access_problem,
     data_prefix,
-    describe_export,
     read_manifest,
     start_export,
+    wait_export,
 )
 from dynashift.models import PROCESS_CLIENTS, Clients, ExportLocation, TableLocation
 from dynashift.progress import NullProgress, Progress
@@ -280,22 +280,17 @@ def watch_export(
     clock: Clock,
     progress: Progress,
 ) -> ExportStatus:
-    """Poll DescribeExport until COMPLETED (RuntimeFailure when FAILED or after the timeout),
-    a status line through `progress`; on Ctrl-C, log how to look the export up."""
-    deadline = clock.monotonic() + options.timeout_seconds
-    lookup = f"aws dynamodb describe-export --export-arn {arn}"
-    pause = _pauses(options.poll_seconds)
-    with _left_running("export", lookup):
-        while True:
-            status = describe_export(client, arn)  # RuntimeFailure when FAILED
-            if status.status == "COMPLETED":
-                return status
-            progress.advance(0, note=f"export {status.status}")
-            if clock.monotonic() > deadline:
-                raise RuntimeFailure(
-                    f"export {arn} not done after {options.timeout_seconds:.0f}s ({lookup})"
-                )
-            clock.sleep(next(pause))
+    """`export.wait_export` with growing pauses and a status line through `progress`; on
+    Ctrl-C, log how to look the export up."""
+    with _left_running("export", f"aws dynamodb describe-export --export-arn {arn}"):
+        return wait_export(
+            client,
+            arn,
+            timeout=options.timeout_seconds,
+            clock=clock,
+            pauses=_pauses(options.poll_seconds),
+            on_poll=lambda status: progress.advance(0, note=f"export {status.status}"),
+        )
 
 
 def watch_import(

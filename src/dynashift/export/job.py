@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -162,18 +162,28 @@ def wait_export(
     timeout: float = math.inf,
     poll_seconds: float = 10.0,
     clock: Clock = SYSTEM_CLOCK,
+    pauses: Iterator[float] | None = None,
+    on_poll: Callable[[ExportStatus], None] | None = None,
 ) -> ExportStatus:
     """Poll DescribeExport until COMPLETED (RuntimeFailure when FAILED or after `timeout` s).
 
-    In AWS the state machine polls instead (a Wait state and `describe_export`)."""
+    Between two polls it sleeps `poll_seconds`, or the next of `pauses` (e.g. growing ones),
+    never past the deadline; `on_poll` sees each status not yet done (a progress line). In
+    AWS the state machine polls instead (a Wait state and `describe_export`)."""
     deadline = clock.monotonic() + timeout
     while True:
         status = describe_export(dynamodb, arn)
         if status.done:
             return status
+        if on_poll is not None:
+            on_poll(status)
         if clock.monotonic() >= deadline:
-            raise RuntimeFailure(f"export {arn} did not finish within {timeout:.0f} s")
-        clock.sleep(min(poll_seconds, max(0.0, deadline - clock.monotonic())))
+            raise RuntimeFailure(
+                f"export {arn} did not finish within {timeout:.0f} s "
+                f"(aws dynamodb describe-export --export-arn {arn})"
+            )
+        pause = poll_seconds if pauses is None else next(pauses)
+        clock.sleep(min(pause, max(0.0, deadline - clock.monotonic())))
 
 
 def pitr_enabled(dynamodb: Any, table: str) -> bool:
