@@ -47,11 +47,6 @@ BENCHES = (
         full=("--sizes", "5000", "20000", "--rounds", "2"),
     ),
     Bench(
-        "export_load",
-        quick=("--sizes", "5000", "--rounds", "1"),
-        full=("--sizes", "5000", "20000", "--rounds", "2"),
-    ),
-    Bench(
         "export",
         quick=("--items", "5000", "--rounds", "1"),
         full=("--items", "5000", "--rounds", "2"),

@@ -378,7 +378,9 @@ def start_backfill(
     return state.write_mode()
 
 
-def _refuse_reserved(items: Sequence[Item], keys: Sequence[str]) -> None:
+def refuse_reserved(items: Sequence[Item], keys: Sequence[str]) -> None:
+    """BadInputError naming the key of the first item holding an attribute dynashift reserves
+    for its markers: the one rule for the scan backfill and the export load."""
     for item in items:
         if not RESERVED_ATTRS.isdisjoint(item):
             name = sorted(RESERVED_ATTRS.intersection(item))[0]
@@ -421,8 +423,7 @@ def run_segment(
         raise BadInputError(f"segment {segment} is outside 0..{spec.segments - 1}")
     if budget_seconds <= 0:
         raise BadInputError(f"budget_seconds must be positive, got {budget_seconds}")
-    reserve = min(5.0, budget_seconds * 0.1) if reserve_seconds is None else reserve_seconds
-    stop_at = started + max(budget_seconds - reserve, budget_seconds * 0.5)
+    stop_at = worker_stop_at(started, budget_seconds, reserve_seconds)
     progress = progress or NullProgress()
 
     saved = state.segment(segment)
@@ -478,7 +479,46 @@ def run_segment(
         state.release_lease(segment, lease_id)
 
 
-def _phase_finished(spec: MigrationSpec, state: StateStore) -> None:
+def worker_stop_at(started: float, budget_seconds: float, reserve: float | None = None) -> float:
+    """When a backfill worker (a scan segment, an export file loader) stops taking work: its
+    budget minus `reserve` (default: 10 % of the budget, at most 5 s, kept free for the requests
+    in flight and the final commit), and never before half the budget."""
+    if reserve is None:
+        reserve = min(5.0, budget_seconds * 0.1)
+    return started + max(budget_seconds - reserve, budget_seconds * 0.5)
+
+
+def backfill_writer(
+    spec: MigrationSpec,
+    target_client: Any,
+    keys: Sequence[str],
+    counters: Counters,
+    *,
+    limiter: RateLimiter | None,
+    overwrite_older: bool,
+    backoff: Backoff | None = None,
+    max_in_flight: int = DEFAULT_IN_FLIGHT,
+    clock: Clock = SYSTEM_CLOCK,
+) -> ConditionalWriter:
+    """The backfill's conditional writer into `spec.target` (I4/I5, `spec.version_attribute`):
+    one for the scan segments and the export's file loaders."""
+    return ConditionalWriter(
+        target_client,
+        spec.target.name,
+        keys,
+        counters,
+        version_attribute=spec.version_attribute,
+        limiter=limiter,
+        backoff=backoff,
+        max_in_flight=max_in_flight,
+        clock=clock,
+        overwrite_older=overwrite_older,
+    )
+
+
+def ensure_backfilling(spec: MigrationSpec, state: StateStore) -> None:
+    """RuntimeFailure once the phase is past BACKFILL: a straggling backfill worker (scan
+    segment or export loader) stops without writing (a late write could resurrect an item)."""
     phase = state.phase()
     if phase is not None and phase != PHASE_BACKFILL:
         raise RuntimeFailure(
@@ -514,7 +554,7 @@ def _run_leased(
         if saved.cursor is None and start_key is None:
             check_replay_allowed(spec, source_desc, target_desc)
     else:
-        _phase_finished(spec, state)
+        ensure_backfilling(spec, state)
         overwrite_older = start_backfill(state, target_client, spec.target.name).overwrite_older
     try:
         generation = state.claim_segment(segment)
@@ -529,12 +569,11 @@ def _run_leased(
     counters.add("invocations")
     done = False
     writer = (
-        ConditionalWriter(
+        backfill_writer(
+            spec,
             target_client,
-            spec.target.name,
             keys,
             counters,
-            version_attribute=spec.version_attribute,
             limiter=limiter,
             backoff=backoff,
             max_in_flight=max_in_flight,
@@ -557,9 +596,9 @@ def _run_leased(
         slowest_page = 0.0
         for page in pages:
             page_started = clock.monotonic()
-            _refuse_reserved(page.items, keys)
+            refuse_reserved(page.items, keys)
             if writer is not None:
-                _phase_finished(spec, state)  # a straggler stops before writing (fencing)
+                ensure_backfilling(spec, state)  # a straggler stops before writing (fencing)
             counters.add("scanned", len(page.items))
             if writer is not None:
                 written = writer.put_all(page.items, stop_at)

@@ -267,8 +267,9 @@ def copy_table(
     started = clock.monotonic()
     progress = progress or NullProgress()
     parallelism = max(options.segments, 4)
-    source_client = source_client or clients(source, parallelism).dynamodb()
-    target_client = target_client or clients(target, parallelism).dynamodb()
+    source_client, target_client = clients.dynamodb_pair(
+        source, target, source_client, target_client, parallelism
+    )
 
     # --- validate everything before the first write -------------------------------------------
     source_desc = describe_table(source_client, source.name, "source")

@@ -29,15 +29,21 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from dynashift.aws import error_code
-from dynashift.backfill import DEFAULT_IN_FLIGHT, ConditionalWriter, Counters, start_backfill
+from dynashift.backfill import (
+    DEFAULT_IN_FLIGHT,
+    Counters,
+    backfill_writer,
+    ensure_backfilling,
+    start_backfill,
+    worker_stop_at,
+)
 from dynashift.clock import SYSTEM_CLOCK, Clock
 from dynashift.errors import BadInputError, RuntimeFailure
 from dynashift.items import key_names
 from dynashift.tables import describe_table
 
 if TYPE_CHECKING:
-    from dynashift.models import MigrationSpec
+    from dynashift.models import ExportLocation, MigrationSpec
     from dynashift.ratelimit import RateLimiter
     from dynashift.state import StateStore
 
@@ -61,7 +67,7 @@ COMPLETED, FAILED = "COMPLETED", "FAILED"
 def check_export_source(spec: MigrationSpec, dynamodb: Any, s3: Any) -> None:
     """BadInputError (one line, naming the field) unless the export strategy can run: PITR on
     for the source, the bucket reachable. Read-only: nothing is turned on or created."""
-    from dynashift.export import pitr_enabled
+    from dynashift.export import bucket_access_problem, pitr_enabled
 
     if spec.export is None:
         raise BadInputError("spec.export: required by strategy 'export'")
@@ -72,25 +78,9 @@ def check_export_source(spec: MigrationSpec, dynamodb: Any, s3: Any) -> None:
             "(aws dynamodb update-continuous-backups --point-in-time-recovery-specification "
             "PointInTimeRecoveryEnabled=true) or choose another strategy"
         )
-    location = spec.export
-    kwargs: dict[str, Any] = {"Bucket": location.bucket}
-    if location.bucket_owner:
-        kwargs["ExpectedBucketOwner"] = location.bucket_owner
-    try:
-        s3.head_bucket(**kwargs)
-    except Exception as exc:  # botocore ClientError / connection errors
-        code = error_code(exc) or type(exc).__name__
-        if code in ("404", "NoSuchBucket", "NotFound"):
-            why = "does not exist"
-        elif code in ("403", "AccessDenied", "Forbidden"):
-            owner = f" of account {location.bucket_owner}" if location.bucket_owner else ""
-            why = (
-                f"is not reachable{owner} (access denied: the bucket policy must allow this "
-                "principal, see docs/export.md)"
-            )
-        else:
-            why = f"cannot be checked ({code})"
-        raise BadInputError(f"spec.export.bucket: bucket {location.bucket!r} {why}") from exc
+    problem = bucket_access_problem(s3, spec.export)
+    if problem:
+        raise BadInputError(f"spec.export.bucket: {problem}; see docs/export.md")
 
 
 # --- the export ------------------------------------------------------------------------------
@@ -104,18 +94,10 @@ def client_token(spec: MigrationSpec) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:36]
 
 
-def _request(spec: MigrationSpec) -> Any:
-    from dynashift.export import ExportRequest
-
-    location = spec.export
-    if location is None:
+def _location(spec: MigrationSpec) -> ExportLocation:
+    if spec.export is None:
         raise BadInputError("spec.export: required by strategy 'export'")
-    return ExportRequest(
-        bucket=location.bucket,
-        prefix=location.prefix,
-        bucket_owner=location.bucket_owner,
-        kms_key_id=location.kms_key_id,
-    )
+    return spec.export
 
 
 def start(spec: MigrationSpec, state: StateStore, dynamodb: Any) -> dict[str, Any]:
@@ -126,7 +108,7 @@ def start(spec: MigrationSpec, state: StateStore, dynamodb: Any) -> dict[str, An
     arn = meta.get("export_arn")
     if not arn:
         table_arn = describe_table(dynamodb, spec.source.name, "source table")["TableArn"]
-        arn = start_export(dynamodb, table_arn, _request(spec), client_token=client_token(spec))
+        arn = start_export(dynamodb, table_arn, _location(spec), client_token=client_token(spec))
         state.put_meta(export_arn=arn)
     return poll(spec, state, dynamodb)
 
@@ -297,8 +279,7 @@ def load_file(
     assert spec.export is not None
     budget_seconds = spec.worker_budget_seconds
     started = clock.monotonic()
-    reserve = min(5.0, budget_seconds * 0.1)
-    stop_at = started + max(budget_seconds - reserve, budget_seconds * 0.5)
+    stop_at = worker_stop_at(started, budget_seconds)
     saved = file_progress(state, file)
     if saved["done"]:
         return _cursor(file, saved["line"], True)
@@ -320,23 +301,18 @@ def load_file(
     lease = state.take_lease(file, clock.wall() + budget_seconds + LEASE_GRACE_SECONDS)
     done = False
     try:
-        with ConditionalWriter(
+        with backfill_writer(
+            spec,
             target_client,
-            spec.target.name,
             keys,
             counters,
-            version_attribute=spec.version_attribute,
             limiter=limiter,
             max_in_flight=max_in_flight,
             clock=clock,
             overwrite_older=overwrite_older,
         ) as writer:
             while not done and clock.monotonic() < stop_at:
-                if not backfilling():
-                    raise RuntimeFailure(
-                        f"migration {spec.migration_id}: backfill already finished; a late "
-                        "export write could resurrect a deleted item"
-                    )
+                ensure_backfilling(spec, state)
                 chunk_end = min(stop_at, clock.monotonic() + CHECKPOINT_SECONDS)
                 progress = load_lines(
                     s3,

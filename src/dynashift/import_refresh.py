@@ -44,34 +44,32 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
-from dynashift.aws import error_code
 from dynashift.clock import SYSTEM_CLOCK, Clock
 from dynashift.errors import BadInputError, RuntimeFailure, UnsafeTargetError
 from dynashift.export import (
     ExportManifest,
-    ExportRequest,
     ExportStatus,
+    bucket_access_problem,
     data_prefix,
-    describe_export,
     read_manifest,
     start_export,
+    wait_export,
 )
-from dynashift.models import PROCESS_CLIENTS, Clients, TableLocation
+from dynashift.models import PROCESS_CLIENTS, Clients, ExportLocation, TableLocation
 from dynashift.progress import NullProgress, Progress
 from dynashift.tables import table_exists
 from dynashift.target import (
     TableDescription,
     TargetOptions,
     TargetSpec,
+    account_of_location,
     check_target,
     compare_target,
     describe_location,
     poll_target,
 )
-from dynashift.target.checks import _account_of_location
 from dynashift.target.describe import location_region
 
 log = logging.getLogger("dynashift")
@@ -112,7 +110,7 @@ class ImportRefreshOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    export: ExportRequest
+    export: ExportLocation
     target: TargetOptions = Field(default_factory=TargetOptions)
     #: The longest pause between two DescribeExport / DescribeImport calls (the first ones come
     #: sooner); the status line is printed every ~10 s whatever the pause.
@@ -144,31 +142,8 @@ class ImportRefreshSummary(BaseModel):
 # --- read-only checks ---------------------------------------------------------------------------
 
 
-def _check_bucket(s3: Any, request: ExportRequest) -> None:
-    kwargs: dict[str, Any] = {"Bucket": request.bucket}
-    if request.bucket_owner:
-        kwargs["ExpectedBucketOwner"] = request.bucket_owner
-    try:
-        s3.head_bucket(**kwargs)
-    except ClientError as exc:
-        code = error_code(exc)
-        if code in ("404", "NoSuchBucket", "NotFound"):
-            raise BadInputError(f"--export-bucket {request.bucket}: no such bucket") from exc
-        if code in ("403", "AccessDenied", "Forbidden"):
-            owner = (
-                f" or it is not owned by account {request.bucket_owner} (--export-bucket-owner)"
-                if request.bucket_owner
-                else ""
-            )
-            raise BadInputError(
-                f"--export-bucket {request.bucket}: the target's credentials may not read it "
-                f"(s3:ListBucket){owner}; see docs/import-refresh.md"
-            ) from exc
-        raise
-
-
 def cross_account_refusal(
-    source_account: str | None, target_account: str | None, request: ExportRequest
+    source_account: str | None, target_account: str | None, request: ExportLocation
 ) -> str | None:
     """Why a cross-account refresh cannot start as asked (None: it can).
 
@@ -227,10 +202,12 @@ def check_import_refresh(
             f"source {src.display()} has local secondary indexes ({names}): ImportTable cannot "
             "create them; copy without --via-import"
         )
-    _check_bucket(target_s3, options.export)
+    problem = bucket_access_problem(target_s3, options.export)
+    if problem:
+        raise BadInputError(f"--export-bucket: {problem}; see docs/import-refresh.md")
     refusal = cross_account_refusal(
-        _account_of_location(source, location_region(source, source_client)),
-        _account_of_location(target, location_region(target, target_client)),
+        account_of_location(source, location_region(source, source_client)),
+        account_of_location(target, location_region(target, target_client)),
         options.export,
     )
     if refusal:
@@ -256,7 +233,7 @@ def import_request(
     spec: TargetSpec,
     target_name: str,
     manifest: ExportManifest,
-    request: ExportRequest,
+    request: ExportLocation,
     *,
     client_token: str,
 ) -> dict[str, Any]:
@@ -303,22 +280,17 @@ def watch_export(
     clock: Clock,
     progress: Progress,
 ) -> ExportStatus:
-    """Poll DescribeExport until COMPLETED (RuntimeFailure when FAILED or after the timeout),
-    a status line through `progress`; on Ctrl-C, log how to look the export up."""
-    deadline = clock.monotonic() + options.timeout_seconds
-    lookup = f"aws dynamodb describe-export --export-arn {arn}"
-    pause = _pauses(options.poll_seconds)
-    with _left_running("export", lookup):
-        while True:
-            status = describe_export(client, arn)  # RuntimeFailure when FAILED
-            if status.status == "COMPLETED":
-                return status
-            progress.advance(0, note=f"export {status.status}")
-            if clock.monotonic() > deadline:
-                raise RuntimeFailure(
-                    f"export {arn} not done after {options.timeout_seconds:.0f}s ({lookup})"
-                )
-            clock.sleep(next(pause))
+    """`export.wait_export` with growing pauses and a status line through `progress`; on
+    Ctrl-C, log how to look the export up."""
+    with _left_running("export", f"aws dynamodb describe-export --export-arn {arn}"):
+        return wait_export(
+            client,
+            arn,
+            timeout=options.timeout_seconds,
+            clock=clock,
+            pauses=_pauses(options.poll_seconds),
+            on_poll=lambda status: progress.advance(0, note=f"export {status.status}"),
+        )
 
 
 def watch_import(

@@ -7,9 +7,11 @@ field; nothing is created or written before that.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import threading
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -19,17 +21,49 @@ from dynashift.refs import TableRef, is_table_name
 Strategy = Literal["concurrent", "replay", "export"]
 
 
+#: S3's rules for a general purpose bucket name (S3 user guide, "Bucket naming rules").
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_BUCKET_BAD_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_BUCKET_BAD_SUFFIXES = ("-s3alias", "--ol-s3", "--x-s3", ".mrap")
+
+#: ExportTableToPointInTime's S3Prefix is at most 1,024 characters (API reference).
+PREFIX_MAX = 1024
+
+
+def bucket_problem(name: str) -> str | None:
+    """Why `name` is not a valid S3 bucket name, or None."""
+    if not _BUCKET.match(name):
+        return (
+            f"{name!r} is not a valid S3 bucket name (3-63 characters: lowercase letters, "
+            "digits, dots and hyphens, starting and ending with a letter or digit)"
+        )
+    if ".." in name or ".-" in name or "-." in name:
+        return f"{name!r} is not a valid S3 bucket name (adjacent dots or a dot beside a hyphen)"
+    try:
+        ipaddress.IPv4Address(name)
+        return f"{name!r} is not a valid S3 bucket name (formatted as an IP address)"
+    except ValueError:
+        pass
+    if name.startswith(_BUCKET_BAD_PREFIXES) or name.endswith(_BUCKET_BAD_SUFFIXES):
+        return f"{name!r} is not a valid S3 bucket name (a prefix or suffix S3 reserves)"
+    return None
+
+
 class ExportLocation(BaseModel):
-    """Where the export strategy writes the source's export (ExportTableToPointInTime's S3
-    settings): required with `strategy: export`, refused with any other strategy. Its rules
-    are `dynashift.export.ExportRequest`'s (imported when validating: that package imports
-    this module), so the execution input names the field (`spec.export.bucket`)."""
+    """Where ExportTableToPointInTime writes the source's export: `bucket`, `prefix` (without
+    a trailing slash), `bucket_owner` (12-digit account id, when the bucket is another
+    account's: the target's) and `kms_key_id` (the export's objects are then SSE-KMS with that
+    key). The one home of these rules: `spec.export` (required with `strategy: export`,
+    refused with any other strategy; an execution input names `spec.export.bucket`) and
+    `dynashift.export.ExportRequest` (the same model built by a caller from loose values:
+    BadInputError). The CLI's `--export-*` flags go through
+    `cli.migration_options.export_location_from_args`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     bucket: str
     #: Key prefix of the export (AWS then writes `<prefix>/AWSDynamoDB/<export id>/...`).
-    prefix: str = Field(default="", max_length=1024)
+    prefix: str = ""
     #: The bucket's account when it is not the source's (a bucket of the target account).
     bucket_owner: str | None = Field(default=None, pattern=r"^[0-9]{12}$")
     #: SSE-KMS key (id, alias or ARN) the export's objects are encrypted with (None: SSE-S3).
@@ -38,8 +72,6 @@ class ExportLocation(BaseModel):
     @field_validator("bucket")
     @classmethod
     def _valid_bucket(cls, value: str) -> str:
-        from dynashift.export.request import bucket_problem
-
         problem = bucket_problem(value)
         if problem:
             raise ValueError(problem)
@@ -48,9 +80,26 @@ class ExportLocation(BaseModel):
     @field_validator("prefix")
     @classmethod
     def _valid_prefix(cls, value: str) -> str:
-        from dynashift.export.request import ExportRequest
+        value = value.rstrip("/")
+        if len(value) > PREFIX_MAX:
+            raise ValueError(f"an S3 prefix is at most {PREFIX_MAX} characters")
+        if value.startswith("/") or "//" in value:
+            raise ValueError(f"{value!r} has an empty path segment (a leading or double slash)")
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise ValueError("an S3 prefix may not hold control characters")
+        return value
 
-        return str(ExportRequest._prefix(value))
+    def api_kwargs(self) -> dict[str, Any]:
+        """ExportTableToPointInTime's destination parameters for this location."""
+        out: dict[str, Any] = {"S3Bucket": self.bucket}
+        if self.prefix:
+            out["S3Prefix"] = self.prefix
+        if self.bucket_owner:
+            out["S3BucketOwner"] = self.bucket_owner
+        if self.kms_key_id:
+            out["S3SseAlgorithm"] = "KMS"
+            out["S3SseKmsKeyId"] = self.kms_key_id
+        return out
 
 
 class TableLocation(BaseModel):
@@ -109,6 +158,21 @@ class Clients:
 
     def for_side(self, side: Side, parallelism: int = 10) -> ClientFactory:
         return self._make(side, parallelism)
+
+    def dynamodb_pair(
+        self,
+        source: TableLocation,
+        target: TableLocation,
+        source_client: Any = None,
+        target_client: Any = None,
+        parallelism: int = 10,
+    ) -> tuple[Any, Any]:
+        """Each side's DynamoDB client: the one a caller handed in, else this factory's."""
+        if source_client is None:
+            source_client = self(source, parallelism).dynamodb()
+        if target_client is None:
+            target_client = self(target, parallelism).dynamodb()
+        return source_client, target_client
 
     @classmethod
     def fixed(cls, factory: ClientFactory) -> Clients:

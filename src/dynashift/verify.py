@@ -245,8 +245,9 @@ class _Sides:
         clients: Clients,
         parallelism: int = 4,
     ) -> None:
-        self.source = source_client or clients(spec.source, parallelism).dynamodb()
-        self.target = target_client or clients(spec.target, parallelism).dynamodb()
+        self.source, self.target = clients.dynamodb_pair(
+            spec.source, spec.target, source_client, target_client, parallelism
+        )
         desc = describe_table(self.source, spec.source.name, "source")
         self.names = table_keys(desc)
         self.source_desc = desc

@@ -64,6 +64,15 @@ def exported(ddb: Any, s3: Any, table: str, prefix: str = "runs/one") -> Any:
     return read_manifest(s3, bucket, status.manifest_key)
 
 
+class _TickPerRead(ManualClock):
+    """Monotonic time 0, 1, 2, ...: one tick per reading."""
+
+    def monotonic(self) -> float:
+        now = self.now
+        self.advance(1.0)
+        return now
+
+
 def writer_for(ddb: Any, table: str, keys: tuple[str, ...], **kwargs: Any) -> ConditionalWriter:
     return ConditionalWriter(ddb, table, keys, Counters(), overwrite_older=False, **kwargs)
 
@@ -109,15 +118,6 @@ def test_iter_items_starts_at_a_line(ddb: Any, s3: Any, table_name: Any) -> None
     assert list(iter_items(s3, manifest.bucket, data_file.key, start_line=45)) == whole[45:]
 
 
-class _TickPerRead(ManualClock):
-    """Every monotonic read is one second after the previous one."""
-
-    def monotonic(self) -> float:
-        now = super().monotonic()
-        self.advance(1.0)
-        return now
-
-
 def test_a_load_stopped_mid_file_resumes_from_its_line_and_writes_nothing_twice(
     ddb: Any, s3: Any, table_name: Any
 ) -> None:
@@ -125,7 +125,7 @@ def test_a_load_stopped_mid_file_resumes_from_its_line_and_writes_nothing_twice(
     fill(ddb, src, simple_items(90))
     manifest = exported(ddb, s3, src)
     (data_file,) = manifest.data_files
-    ticks = _TickPerRead()  # one second per monotonic reading: the budget ends mid-file
+    ticks = _TickPerRead()  # one tick per clock reading: the budget ends mid-file
     with writer_for(ddb, dst, ("pk",), max_in_flight=1, clock=ticks) as first:
         stopped = load_file(s3, first, manifest.bucket, data_file, stop_at=40, batch_size=16)
     assert not stopped.done and 0 < stopped.line < 90

@@ -195,7 +195,7 @@ def test_refusals_exit_2_and_start_nothing(
         dst,
         "--export-bucket",
         f"missing-{uuid.uuid4().hex[:8]}",
-        needles=("--export-bucket", "no such bucket"),
+        needles=("--export-bucket", "does not exist"),
     )
     refused(endpoint, ddb, capsys, src, dst, needles=("--export-bucket", "required"))
     refused(

@@ -11,14 +11,15 @@ from typing import Any
 
 from dynashift.cli.common import bounded_int, positive_float, positive_int
 from dynashift.cli.migration_options import (
+    add_export_options,
     add_table_options,
     add_target_options,
+    export_location_from_args,
     locations_from_args,
     target_options_from_args,
 )
 from dynashift.copy import CopyOptions, CopySummary, copy_table
 from dynashift.errors import BadInputError
-from dynashift.export import ExportRequest
 from dynashift.import_refresh import (
     VIA_IMPORT_CONFLICTS,
     ImportRefreshOptions,
@@ -87,20 +88,8 @@ def register(subparsers: Any) -> None:
     imp.add_argument(
         "--via-import", action="store_true", help="refresh through an export and ImportTable"
     )
-    imp.add_argument("--export-bucket", metavar="BUCKET", help="S3 bucket of the export")
-    imp.add_argument("--export-prefix", metavar="PREFIX", help="key prefix of the export")
-    imp.add_argument(
-        "--export-bucket-owner",
-        metavar="ACCOUNT",
-        help="account owning the bucket (required when source and target accounts differ)",
-    )
-    imp.add_argument(
-        "--export-kms-key-id", metavar="KEY", help="KMS key the export's objects are encrypted with"
-    )
+    add_export_options(p, imp)
     p.set_defaults(func=run)
-
-
-_EXPORT_FLAGS = ("export_bucket", "export_prefix", "export_bucket_owner", "export_kms_key_id")
 
 
 def _confirm_truncate(args: argparse.Namespace, target: str) -> bool:
@@ -155,32 +144,18 @@ def format_import_summary(summary: ImportRefreshSummary) -> str:
     return "\n".join(lines)
 
 
-def _import_options(args: argparse.Namespace) -> ImportRefreshOptions:
-    if not args.via_import:
-        given = [f"--{f.replace('_', '-')}" for f in _EXPORT_FLAGS if getattr(args, f)]
-        if given:
-            raise BadInputError(f"{given[0]}: only meaningful with --via-import")
+def _import_options(args: argparse.Namespace) -> ImportRefreshOptions | None:
+    """What `--via-import` asks for (None without it: no `--export-*` flag allowed then)."""
+    export = export_location_from_args(args, args.via_import, "--via-import")
+    if export is None:
+        return None
     for attr, flag in VIA_IMPORT_CONFLICTS.items():
         if getattr(args, attr, None):
             raise BadInputError(f"{flag}: cannot be combined with --via-import")
-    if not args.export_bucket:
-        raise BadInputError("--export-bucket: required with --via-import")
-    try:
-        request = ExportRequest(
-            bucket=args.export_bucket,
-            prefix=args.export_prefix or "",
-            bucket_owner=args.export_bucket_owner,
-            kms_key_id=args.export_kms_key_id,
-        )
-    except BadInputError as exc:  # "field: why" -> "--export-field: why"
-        field, _, why = exc.message.partition(": ")
-        why = why.removeprefix("Value error, ")
-        raise BadInputError(f"--export-{field.replace('_', '-')}: {why}") from None
-    return ImportRefreshOptions(export=request, target=target_options_from_args(args))
+    return ImportRefreshOptions(export=export, target=target_options_from_args(args))
 
 
-def _run_import(args: argparse.Namespace) -> int:
-    options = _import_options(args)
+def _run_import(args: argparse.Namespace, options: ImportRefreshOptions) -> int:
     source, target = locations_from_args(args)
     progress = Progress("copy --via-import", tty=is_terminal_output())
     summary = import_refresh(source, target, options, progress=progress)
@@ -192,8 +167,9 @@ def _run_import(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.via_import or any(getattr(args, f) for f in _EXPORT_FLAGS):
-        return _run_import(args)
+    import_options = _import_options(args)
+    if import_options is not None:
+        return _run_import(args, import_options)
     source, target = locations_from_args(args)
     if args.no_backup and not args.truncate_target:
         raise BadInputError("--no-backup: only meaningful with --truncate-target")

@@ -169,7 +169,12 @@ def _spec(args: argparse.Namespace) -> MigrationSpec:
 
     source, target = locations_from_args(args)
     target_options_from_args(args)  # bad target options stop here, before any AWS call
-    export = export_location_from_args(args, args.strategy)
+    export = export_location_from_args(
+        args,
+        args.strategy == "export",
+        "--strategy export",
+        f" (strategy is {args.strategy})",
+    )
     migration_id = migration_id_for(source, target)
     try:
         return MigrationSpec(

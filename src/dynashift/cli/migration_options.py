@@ -6,7 +6,7 @@
     locations_from_args(args)     -> (source TableLocation, target TableLocation)
     source_location_from_args(args) -> source TableLocation (`plan` without --target)
     target_options_from_args(args) -> TargetOptions
-    export_location_from_args(args) -> ExportLocation | None
+    export_location_from_args(args, wanted, by) -> ExportLocation | None
 
 Every value is validated here or by the pydantic models; a bad one raises BadInputError naming
 the flag (exit 2, one line) before anything is read or written.
@@ -198,10 +198,14 @@ def target_options_from_args(args: argparse.Namespace) -> TargetOptions:
 EXPORT_FLAGS = ("bucket", "prefix", "bucket_owner", "kms_key_id")
 
 
-def add_export_options(parser: argparse.ArgumentParser) -> None:
-    """Where `--strategy export` exports the source (docs/export.md): required with it,
-    refused without it."""
-    group = parser.add_argument_group("export strategy (--strategy export; docs/export.md)")
+def add_export_options(
+    parser: argparse.ArgumentParser, group: argparse._ArgumentGroup | None = None
+) -> None:
+    """Where the source is exported (`--strategy export`, docs/export.md; `copy --via-import`,
+    which passes its own `group`): required with the option calling for an export, refused
+    without it (`export_location_from_args`)."""
+    if group is None:
+        group = parser.add_argument_group("export strategy (--strategy export; docs/export.md)")
     group.add_argument(
         "--export-bucket",
         metavar="BUCKET",
@@ -222,18 +226,21 @@ def add_export_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def export_location_from_args(args: argparse.Namespace, strategy: str) -> ExportLocation | None:
-    """The export location the flags describe: `--export-bucket` is required with the export
-    strategy, and every export flag is refused with another one (BadInputError naming it)."""
+def export_location_from_args(
+    args: argparse.Namespace, wanted: bool, by: str, why_not: str = ""
+) -> ExportLocation | None:
+    """The export location the `--export-*` flags describe, when `wanted` (`by` calls for an
+    export: `--strategy export`, `--via-import`): `--export-bucket` is then required, and every
+    export flag is refused otherwise (BadInputError naming the flag; `why_not` is appended)."""
     given = {f: getattr(args, f"export_{f}", None) for f in EXPORT_FLAGS}
     given = {f: v for f, v in given.items() if v is not None}
-    if strategy != "export":
+    if not wanted:
         if given:
             flag = "--export-" + next(iter(given)).replace("_", "-")
-            raise BadInputError(f"{flag}: only with --strategy export (strategy is {strategy})")
+            raise BadInputError(f"{flag}: only with {by}{why_not}")
         return None
     if "bucket" not in given:
-        raise BadInputError("--export-bucket: required with --strategy export")
+        raise BadInputError(f"--export-bucket: required with {by}")
     try:
         return ExportLocation.model_validate(given)
     except ValidationError as exc:

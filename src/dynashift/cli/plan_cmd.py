@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Any
 
-from dynashift.cli.common import positive_float
+from dynashift.cli.common import non_negative_float, positive_float
 from dynashift.cli.migration_options import (
     add_table_options,
     add_target_options,
@@ -18,16 +18,6 @@ from dynashift.cli.migration_options import (
 )
 from dynashift.paths import Assumptions, PathOptions, compare_paths, compare_plan, source_facts
 from dynashift.plan import Prices, make_plan
-
-
-def _price(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
-    return value
 
 
 def register(subparsers: Any) -> None:
@@ -56,49 +46,49 @@ def register(subparsers: Any) -> None:
     defaults = Prices()
     est.add_argument(
         "--write-price",
-        type=_price,
+        type=non_negative_float,
         default=defaults.write_per_million,
         metavar="USD",
         help="USD per million write request units (default %(default)s)",
     )
     est.add_argument(
         "--read-price",
-        type=_price,
+        type=non_negative_float,
         default=defaults.read_per_million,
         metavar="USD",
         help="USD per million read request units (default %(default)s)",
     )
     est.add_argument(
         "--replicated-write-price",
-        type=_price,
+        type=non_negative_float,
         default=defaults.replicated_write_per_million,
         metavar="USD",
         help="USD per million replicated write units (default %(default)s)",
     )
     est.add_argument(
         "--storage-price",
-        type=_price,
+        type=non_negative_float,
         default=defaults.storage_per_gb_month,
         metavar="USD",
         help="USD per GB-month of storage (default %(default)s)",
     )
     est.add_argument(
         "--export-price",
-        type=_price,
+        type=non_negative_float,
         default=defaults.export_per_gb,
         metavar="USD",
         help="USD per GB exported to S3 (default %(default)s)",
     )
     est.add_argument(
         "--import-price",
-        type=_price,
+        type=non_negative_float,
         default=defaults.import_per_gb,
         metavar="USD",
         help="USD per GB imported from S3, uncompressed (default %(default)s)",
     )
     est.add_argument(
         "--pitr-price",
-        type=_price,
+        type=non_negative_float,
         default=defaults.pitr_per_gb_month,
         metavar="USD",
         help="USD per GB-month of point-in-time recovery (default %(default)s)",

@@ -1,8 +1,10 @@
 """Export-based backfill and import-based refresh: the engine side (issue 16).
 
-- `request` — `ExportRequest`: bucket, prefix, bucket owner, KMS key (validated).
+- `request` — `ExportRequest`: `models.ExportLocation` (bucket, prefix, bucket owner, KMS key)
+  built from loose values (a caller, a test), bad values raising BadInputError.
 - `job` — `start_export` (idempotent by ClientToken), `describe_export`, `wait_export`,
-  `pitr_enabled`, `stream_label_time`, `check_export_after_stream` (I2).
+  `pitr_enabled`, `bucket_access_problem` (HeadBucket), `stream_label_time`,
+  `check_export_after_stream` (I2).
 - `manifest` — `read_manifest` of AWS's manifest-summary.json / manifest-files.json,
   `data_prefix` (ImportTable's S3KeyPrefix).
 - `loader` — `iter_items` (streaming gzip, by line) and `load_file` (the backfill's conditional
@@ -16,6 +18,7 @@ from dynashift.export.job import (
     FAILED,
     IN_PROGRESS,
     ExportStatus,
+    bucket_access_problem,
     check_export_after_stream,
     describe_export,
     pitr_enabled,
@@ -38,6 +41,7 @@ __all__ = [
     "ExportRequest",
     "ExportStatus",
     "FileProgress",
+    "bucket_access_problem",
     "bucket_problem",
     "check_export_after_stream",
     "data_prefix",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict
 from dynashift.aws import error_code
 from dynashift.clock import SYSTEM_CLOCK, Clock
 from dynashift.errors import BadInputError, RuntimeFailure, TableNotFoundError, TransientError
-from dynashift.export.request import ExportRequest
+from dynashift.models import ExportLocation
 from dynashift.retry import Backoff, call_with_retry, is_transient
 
 IN_PROGRESS, COMPLETED, FAILED = "IN_PROGRESS", "COMPLETED", "FAILED"
@@ -91,7 +91,7 @@ def _wrap(exc: Exception, what: str, table_arn: str = "") -> Exception:
 def start_export(
     dynamodb: Any,
     table_arn: str,
-    request: ExportRequest,
+    request: ExportLocation,
     *,
     client_token: str,
     export_time: float | None = None,
@@ -162,18 +162,28 @@ def wait_export(
     timeout: float = math.inf,
     poll_seconds: float = 10.0,
     clock: Clock = SYSTEM_CLOCK,
+    pauses: Iterator[float] | None = None,
+    on_poll: Callable[[ExportStatus], None] | None = None,
 ) -> ExportStatus:
     """Poll DescribeExport until COMPLETED (RuntimeFailure when FAILED or after `timeout` s).
 
-    In AWS the state machine polls instead (a Wait state and `describe_export`)."""
+    Between two polls it sleeps `poll_seconds`, or the next of `pauses` (e.g. growing ones),
+    never past the deadline; `on_poll` sees each status not yet done (a progress line). In
+    AWS the state machine polls instead (a Wait state and `describe_export`)."""
     deadline = clock.monotonic() + timeout
     while True:
         status = describe_export(dynamodb, arn)
         if status.done:
             return status
+        if on_poll is not None:
+            on_poll(status)
         if clock.monotonic() >= deadline:
-            raise RuntimeFailure(f"export {arn} did not finish within {timeout:.0f} s")
-        clock.sleep(min(poll_seconds, max(0.0, deadline - clock.monotonic())))
+            raise RuntimeFailure(
+                f"export {arn} did not finish within {timeout:.0f} s "
+                f"(aws dynamodb describe-export --export-arn {arn})"
+            )
+        pause = poll_seconds if pauses is None else next(pauses)
+        clock.sleep(min(pause, max(0.0, deadline - clock.monotonic())))
 
 
 def pitr_enabled(dynamodb: Any, table: str) -> bool:
@@ -185,6 +195,34 @@ def pitr_enabled(dynamodb: Any, table: str) -> bool:
     description = resp.get("ContinuousBackupsDescription", {})
     pitr = description.get("PointInTimeRecoveryDescription", {})
     return bool(pitr.get("PointInTimeRecoveryStatus") == "ENABLED")
+
+
+def bucket_access_problem(s3: Any, location: ExportLocation) -> str | None:
+    """Why `s3`'s principal cannot use the export's bucket, or None: HeadBucket (s3:ListBucket),
+    with ExpectedBucketOwner when `location` names the bucket's account. The caller names the
+    field (`spec.export.bucket`, `--export-bucket`) and raises BadInputError; an error other
+    than a missing or forbidden bucket is raised as it is (not bad input)."""
+    kwargs: dict[str, Any] = {"Bucket": location.bucket}
+    if location.bucket_owner:
+        kwargs["ExpectedBucketOwner"] = location.bucket_owner
+    try:
+        s3.head_bucket(**kwargs)
+    except ClientError as exc:
+        code = error_code(exc)
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            return f"bucket {location.bucket!r} does not exist"
+        if code in ("403", "AccessDenied", "Forbidden"):
+            owner = (
+                f" or it is not owned by account {location.bucket_owner}"
+                if location.bucket_owner
+                else ""
+            )
+            return (
+                f"bucket {location.bucket!r} is not reachable: these credentials may not read it "
+                f"(s3:ListBucket: the bucket policy must allow this principal){owner}"
+            )
+        raise
+    return None
 
 
 def stream_label_time(label: str) -> float:

@@ -30,8 +30,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from dynashift.aws import error_code
-from dynashift.backfill import ConditionalWriter
-from dynashift.backfill import _refuse_reserved as refuse_reserved  # the one rule
+from dynashift.backfill import ConditionalWriter, refuse_reserved
 from dynashift.errors import BadInputError, RuntimeFailure
 from dynashift.export.manifest import DataFile
 from dynashift.items import Item, from_event_json

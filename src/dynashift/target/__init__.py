@@ -32,6 +32,7 @@ Rules, each written once here:
 
 from dynashift.target.checks import (
     TargetCheck,
+    account_of_location,
     check_target,
     compare_target,
     same_table,
@@ -67,6 +68,7 @@ __all__ = [
     "TargetCheck",
     "TargetOptions",
     "TargetSpec",
+    "account_of_location",
     "build_target_spec",
     "check_target",
     "compare_target",

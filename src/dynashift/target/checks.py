@@ -59,7 +59,7 @@ class TargetCheck(BaseModel):
     warnings: list[str] = Field(default_factory=list)
 
 
-def _account_of_location(location: TableLocation, region: str | None) -> str | None:
+def account_of_location(location: TableLocation, region: str | None) -> str | None:
     """The account the target side acts in: the role's account, else the caller's identity."""
     if location.side.role_arn:
         match = _ROLE_ACCOUNT.match(location.side.role_arn)
@@ -94,7 +94,7 @@ def _check_kms(
             f"the source is encrypted with KMS key {spec.sse['KMSMasterKeyId']} in {key_region}; "
             f"the target is in {target_region}: give a key there with --sse-kms-key-id"
         )
-    account = _account_of_location(target, target_region)
+    account = account_of_location(target, target_region)
     if account and account != key_account:
         raise BadInputError(
             f"the source is encrypted with KMS key {spec.sse['KMSMasterKeyId']} of account "
@@ -343,10 +343,9 @@ def check_target(
     TableNotFoundError: the source does not exist. `source_client` / `target_client`: the
     DynamoDB clients of each side (default: `clients`').
     """
-    if source_client is None:
-        source_client = clients(source).dynamodb()
-    if target_client is None:
-        target_client = clients(target).dynamodb()
+    source_client, target_client = clients.dynamodb_pair(
+        source, target, source_client, target_client
+    )
     if same_table(source, target, clients=clients):
         raise UnsafeTargetError(f"target {target.display()} is the same table as the source")
     src = describe_source(source, source_client)

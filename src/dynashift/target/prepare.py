@@ -181,10 +181,9 @@ def start_prepare_target(
     a resumed run recognises its own target (non-empty allowed, mirrored settings applied).
     `source_client` / `target_client`: each side's DynamoDB client (default: `clients`').
     """
-    if source_client is None:
-        source_client = clients(source).dynamodb()
-    if target_client is None:
-        target_client = clients(target).dynamodb()
+    source_client, target_client = clients.dynamodb_pair(
+        source, target, source_client, target_client
+    )
     given = {"source_client": source_client, "target_client": target_client}
     check = check_target(source, target, options, state, **given)
     created = check.created_by_migration
@@ -245,10 +244,9 @@ def prepare_target(
     quick step). Every call goes through `source_client` / `target_client` when given.
     """
     progress = progress or NullProgress()
-    if source_client is None:
-        source_client = clients(source).dynamodb()
-    if target_client is None:
-        target_client = clients(target).dynamodb()
+    source_client, target_client = clients.dynamodb_pair(
+        source, target, source_client, target_client
+    )
     given = {"source_client": source_client, "target_client": target_client}
     deadline = clock.monotonic() + timeout
     result = start_prepare_target(source, target, options, state, **given)
