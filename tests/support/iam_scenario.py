@@ -12,6 +12,8 @@ readiness, approval, the approval decision, drain, stop, report), as the deploye
   replication steps use the event source mapping path;
 - the source table is encrypted with a customer managed KMS key (given in KmsKeyArns) and the
   target gets a replica region (ReplicaRegions), so those permissions are exercised too.
+After the backfill, Validate runs again as a resumed or re-run migration's does: the source's
+stream exists by then, so Validate describes it.
 The export strategy's functions run inside the same migration: Validate with the export input
 (PITR, HeadBucket) after the first Validate, and after the scan backfill ExportSource's four
 actions and LoadExportFile on each data file (its puts meet the items the backfill wrote:
@@ -323,6 +325,9 @@ def run_scenario(endpoint: str, *, items: int = 12) -> Scenario:
                 result = scenario.invoke("BackfillSegmentFunction", event)
                 if result.get("done"):
                     break
+        # A resumed (or re-run) migration validates again once the source's stream exists:
+        # Validate then describes that stream (its status decides whether it is usable).
+        out["validate_resumed"] = scenario.invoke("ValidateFunction", {"input": wf})
         out["export"] = _export_pass(scenario, wf, export_spec)
         out["batch"] = batch
         out["replicator"] = scenario.invoke("ReplicatorFunction", batch)
