@@ -4,6 +4,8 @@ Starts the emulator (`dynashift.emulator`: moto in its own process) holding the 
 creates a sample source — varied items of every DynamoDB type, a GSI, TTL — keeps random live
 writes going while the workflow runs, executes the state machine locally, prints the readiness
 checklist and finally compares both tables once the writes have stopped and the stream was drained.
+With the export strategy it first turns on point-in-time recovery on its own sample source and
+creates a bucket, both in the emulator (`prepare_export`), for the export the workflow loads.
 """
 
 from __future__ import annotations
