@@ -4,6 +4,8 @@ Starts the emulator (`dynashift.emulator`: moto in its own process) holding the 
 creates a sample source — varied items of every DynamoDB type, a GSI, TTL — keeps random live
 writes going while the workflow runs, executes the state machine locally, prints the readiness
 checklist and finally compares both tables once the writes have stopped and the stream was drained.
+With the export strategy it first turns on point-in-time recovery on its own sample source and
+creates a bucket, both in the emulator (`prepare_export`), for the export the workflow loads.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ log = logging.getLogger("dynashift.demo")
 REGION = "us-east-1"
 SOURCE = "demo-orders"
 TARGET = "demo-orders-v2"
+#: The export strategy's bucket and prefix, in the embedded emulator only.
+EXPORT_BUCKET = "demo-exports"
+EXPORT_PREFIX = "dynashift/demo"
 GSI = "by-customer"
 TTL_ATTRIBUTE = "expires_at"
 _STATUSES = ("NEW", "PAID", "SHIPPED", "DELIVERED", "RETURNED")
@@ -100,6 +105,26 @@ def sample_item(rng: random.Random, index: int, now: float) -> dict[str, Any]:
     if rng.random() < 0.05:
         item["payload"] = {"S": base64.b64encode(rng.randbytes(3000)).decode()}
     return item
+
+
+def prepare_export(url: str, table: str) -> Any:
+    """What `--strategy export` needs, in the emulator: point-in-time recovery on the demo's
+    own sample source (dynashift never turns it on for a user's table: the export strategy
+    requires it) and a bucket for the export. Returns the spec's `ExportLocation`."""
+    from dynashift.models import ExportLocation
+
+    data_client(url).update_continuous_backups(
+        TableName=table,
+        PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+    )
+    boto3.client(
+        "s3",
+        region_name=REGION,
+        endpoint_url=url,
+        aws_access_key_id="demo",
+        aws_secret_access_key="demo",
+    ).create_bucket(Bucket=EXPORT_BUCKET)
+    return ExportLocation(bucket=EXPORT_BUCKET, prefix=EXPORT_PREFIX)
 
 
 def create_sample_source(
@@ -273,6 +298,13 @@ def run_demo(
         source = TableLocation(name=SOURCE, side=side)
         target = TableLocation(name=TARGET, side=side)
         migration_id = migration_id_for(source, target)
+        export = prepare_export(server.url, SOURCE) if strategy == "export" else None
+        if export is not None:
+            print(
+                f"export strategy: point-in-time recovery enabled on the demo's own {SOURCE}, "
+                f"export to s3://{EXPORT_BUCKET}/{EXPORT_PREFIX} (both in the embedded server)",
+                file=err,
+            )
         spec = MigrationSpec(
             migration_id=migration_id,
             source=source,
@@ -280,12 +312,13 @@ def run_demo(
             state=state_location(migration_id, target),
             segments=segments,
             strategy=strategy,
+            export=export,
             worker_budget_seconds=240,
         )
-        workflow_input = WorkflowInput(
-            spec=spec,
-            settings=WorkflowSettings(poll_seconds=1, max_concurrency=segments, approval=True),
+        settings = WorkflowSettings(
+            poll_seconds=1, export_poll_seconds=1, max_concurrency=segments, approval=True
         )
+        workflow_input = WorkflowInput(spec=spec, settings=settings)
         writer = LiveWriter(client, SOURCE, items, rate_per_s=write_rate, clock=clock).start()
         print(f"live writes: about {write_rate:g}/s on {SOURCE} during the migration", file=err)
 

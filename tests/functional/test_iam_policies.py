@@ -132,6 +132,11 @@ def test_the_run_exercised_every_kind_of_permission(analysis: Analysis) -> None:
     assert _has(calls, "ReplicatorFunction", "dynamodb:GetRecords", "/stream/")
     assert _has(calls, "ReplicatorFunction", "sqs:SendMessage", ":sqs:")
     assert _has(calls, "ReplicationFunction", "lambda:CreateEventSourceMapping", r"^\*$")
+    # A resumed run's Validate finds the source's stream and describes it, and Validate and
+    # PrepareTarget find the target (encrypted with the source's key) and scan it for items.
+    assert _has(calls, "ValidateFunction", "dynamodb:DescribeStream", "/stream/")
+    assert _has(calls, "ValidateFunction", "kms:Decrypt", ":key/", **via_ddb)
+    assert _has(calls, "PrepareTargetFunction", "kms:Decrypt", ":key/", **via_ddb)
     assert _has(calls, "ApprovalDecisionFunction", "states:SendTaskSuccess", r"^\*$")
     # The export strategy: the export, its objects (written by DynamoDB with the caller's
     # permissions, SSE-KMS) and the loaders' reads of the export's prefix only.

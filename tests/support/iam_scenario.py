@@ -12,6 +12,11 @@ readiness, approval, the approval decision, drain, stop, report), as the deploye
   replication steps use the event source mapping path;
 - the source table is encrypted with a customer managed KMS key (given in KmsKeyArns) and the
   target gets a replica region (ReplicaRegions), so those permissions are exercised too.
+After the backfill, the steps a resumed or re-run migration repeats run again (Validate,
+prepare target, stream enable, replication start, plan, a backfill call per segment; after the
+export pass, the export's start, time check, manifest and one file's load): each finds what the
+first run made (Validate describes the existing stream; Validate and prepare target scan the
+existing, key-encrypted target), so calls made only on a resumed run are evaluated too.
 The export strategy's functions run inside the same migration: Validate with the export input
 (PITR, HeadBucket) after the first Validate, and after the scan backfill ExportSource's four
 actions and LoadExportFile on each data file (its puts meet the items the backfill wrote:
@@ -323,6 +328,18 @@ def run_scenario(endpoint: str, *, items: int = 12) -> Scenario:
                 result = scenario.invoke("BackfillSegmentFunction", event)
                 if result.get("done"):
                     break
+        # A resumed (or re-run) migration validates again once the source's stream exists:
+        # Validate then describes that stream (its status decides whether it is usable).
+        out["validate_resumed"] = scenario.invoke("ValidateFunction", {"input": wf})
+        # The other steps a resumed run repeats, each finding what the first run made.
+        scenario.invoke("PrepareTargetFunction", {**wf, "action": "start"})
+        scenario.invoke("SourceStreamFunction", {**base, "action": "enable"})
+        scenario.invoke(
+            "ReplicationFunction", {**base, "action": "start", "stream_arn": stream_arn}
+        )
+        scenario.invoke("PlanSegmentsFunction", base)
+        for segment in plan["segments"]:
+            scenario.invoke("BackfillSegmentFunction", {**base, "segment": segment, "cursor": None})
         out["export"] = _export_pass(scenario, wf, export_spec)
         out["batch"] = batch
         out["replicator"] = scenario.invoke("ReplicatorFunction", batch)
@@ -380,6 +397,11 @@ def _export_pass(scenario: Scenario, wf: Mapping[str, Any], spec: MigrationSpec)
             if result.get("done"):
                 break
         assert result["done"], result
+    # A resumed run: the recorded export, its manifest and a loaded file again.
+    scenario.invoke("ExportSourceFunction", {**base, "action": "start"})
+    scenario.invoke("ExportSourceFunction", {**base, "action": "check_time"})
+    scenario.invoke("ExportSourceFunction", {**base, "action": "manifest"})
+    scenario.invoke("LoadExportFileFunction", {**base, "file": files["files"][0], "cursor": None})
     out["files"] = files
     return out
 

@@ -309,13 +309,28 @@ def render(analysis: Analysis) -> str:
         ),
         "```",
         "",
-        "Add the roles of the functions that read the stream directly (ReplicationFunctionRole,",
-        "ReadinessFunctionRole, RecheckFunctionRole, SourceStreamFunctionRole) unless",
-        "`SourceRoleArn` is set. tests/functional/test_iam_policies.py evaluates the replicator's",
-        "reads of a stream in another account with and without this policy.",
+        "Unless `SourceRoleArn` is set, add the roles of the functions that read the stream",
+        "directly: " + ", ".join(f"{p}Role" for p in _stream_readers(analysis)) + ".",
+        "tests/functional/test_iam_policies.py evaluates the replicator's reads of a stream in",
+        "another account with and without this policy.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _stream_readers(analysis: Analysis) -> list[str]:
+    """The functions other than the replicator whose policies grant an action on the stream."""
+    return sorted(
+        principal
+        for principal, named in analysis.policies.items()
+        if principal.endswith("Function")
+        and principal != "ReplicatorFunction"
+        and any(
+            "/stream/" in json.dumps(st.get("Resource"))
+            for p in named
+            for st in p.document.get("Statement", [])
+        )
+    )
 
 
 def stream_resource_policy(role_arns: list[str], stream_arn: str) -> dict[str, Any]:

@@ -35,11 +35,13 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--strategy",
-        choices=("concurrent", "replay"),
+        choices=("concurrent", "replay", "export"),
         default="replay",
         help="backfill strategy (default replay: BatchWriteItem, replicator started after the "
         "backfill, which keeps the demo under 5 minutes on moto; concurrent: the replicator "
-        "runs during the backfill and every item is a conditional PutItem)",
+        "runs during the backfill and every item is a conditional PutItem; export: the "
+        "backfill loads an export of the source from S3 - the demo turns on point-in-time "
+        "recovery on its own sample table and creates the bucket, both in the embedded server)",
     )
     parser.add_argument(
         "--final-check",
