@@ -30,9 +30,10 @@ second pass only when a shard closed during the check), at most `get_records_per
 tip, so a stream that went quiet is settled by ONE check instead of a second one
 `min_interval` later) GetRecords calls per shard, and no check of a shard sooner than
 `min_interval` seconds (default 5) after the previous one — a check inside that interval
-answers from the saved walk. A shard's read limit is 5 GetRecords/s shared by every reader; the
-checker takes at most 4 per 5 s (0.8/s) and leaves the rest (4.2/s) to the event source
-mapping, which polls a shard about 4 times a second.
+answers from the saved walk (whose tip settles only what was written before that walk
+began). A shard's read limit is 5 GetRecords/s shared by every reader; the checker takes at
+most 4 per 5 s (0.8/s) and leaves the rest (4.2/s) to the event source mapping, which polls a
+shard about 4 times a second.
 """
 
 from __future__ import annotations
@@ -261,8 +262,11 @@ class ShardWalk:
     def at_tip(self) -> bool:
         return self.empty_pages >= EMPTY_PAGES_AT_TIP
 
-    def settled_for(self, since: float) -> bool:
+    def settled_for(self, since: float, *, fresh: bool = True) -> bool:
         """Every record of this shard created at or before `since` (epoch s) is applied.
+
+        `fresh`: the walk read the shard in the check being asked. A saved walk reused inside
+        `min_interval` proves its tip only as of its own check (`checked_at`).
 
         Creation times are the stream's (rounded down to the second in AWS), so "created after"
         is a strict comparison: a record stamped after `since` was really created after it.
@@ -275,7 +279,9 @@ class ShardWalk:
             return self.behind_created is not None and self.behind_created > since
         if self.newest_applied is not None and self.newest_applied > since:
             return True
-        return self.at_tip
+        # The tip proves only what the walk could see: a saved walk that began before `since`
+        # says nothing of a record written after it began and before `since`.
+        return self.at_tip and (fresh or self.checked_at >= since)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -310,7 +316,12 @@ class ProgressReport:
     def behind(self, since: float) -> list[ShardWalk]:
         """Walkable shards that still hold a record created at or before `since` unapplied."""
         blocked = self._blocked()
-        return [w for w in self.shards if w.shard_id not in blocked and not w.settled_for(since)]
+        return [
+            w
+            for w in self.shards
+            if w.shard_id not in blocked
+            and not w.settled_for(since, fresh=w.shard_id in self.get_records)
+        ]
 
     def caught_up(self, since: float) -> bool:
         return not self.behind(since)

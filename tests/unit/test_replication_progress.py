@@ -30,6 +30,12 @@ def test_a_shard_is_settled_for_t_only_by_evidence() -> None:
     # The tip: only after EMPTY_PAGES_AT_TIP consecutive empty pages.
     assert not ShardWalk("s", empty_pages=EMPTY_PAGES_AT_TIP - 1).settled_for(100)
     assert ShardWalk("s", empty_pages=EMPTY_PAGES_AT_TIP).settled_for(100)
+    # A tip seen by a SAVED walk (reused inside min_interval) that began before t does not
+    # cover a record written between that walk and t: the recheck's hot key was once called
+    # divergent that way (its "caught up" answered from a walk older than its source read).
+    saved = ShardWalk("s", empty_pages=EMPTY_PAGES_AT_TIP, checked_at=99)
+    assert not saved.settled_for(100, fresh=False)
+    assert saved.settled_for(99, fresh=False)
     assert not ShardWalk("s", trimmed=True, empty_pages=9).settled_for(100)
 
 

@@ -23,7 +23,7 @@ def test_a_key_written_twice_a_second_through_the_recheck_ends_ready(
     source, target = table_name("hot-src"), table_name("hot-tgt")
     create_table(ddb, source)
     fill(ddb, source, varied_items(60, seed=21))
-    wf = workflow_input(endpoint, source, target, segments=2, cutover=True)
+    wf = workflow_input(endpoint, source, target, segments=2, approval=True)
     writer = boto3.client("dynamodb", region_name=REGION, endpoint_url=endpoint)
     stop = threading.Event()
     written: list[int] = []
@@ -40,20 +40,31 @@ def test_a_key_written_twice_a_second_through_the_recheck_ends_ready(
 
     def on_state(name: str) -> None:
         entered[name] = len(written)
-        if name == "Readiness checklist":  # the recheck is over; the cutover drains the rest
-            stop.set()
+
+    def approve() -> bool:
+        # The operator's cutover contract: writers stopped, then approve; the drain applies
+        # every record written before it. The writer runs until here — through the recheck and
+        # the checklist — and is joined before the approval, so no write races the drain.
+        # (`on_state` sees a state only when the runner next polls the history: stopping the
+        # writer there let a write land while "Drain replication" ran, once the lag check
+        # and drain took well under a second.)
+        stop.set()
+        thread.join(10)
+        entered["approved"] = len(written)
+        return True
 
     thread = threading.Thread(target=write_hot_key, daemon=True)
     thread.start()
     try:
-        run = MigrationRunner(wf, on_state=on_state, drain_timeout=120).run()
+        run = MigrationRunner(wf, on_state=on_state, approve=approve, drain_timeout=120).run()
     finally:
         stop.set()
         thread.join(10)
     assert run.exit_code == 0, run.summary
     assert run.summary == "READY"
-    # The key kept changing from the first verification scan to the end of the recheck ...
-    assert entered["Readiness checklist"] > entered["Recheck differences"] >= 1, entered
+    # The key kept changing from before the recheck to the approval after the checklist (the
+    # writer stops only there) ...
+    assert entered["approved"] > entered["Recheck differences"] >= 1, entered
     # ... and the recheck did look at it (the verification found it differing or missing).
     recheck = load_recheck_result(state_store(wf.spec))
     assert recheck is not None and recheck.checked >= 1, recheck
