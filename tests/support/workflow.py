@@ -34,6 +34,7 @@ def workflow_input(
         state=state_location(migration_id, tgt),
         segments=segments,
         worker_budget_seconds=settings.pop("worker_budget_seconds", 20.0),
+        lag_threshold_seconds=settings.pop("lag_threshold_seconds", 5.0),
     )
     values = {"poll_seconds": 0, "max_concurrency": 2} | settings
     return WorkflowInput(spec=spec, settings=WorkflowSettings(**values))

@@ -44,8 +44,19 @@ def test_happy_path_with_live_writes_distributed_map(
 ) -> None:
     name, n = source
     target = table_name("wf-tgt")
-    # Threshold 1: the segment Maps run as Distributed Maps (the large-table path).
-    wf = workflow_input(endpoint, name, target, segments=3, distributed_threshold=1, approval=True)
+    # Threshold 1: the segment Maps run as Distributed Maps (the large-table path). The lag
+    # threshold is not what this test is about: writes go on until the approval, and on a
+    # loaded 2-core CI machine (two test processes) the replicator's sandbox once trailed them
+    # by 5.3 s at the checklist; 30 s keeps the test about the Distributed Map path.
+    wf = workflow_input(
+        endpoint,
+        name,
+        target,
+        segments=3,
+        distributed_threshold=1,
+        approval=True,
+        lag_threshold_seconds=30.0,
+    )
     writer = ConcurrentWriter(ddb, name, ("pk",), seed=21, rate_per_s=20, key_space=n)
     stop_writes = threading.Event()
 
