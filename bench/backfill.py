@@ -22,7 +22,6 @@ machine and its load. The target is within 1.15x.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import time
 import uuid
@@ -33,6 +32,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from bench import emulator_credentials
 from dynashift.aws import Side
 from dynashift.backfill import backfill_all, total_counters
 from dynashift.copy import CopyOptions, copy_table
@@ -134,9 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--in-flight", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
-    os.environ["AWS_DEFAULT_REGION"] = REGION
+    emulator_credentials(REGION)
 
     server = MotoServer().start()
     try:

@@ -19,7 +19,6 @@ backfill must read nothing of the source. Figures are items/s and the ratio expo
 from __future__ import annotations
 
 import argparse
-import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +27,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from bench import emulator_credentials
 from bench.backfill import REGION, create, fill
 from dynashift.aws import Side
 from dynashift.backfill import backfill_all, total_counters
@@ -82,9 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--in-flight", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args(argv)
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
-    os.environ["AWS_DEFAULT_REGION"] = REGION
+    emulator_credentials(REGION)
 
     server = MotoServer().start()
     try:

@@ -52,6 +52,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from bench import emulator_credentials
 from bench.backfill import create, fill, make_item, scan_segment
 from tests.support.moto_server import MotoServer
 
@@ -482,9 +483,7 @@ def measure_size(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
-    os.environ["AWS_DEFAULT_REGION"] = REGION
+    emulator_credentials(REGION)
 
     help_cmd = [args.cli, "migrate", "--help"]
     help_text = subprocess.run(

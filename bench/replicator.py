@@ -23,12 +23,12 @@ the machine and its load.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from typing import Any
 
 import boto3
 
+from bench import emulator_credentials
 from dynashift.aws import Side
 from dynashift.follower import StreamFollower
 from dynashift.models import TableLocation
@@ -97,8 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--phase", choices=[PHASE_PLAIN, PHASE_BACKFILL], default=PHASE_PLAIN)
     args = parser.parse_args(argv)
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+    emulator_credentials()
     server = MotoServer().start()
     try:
         ddb = boto3.client("dynamodb", region_name=REGION, endpoint_url=server.url)

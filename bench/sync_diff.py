@@ -17,7 +17,6 @@ machine and its load.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
 import time
@@ -26,6 +25,7 @@ from typing import Any
 
 import boto3
 
+from bench import emulator_credentials
 from dynashift.aws import Side
 from dynashift.models import TableLocation
 from dynashift.sync import SyncEngine, SyncOptions
@@ -80,8 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+    emulator_credentials()
 
     server = MotoServer().start()
     try:

@@ -30,6 +30,7 @@ from typing import Any
 
 import boto3
 
+from bench import emulator_credentials
 from dynashift.aws import Side
 from dynashift.items import item_size
 from dynashift.models import MigrationSpec, TableLocation
@@ -124,10 +125,7 @@ def main(argv: list[str] | None = None) -> None:
         create(ddb, "src", items)
         create(ddb, "tgt-same", target_items)
 
-        import os
-
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+        emulator_credentials()
         side = Side(region=REGION, endpoint_url=server.url)
         print(
             f"verify_modes: {n} source items (~{avg:.0f} B each), {args.segments} segments, "

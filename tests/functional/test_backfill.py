@@ -26,11 +26,11 @@ from dynashift.state import PHASE_BACKFILL, PHASE_PLAIN
 from dynashift.tombstones import finish_backfill, tombstone_item
 from tests.support.backfill import (
     StreamApplier,
+    delete_and_change_in_flight,
     fail_every,
     leave_unprocessed,
     make_spec,
     make_state,
-    on_put_of,
 )
 from tests.support.clock import ManualClock, NoSleepClock
 from tests.support.reference import assert_identical, scan_all
@@ -318,17 +318,8 @@ def test_delete_during_backfill_is_not_resurrected(endpoint: str, table_name: An
     applier = StreamApplier(endpoint, src, dst, state)
     applier.poll()
 
-    def delete_k7() -> None:
-        ddb.delete_item(TableName=src, Key={"pk": {"S": "k00007"}})
-        applier.poll()
-
-    def update_k9() -> None:
-        ddb.put_item(TableName=src, Item={"pk": {"S": "k00009"}, "s": {"S": "changed"}})
-        applier.poll()
-
     target = client(endpoint)
-    fired_7 = on_put_of(target, "k00007", delete_k7)
-    fired_9 = on_put_of(target, "k00009", update_k9)
+    fired_7, fired_9 = delete_and_change_in_flight(ddb, src, applier, target)
     result = run_segment(spec, 0, state=state, budget_seconds=60, target_client=target)
     assert fired_7 == fired_9 == [1]
     assert result.done

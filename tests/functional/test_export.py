@@ -27,7 +27,7 @@ from dynashift.export import (
 from dynashift.ratelimit import RateLimiter
 from dynashift.state import PHASE_BACKFILL
 from dynashift.tombstones import finish_backfill
-from tests.support.backfill import StreamApplier, make_spec, make_state, on_put_of
+from tests.support.backfill import StreamApplier, delete_and_change_in_flight, make_spec, make_state
 from tests.support.clock import ManualClock
 from tests.support.export import account_client, enable_pitr, make_bucket, plain
 from tests.support.reference import assert_identical, scan_all
@@ -178,16 +178,8 @@ def test_a_delete_and_an_update_during_the_load_win_over_the_export(
     applier = StreamApplier(endpoint, src, dst, state)
     applier.poll()
 
-    def delete_k7() -> None:
-        ddb.delete_item(TableName=src, Key={"pk": {"S": "k00007"}})
-        applier.poll()
-
-    def update_k9() -> None:
-        ddb.put_item(TableName=src, Item={"pk": {"S": "k00009"}, "s": {"S": "changed"}})
-        applier.poll()
-
     target = client(endpoint)
-    fired = on_put_of(target, "k00007", delete_k7), on_put_of(target, "k00009", update_k9)
+    fired = delete_and_change_in_flight(ddb, src, applier, target)
     with writer_for(target, dst, ("pk",)) as writer:
         progress = load_file(s3, writer, manifest.bucket, manifest.data_files[0])
     assert fired == ([1], [1]) and progress.done

@@ -26,8 +26,9 @@ from dynashift.import_refresh import (
 from dynashift.progress import NullProgress
 from dynashift.target import TableDescription, TargetOptions, build_target_spec
 from tests.support.clock import ManualClock
+from tests.support.export import enable_pitr
 from tests.support.reference import assert_identical
-from tests.support.tables import ACCOUNT, client, fill, list_tables, varied_items
+from tests.support.tables import ACCOUNT, client, create_table, fill, list_tables, varied_items
 
 pytestmark = pytest.mark.usefixtures("moto_server")
 
@@ -63,19 +64,20 @@ def bucket(s3: Any) -> str:
     return name
 
 
-def make_source(ddb: Any, name: str, *, pitr: bool = True, **extra: Any) -> None:
-    ddb.create_table(
-        TableName=name,
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "N"},
-            {"AttributeName": "g", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
+def make_source(
+    ddb: Any,
+    name: str,
+    *,
+    pitr: bool = True,
+    attributes: dict[str, str] | None = None,
+    **extra: Any,
+) -> None:
+    create_table(
+        ddb,
+        name,
+        sort_key="sk",
+        types={"sk": "N"},
+        attributes={"g": "S", **(attributes or {})},
         GlobalSecondaryIndexes=[GSI],
         Tags=[{"Key": "team", "Value": "orders"}, {"Key": "env", "Value": "prod"}],
         **extra,
@@ -84,10 +86,7 @@ def make_source(ddb: Any, name: str, *, pitr: bool = True, **extra: Any) -> None
         TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires"}
     )
     if pitr:
-        ddb.update_continuous_backups(
-            TableName=name,
-            PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
-        )
+        enable_pitr(ddb, name)
 
 
 def items(n: int) -> list[dict[str, Any]]:
@@ -213,18 +212,10 @@ def test_refusals_exit_2_and_start_nothing(
             endpoint, ddb, capsys, src, dst, *with_bucket, *flag, needles=(flag[0], "--via-import")
         )
     lsi_src = table_name("isrc")
-    ddb.create_table(
-        TableName=lsi_src,
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "N"},
-            {"AttributeName": "l", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
+    make_source(
+        ddb,
+        lsi_src,
+        attributes={"l": "S"},
         LocalSecondaryIndexes=[
             {
                 "IndexName": "by-l",
@@ -235,10 +226,6 @@ def test_refusals_exit_2_and_start_nothing(
                 "Projection": {"ProjectionType": "ALL"},
             }
         ],
-    )
-    ddb.update_continuous_backups(
-        TableName=lsi_src,
-        PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
     )
     refused(endpoint, ddb, capsys, lsi_src, dst, *with_bucket, needles=("by-l", "local secondary"))
 

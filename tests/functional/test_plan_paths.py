@@ -10,6 +10,7 @@ import pytest
 
 from tests.functional.test_plan import READ_ONLY, _run, calls  # noqa: F401 (fixture)
 from tests.functional.test_target import simple_table, snapshot
+from tests.support.export import enable_pitr
 
 ITEMS = 20
 ITEM_BYTES = 1000  # "pk" (2) + "item-00" (7) + "data" (4) + 987 characters
@@ -21,9 +22,7 @@ def _source(ddb: Any, name: str, *, pitr: bool) -> None:
     for i in range(ITEMS):
         ddb.put_item(TableName=name, Item={"pk": {"S": f"item-{i:02d}"}, "data": {"S": "x" * 987}})
     if pitr:
-        ddb.update_continuous_backups(
-            TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
-        )
+        enable_pitr(ddb, name)
 
 
 @pytest.mark.usefixtures("calls")

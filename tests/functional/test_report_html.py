@@ -18,12 +18,12 @@ import pytest
 
 from dynashift.readiness import (
     PhaseTiming,
-    ReadinessInputs,
     ReadinessReport,
     VerificationSummary,
     evaluate,
 )
 from dynashift.report_html import render_html, write_html
+from tests.support.readiness import ready_inputs
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome", "headless_shell")
 
@@ -44,18 +44,9 @@ needs_chromium = pytest.mark.skipif(
 
 def report(ready: bool) -> ReadinessReport:
     return evaluate(
-        ReadinessInputs(
+        ready_inputs(
             migration_id="m-html",
-            source="us-east-1:orders",
             target="eu-west-1:orders<script>",
-            target_status="ACTIVE",
-            config_differences=[],
-            stream_enabled=True,
-            stream_view_type="NEW_AND_OLD_IMAGES",
-            replicator_failed_records=0,
-            dlq_messages=0,
-            segments_total=4,
-            segments_done=4,
             lag_seconds=0.3 if ready else 42.0,
             verification=VerificationSummary(
                 segments_total=4,

@@ -17,8 +17,6 @@ from dynashift.readiness import (
     DIVERGENT,
     NOT_READY,
     READY_SAMPLED,
-    ReadinessInputs,
-    VerificationSummary,
     evaluate,
 )
 from dynashift.sampling import VerifySample, check_sample, plan_sample, recorded_sample
@@ -34,6 +32,7 @@ from dynashift.verify import (
 )
 from dynashift.workflow.steps import StepEvent, ValidateEvent, plan_segments, validate
 from tests.conftest import REGION
+from tests.support.readiness import ready_inputs
 from tests.support.tables import create_table, fill, simple_items
 
 ITEMS = 240
@@ -117,25 +116,6 @@ def tables(ddb: Any, endpoint: str, table_name: Callable[[str], str]) -> Tables:
     return Tables(ddb, endpoint, table_name)
 
 
-def _verdict(summary: VerificationSummary | None) -> Any:
-    return evaluate(
-        ReadinessInputs(
-            migration_id="m",
-            source="s",
-            target="t",
-            target_status="ACTIVE",
-            config_differences=[],
-            stream_enabled=True,
-            stream_view_type="NEW_AND_OLD_IMAGES",
-            replicator_failed_records=0,
-            segments_total=2,
-            segments_done=2,
-            lag_seconds=0.1,
-            verification=summary,
-        )
-    )
-
-
 def test_sample_is_drawn_once_and_a_resume_verifies_the_same(tables: Tables) -> None:
     # Before the plan step drew it, nothing counts as verified.
     assert verification_summary(tables.spec, tables.store) is None
@@ -188,7 +168,7 @@ def test_sampled_verification_reads_only_the_sampled_segments(tables: Tables) ->
     assert summary.scanned_source == summary.scanned_target == expected
     assert 0 < expected < ITEMS / 2
     assert summary.segments_verified == summary.segments_total == 4
-    report = _verdict(summary)
+    report = evaluate(ready_inputs(verification=summary))
     assert report.verdict == READY_SAMPLED
     detail = next(c.detail for c in report.checks if c.name == DIVERGENT)
     assert detail.startswith(
@@ -222,7 +202,7 @@ def test_divergence_in_a_sampled_segment_is_not_ready(tables: Tables) -> None:
     )
     summary = verification_summary(tables.spec, tables.store)
     assert summary is not None and summary.divergent == 1
-    report = _verdict(summary)
+    report = evaluate(ready_inputs(verification=summary))
     assert report.verdict == NOT_READY and not report.ready
     detail = next(c.detail for c in report.checks if c.name == DIVERGENT)
     assert detail == "1 divergent (sampled: 4 of 16 key-space segments (25%))"

@@ -122,6 +122,24 @@ def on_put_of(ddb: Any, key_value: str, action: Callable[[], None]) -> list[int]
     return fired
 
 
+def delete_and_change_in_flight(
+    ddb: Any, source: str, applier: StreamApplier, target: Any
+) -> tuple[list[int], list[int]]:
+    """I4/I5 step by step: just before the backfill's put of k00007 reaches `target`, k00007 is
+    deleted in `source` (the replicator writes a tombstone); just before its put of k00009,
+    k00009 is changed (the replicator writes it). Returns what fired (each `[1]` once)."""
+
+    def delete_k7() -> None:
+        ddb.delete_item(TableName=source, Key={"pk": {"S": "k00007"}})
+        applier.poll()
+
+    def update_k9() -> None:
+        ddb.put_item(TableName=source, Item={"pk": {"S": "k00009"}, "s": {"S": "changed"}})
+        applier.poll()
+
+    return on_put_of(target, "k00007", delete_k7), on_put_of(target, "k00009", update_k9)
+
+
 # --- a stand-in for the replicator -----------------------------------------------------------
 
 

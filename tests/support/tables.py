@@ -45,11 +45,13 @@ def create_table(
     *,
     sort_key: str | None = None,
     types: dict[str, str] | None = None,
+    attributes: dict[str, str] | None = None,
     stream: bool = False,
     **extra: Any,
 ) -> str:
     """An on-demand table keyed `pk` (+ `sort_key`), or by `key_schema`; attribute types default
-    to S; `extra` goes to CreateTable as is."""
+    to S; `attributes` defines more (an index's keys: name -> type); `extra` goes to CreateTable
+    as is."""
     types = types or {}
     schema = key_schema or [{"AttributeName": "pk", "KeyType": "HASH"}]
     if sort_key and not key_schema:
@@ -63,7 +65,8 @@ def create_table(
                 "AttributeType": types.get(k["AttributeName"], "S"),
             }
             for k in schema
-        ],
+        ]
+        + [{"AttributeName": n, "AttributeType": t} for n, t in (attributes or {}).items()],
         "BillingMode": "PAY_PER_REQUEST",
         **extra,
     }

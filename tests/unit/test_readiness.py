@@ -18,37 +18,13 @@ from dynashift.readiness import (
     SOURCE_STREAM,
     TARGET_ACTIVE,
     TARGET_SETTINGS,
-    ReadinessInputs,
     VerificationSummary,
     evaluate,
     publish_report,
 )
+from tests.support.readiness import ready_inputs
 
-
-def good(**changes: Any) -> ReadinessInputs:
-    base = ReadinessInputs(
-        migration_id="m1",
-        source="us-east-1:orders",
-        target="eu-west-1:orders",
-        target_status="ACTIVE",
-        config_differences=[],
-        stream_enabled=True,
-        stream_view_type="NEW_AND_OLD_IMAGES",
-        replicator_failed_records=0,
-        dlq_messages=0,
-        segments_total=4,
-        segments_done=4,
-        lag_seconds=0.4,
-        lag_threshold_seconds=5.0,
-        verification=VerificationSummary(
-            segments_total=4,
-            segments_verified=4,
-            scanned_source=1000,
-            scanned_target=1000,
-            suspects=3,
-        ),
-    )
-    return base.model_copy(update=changes)
+good = ready_inputs
 
 
 def test_all_checks_hold_is_ready() -> None:

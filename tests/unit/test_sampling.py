@@ -15,7 +15,6 @@ from dynashift.readiness import (
     NOT_READY,
     READY,
     READY_SAMPLED,
-    ReadinessInputs,
     SampleSummary,
     VerificationSummary,
     evaluate,
@@ -31,6 +30,7 @@ from dynashift.sampling import (
 from dynashift.status import MigrationStatus
 from dynashift.workflow import definition
 from dynashift.workflow.steps import EVENTS_PER_ITERATION, EVENTS_PER_LOOP_TURN, estimate_loops
+from tests.support.readiness import ready_inputs
 
 # --- the bound ---------------------------------------------------------------------------------
 
@@ -104,23 +104,6 @@ def test_sample_is_deterministic_by_seed_and_uniform_without_repeats() -> None:
 SAMPLE = SampleSummary(segments=4, total_segments=16, fraction=0.25, confidence=0.999, bound=25)
 
 
-def _inputs(verification: VerificationSummary) -> ReadinessInputs:
-    return ReadinessInputs(
-        migration_id="m1",
-        source="src",
-        target="tgt",
-        target_status="ACTIVE",
-        config_differences=[],
-        stream_enabled=True,
-        stream_view_type="NEW_AND_OLD_IMAGES",
-        replicator_failed_records=0,
-        segments_total=2,
-        segments_done=2,
-        lag_seconds=0.5,
-        verification=verification,
-    )
-
-
 def _summary(**fields: Any) -> VerificationSummary:
     values: dict[str, Any] = {
         "segments_total": 4,
@@ -139,7 +122,7 @@ def _all_text(report: Any) -> str:
 
 
 def test_clean_sample_is_ready_sampled_states_the_bound_and_never_proven() -> None:
-    report = evaluate(_inputs(_summary()), now=1.0)
+    report = evaluate(ready_inputs(verification=_summary()), now=1.0)
     assert report.verdict == READY_SAMPLED != READY
     assert report.ready  # the operator asked for the sample: exit 0, the cutover may follow
     line = next(c for c in report.checks if c.name == DIVERGENT)
@@ -162,7 +145,9 @@ def test_clean_sample_is_ready_sampled_states_the_bound_and_never_proven() -> No
 
 
 def test_full_verification_is_unchanged() -> None:
-    report = evaluate(_inputs(_summary(sample=None, segments_total=2, segments_verified=2)))
+    report = evaluate(
+        ready_inputs(verification=_summary(sample=None, segments_total=2, segments_verified=2))
+    )
     assert report.verdict == READY and report.sample is None
     line = next(c for c in report.checks if c.name == DIVERGENT)
     assert line.detail == "0 divergent (0 suspects rechecked)"
@@ -172,7 +157,7 @@ def test_full_verification_is_unchanged() -> None:
 
 
 def test_divergence_found_in_the_sample_is_not_ready() -> None:
-    report = evaluate(_inputs(_summary(suspects=3, divergent=3)))
+    report = evaluate(ready_inputs(verification=_summary(suspects=3, divergent=3)))
     assert report.verdict == NOT_READY and not report.ready
     line = next(c for c in report.checks if c.name == DIVERGENT)
     assert not line.ok
@@ -183,7 +168,7 @@ def test_divergence_found_in_the_sample_is_not_ready() -> None:
 
 
 def test_unfinished_sample_is_not_ready() -> None:
-    report = evaluate(_inputs(_summary(segments_verified=3)))
+    report = evaluate(ready_inputs(verification=_summary(segments_verified=3)))
     assert report.verdict == NOT_READY
     line = next(c for c in report.checks if c.name == DIVERGENT)
     assert "3/4 sampled key-space segments verified" in line.detail
