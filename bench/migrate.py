@@ -485,10 +485,14 @@ def format_breakdown(rows: Sequence[Row], min_seconds: float = 0.5) -> str:
 
 
 def table_names(body: dict[str, Any]) -> list[str]:
-    """The tables a DynamoDB request names (TableName, batch RequestItems, transactions)."""
+    """The tables a DynamoDB request names (TableName, a table's ResourceArn, batch
+    RequestItems, transactions)."""
     names: list[str] = []
     if isinstance(body.get("TableName"), str):
         names.append(body["TableName"])
+    arn = body.get("ResourceArn")
+    if isinstance(arn, str) and ":table/" in arn:
+        names.append(arn.split(":table/", 1)[1].split("/", 1)[0])
     names.extend(str(t) for t in body.get("RequestItems") or {})
     for entry in body.get("TransactItems") or []:
         for action in entry.values():

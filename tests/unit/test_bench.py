@@ -322,6 +322,8 @@ def test_census_counts_requests_by_table_role_and_operation() -> None:
     }
     census("TransactWriteItems", json.dumps(transact).encode())
     census("PutItem", b"not json")
+    tags = {"ResourceArn": "arn:aws:dynamodb:us-east-1:000000000000:table/src-a"}
+    census("ListTagsOfResource", json.dumps(tags).encode())
     assert census.counts == {
         "source Scan": 1,
         "target PutItem": 2,
@@ -332,9 +334,10 @@ def test_census_counts_requests_by_table_role_and_operation() -> None:
         "other DescribeTable": 1,
         "target+source TransactWriteItems": 1,
         "- PutItem": 1,
+        "source ListTagsOfResource": 1,
     }
     text = migrate.format_census(dict(census.counts)).splitlines()
-    assert text[0] == "    requests to the emulator: 10"
+    assert text[0] == "    requests to the emulator: 11"
     assert text[1] == "      target: 3 (PutItem 2, BatchWriteItem 1)"
     rows = _rows()
     rows[0].rounds[0].migrate.census = {"target PutItem": 10, "source Scan": 2}
