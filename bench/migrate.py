@@ -806,17 +806,20 @@ class Session:
             self.args.json.write_text(json.dumps(doc, indent=1) + "\n")
 
     def migrate(self, source: str, target: str, strategy: str, size: int) -> MigrateRun:
-        report = Path(tempfile.mkdtemp()) / "report.json"
+        """One migrate run (through a counting proxy with --census); its report in a temporary
+        directory removed afterwards."""
         flag = strategy if self.offered else None
         args = self.args
-        if not args.census:
-            cmd = migrate_command(source, target, self.url, report, flag, cli=args.cli)
-            return run_migrate(cmd, size, args.timeout, self.cpu)
-        census = Census(source, target)
-        with FaultProxy(self.url, upstream_timeout=600.0) as proxy:
-            proxy.before_forward = census
-            cmd = migrate_command(source, target, proxy.url, report, flag, cli=args.cli)
-            run = run_migrate(cmd, size, args.timeout, self.cpu)
+        with tempfile.TemporaryDirectory(prefix="bench-migrate-") as tmp:
+            report = Path(tmp) / "report.json"
+            if not args.census:
+                cmd = migrate_command(source, target, self.url, report, flag, cli=args.cli)
+                return run_migrate(cmd, size, args.timeout, self.cpu)
+            census = Census(source, target)
+            with FaultProxy(self.url, upstream_timeout=600.0) as proxy:
+                proxy.before_forward = census
+                cmd = migrate_command(source, target, proxy.url, report, flag, cli=args.cli)
+                run = run_migrate(cmd, size, args.timeout, self.cpu)
         run.census = dict(census.counts)
         return run
 
