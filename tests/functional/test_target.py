@@ -696,6 +696,12 @@ PARITY = {
     "capacity": Parity(
         "capacity", Setting(_provisioned(5, 5)), other_source=Setting(_provisioned(5, 6))
     ),
+    # Reported one way only: a target warmer than the source is no difference.
+    "warm throughput": Parity(
+        "warm throughput",
+        Setting({"WarmThroughput": {"ReadUnitsPerSecond": 20000, "WriteUnitsPerSecond": 9000}}),
+        target_extra_reported=False,
+    ),
     "TTL": Parity("TTL", Setting(after=_ttl("expires"))),
     "TTL attribute": Parity(
         "TTL", Setting(after=_ttl("expires")), other_source=Setting(after=_ttl("ttl"))
