@@ -182,3 +182,25 @@ def test_colder_existing_target_is_reported_and_raised_only_when_asked(
         {"ReadUnitsPerSecond": 20000, "WriteUnitsPerSecond": 5000}
     ]
     assert warm_of(ddb, dst)[0] == (20000, 5000)
+
+
+def test_via_import_the_table_warm_throughput_is_set_after_the_import(
+    endpoint: str, ddb: Any, table_name: Any, capsys: Any
+) -> None:
+    """ImportTable takes a GSI's WarmThroughput but not the table's: `poll_target` sets it."""
+    from dynashift.cli.main import main
+    from tests.support.export import enable_pitr
+    from tests.support.tables import client
+
+    src, dst = table_name("iwarm"), table_name("iwarm-copy")
+    warm_source(ddb, src)
+    enable_pitr(ddb, src)
+    ddb.put_item(TableName=src, Item={"pk": {"S": "a"}, "email": {"S": "a@example.com"}})
+    bucket = f"exports-{src}"
+    client(endpoint, "s3").create_bucket(Bucket=bucket)
+    argv = ["copy", "--endpoint-url", endpoint, "--source", src, "--target", dst]
+    code = main([*argv, "--via-import", "--export-bucket", bucket])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "set after the import: raised warm throughput to 20,000 read / 9,000 write" in out
+    assert warm_of(ddb, dst) == ((20000, 9000), {"by-email": (15000, 6000)})
