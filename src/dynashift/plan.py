@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dynashift.errors import pitr_off
 from dynashift.items import is_tombstone, item_size
 from dynashift.models import PROCESS_CLIENTS, Clients, Strategy, TableLocation
 from dynashift.ratelimit import DEFAULT_CAPACITY_SHARE
@@ -562,7 +563,7 @@ class Plan(BaseModel):
             + (
                 "on"
                 if self.source_pitr
-                else "off (export and import need it; dynashift never turns it on)"
+                else f"off ({pitr_off(self.source)})"
                 if self.source_pitr is False
                 else "unknown (DescribeContinuousBackups could not be read)"
             )
