@@ -332,6 +332,37 @@ def test_existing_target_gets_only_explicit_tags(endpoint: str, ddb: Any, table_
     assert any("lacks the source's tags: team" in w for w in result.warnings)
 
 
+def test_a_source_resource_policy_is_reported_not_copied(
+    endpoint: str, ddb: Any, table_name: Any
+) -> None:
+    src, plain, dst = table_name("pol"), table_name("pol-none"), table_name("pol-copy")
+    simple_table(ddb, src)
+    simple_table(ddb, plain)
+    arn = ddb.describe_table(TableName=src)["Table"]["TableArn"]
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": "arn:aws:iam::210987654321:root"},
+                "Action": "dynamodb:GetItem",
+                "Resource": arn,
+            }
+        ],
+    }
+    ddb.put_resource_policy(ResourceArn=arn, Policy=json.dumps(policy))
+    said = "source has a resource policy; not copied"
+    none = check_target(location(endpoint, plain), location(endpoint, dst), TargetOptions())
+    assert not [w for w in none.warnings if "resource policy" in w]
+    result = prepare_target(
+        location(endpoint, src), location(endpoint, dst), TargetOptions(), clock=ManualClock()
+    )
+    assert any(w.startswith(said) for w in result.warnings), result.warnings
+    target_arn = ddb.describe_table(TableName=dst)["Table"]["TableArn"]
+    with pytest.raises(ddb.exceptions.PolicyNotFoundException):
+        ddb.get_resource_policy(ResourceArn=target_arn)
+
+
 def test_incompatible_key_schema_names_both_schemas(
     endpoint: str, ddb: Any, table_name: Any
 ) -> None:

@@ -29,6 +29,7 @@ from dynashift.target.describe import (
     TableDescription,
     describe_location,
     describe_source,
+    has_resource_policy,
     location_region,
     warm_units,
 )
@@ -398,6 +399,11 @@ def check_target(
     src = describe_source(source, source_client)
     spec = build_target_spec(src, options)
     warnings = list(src.warnings) + list(spec.warnings)
+    if src.arn and has_resource_policy(source_client, src.arn, "source", warnings):
+        warnings.append(
+            "source has a resource policy; not copied (it names the source's ARN and "
+            "principals: write the target's own if other accounts need it)"
+        )
     if options.replica_regions:
         region = location_region(target, target_client)
         if region in options.replica_regions:

@@ -3,6 +3,7 @@
     describe_location(location, what, client)   DescribeTable + TTL + PITR + tags
     describe_source(source, client)             the same, named "source"
     warm_units(table_or_index)                  (read, write) of a `WarmThroughput`
+    has_resource_policy(client, arn, warnings)  GetResourcePolicy finds one (None: unknown)
 
 A setting this endpoint or principal cannot tell (DynamoDB-compatible stores, narrow IAM) is
 `None` / "UNKNOWN" with a warning instead of failing the run.
@@ -242,6 +243,21 @@ def describe_source(
 ) -> TableDescription:
     """The source table's description (TableNotFoundError, exit 2, when it does not exist)."""
     return describe_location(source, "source", client, clients=clients)
+
+
+def has_resource_policy(client: Any, arn: str, what: str, warnings: list[str]) -> bool | None:
+    """Whether the table `arn` has a resource-based policy (GetResourcePolicy); None, with a
+    warning, when this endpoint or principal cannot tell."""
+    try:
+        client.get_resource_policy(ResourceArn=arn)
+    except ClientError as exc:
+        if error_code(exc) == "PolicyNotFoundException":
+            return False
+        if error_code(exc) in _UNSUPPORTED_CODES:
+            warnings.append(f"{what} resource policy: could not be read ({error_code(exc)})")
+            return None
+        raise
+    return True
 
 
 def _list_tags(client: Any, arn: str) -> dict[str, str]:
