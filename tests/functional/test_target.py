@@ -344,7 +344,7 @@ def test_a_source_resource_policy_is_reported_not_copied(
         "Statement": [
             {
                 "Effect": "Allow",
-                "Principal": {"AWS": "arn:aws:iam::210987654321:root"},
+                "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
                 "Action": "dynamodb:GetItem",
                 "Resource": arn,
             }
