@@ -204,3 +204,47 @@ def test_via_import_the_table_warm_throughput_is_set_after_the_import(
     assert code == 0, out
     assert "set after the import: raised warm throughput to 20,000 read / 9,000 write" in out
     assert warm_of(ddb, dst) == ((20000, 9000), {"by-email": (15000, 6000)})
+
+
+def test_migrate_flags_reach_validate_the_concurrency_plan_and_prepare_target(
+    endpoint: str, ddb: Any, table_name: Any
+) -> None:
+    """`migrate --warm-write-units`: execution input -> the deployed Validate (which keeps it)
+    -> the planned concurrency -> PrepareTarget creating the target with it."""
+    from dynashift.cli.main import build_parser
+    from dynashift.cli.migrate_cmd import build_workflow_input
+    from dynashift.workflow.migrate import execution_input
+    from dynashift.workflow.steps import prepare_target as prepare_step
+    from dynashift.workflow.steps import validate_execution_input
+    from dynashift.workflow.types import PrepareTargetEvent
+    from tests.functional.test_migrate_strategy import _env
+
+    src, dst = table_name("mwarm"), table_name("mwarm-copy")
+    simple_table(ddb, src)
+    argv = ["migrate", "--source", src, "--target", dst, "--endpoint-url", endpoint]
+    args = build_parser().parse_args([*argv, "--warm-write-units", "20000"])
+    workflow, planned = build_workflow_input(args)
+    assert planned.write_rate_from == "its warm throughput, 20,000 WCU"
+    validated = validate_execution_input({"input": execution_input(workflow)}, _env(endpoint))
+    options = validated["input"]["target_options"]
+    assert options["warm_write_units"] == 20000
+    event = PrepareTargetEvent.model_validate(
+        {"spec": validated["input"]["spec"], "target_options": options, "action": "start"}
+    )
+    assert prepare_step(event)["created"]
+    assert warm_of(ddb, dst)[0] == (12000, 20000)
+
+
+def test_copy_flag_pre_warms_the_target_it_creates(
+    endpoint: str, ddb: Any, table_name: Any, capsys: Any
+) -> None:
+    from dynashift.cli.main import main
+
+    src, dst = table_name("cwarm"), table_name("cwarm-copy")
+    simple_table(ddb, src)
+    ddb.put_item(TableName=src, Item={"pk": {"S": "a"}})
+    argv = ["copy", "--yes", "--endpoint-url", endpoint, "--source", src, "--target", dst]
+    code = main([*argv, "--warm-read-units", "30000"])
+    assert code == 0, capsys.readouterr().err
+    assert warm_of(ddb, dst)[0] == (30000, 4000)
+    assert ddb.get_item(TableName=dst, Key={"pk": {"S": "a"}}).get("Item")
