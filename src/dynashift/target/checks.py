@@ -39,6 +39,7 @@ from dynashift.target.spec import (
     ON_DEMAND_INITIAL_WCU,
     TargetSpec,
     build_target_spec,
+    raised_warm_throughput,
 )
 
 log = logging.getLogger("dynashift")
@@ -223,14 +224,6 @@ def _kms_key_arn(sse: Mapping[str, Any] | None) -> str | None:
     return str(key) if key and _KMS_ARN.match(str(key)) else None
 
 
-def _lower(have: tuple[int, int] | None, want: tuple[int, int] | None) -> bool:
-    """`have` serves fewer read or write units per second at once than `want` (a target
-    that reports no warm throughput is not compared)."""
-    if have is None or want is None:
-        return False
-    return have[0] < want[0] or have[1] < want[1]
-
-
 def _compare_warm(
     spec: TargetSpec, existing: TableDescription, options: TargetOptions
 ) -> list[str]:
@@ -242,8 +235,7 @@ def _compare_warm(
     name = existing.display()
     warnings: list[str] = []
     have, want = existing.warm_throughput, spec.warm_throughput
-    if _lower(have, want):
-        assert have is not None and want is not None
+    if have and want and raised_warm_throughput(have, want):
         explicit = options.warm_read_units or options.warm_write_units
         warnings.append(
             f"target {name} warm throughput {have[0]:,} read / {have[1]:,} write units/s is "
@@ -253,8 +245,7 @@ def _compare_warm(
     have_gsis = {g["IndexName"]: warm_units(g) for g in existing.gsis}
     for gsi in spec.global_secondary_indexes:
         gsi_have, gsi_want = have_gsis.get(gsi["IndexName"]), warm_units(gsi)
-        if _lower(gsi_have, gsi_want):
-            assert gsi_have is not None and gsi_want is not None
+        if gsi_have and gsi_want and raised_warm_throughput(gsi_have, gsi_want):
             warnings.append(
                 f"target {name}: GSI {gsi['IndexName']} warm throughput {gsi_have[0]:,} read / "
                 f"{gsi_have[1]:,} write units/s is lower than the {gsi_want[0]:,} / "

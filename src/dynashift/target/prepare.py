@@ -28,7 +28,12 @@ from dynashift.target.describe import (
     warm_units,
 )
 from dynashift.target.options import TargetOptions
-from dynashift.target.spec import TargetSpec, build_target_spec, warm_request
+from dynashift.target.spec import (
+    TargetSpec,
+    build_target_spec,
+    raised_warm_throughput,
+    warm_request,
+)
 
 log = logging.getLogger("dynashift")
 
@@ -72,25 +77,18 @@ class WarmUpdate(NamedTuple):
     step: str
 
 
-def _raised(have: tuple[int, int] | None, want: tuple[int, int] | None) -> tuple[int, int] | None:
-    """The warm throughput to ask for when `have` is lower than `want` in a dimension (never
-    lowering the other: UpdateTable cannot decrease it); None when nothing is to raise."""
-    if want is None or have is None or (have[0] >= want[0] and have[1] >= want[1]):
-        return None
-    return max(have[0], want[0]), max(have[1], want[1])
-
-
 def _warm_update(
     spec: TargetSpec, desc: TableDescription, options: TargetOptions, created: bool
 ) -> WarmUpdate | None:
-    """The warm throughput still to apply: a created table's (ImportTable cannot set the
-    table's: `copy --via-import`), else only what `--warm-*` asks for; the table first, then
-    each GSI of a created table, one call each. None while one is UPDATING."""
+    """The warm throughput still to apply, never lowering one: a created table's and its GSIs'
+    (ImportTable cannot set the table's: `copy --via-import`); an existing table's only when
+    `--warm-*` is given (then to the spec's: the flags', the source's in the other dimension).
+    The table first, then each GSI, one call each; nothing while one is UPDATING."""
     if not created and not (options.warm_read_units or options.warm_write_units):
         return None
     if (desc.table.get("WarmThroughput") or {}).get("Status") == "UPDATING":
         return None
-    table = _raised(desc.warm_throughput, spec.warm_throughput)
+    table = raised_warm_throughput(desc.warm_throughput, spec.warm_throughput)
     if table is not None:
         return WarmUpdate(
             {"WarmThroughput": warm_request(table)},
@@ -103,7 +101,7 @@ def _warm_update(
         have = have_gsis.get(gsi["IndexName"])
         if have is None or (have.get("WarmThroughput") or {}).get("Status") == "UPDATING":
             continue
-        raised = _raised(warm_units(have), warm_units(gsi))
+        raised = raised_warm_throughput(warm_units(have), warm_units(gsi))
         if raised is not None:
             update = {"IndexName": gsi["IndexName"], "WarmThroughput": warm_request(raised)}
             return WarmUpdate(

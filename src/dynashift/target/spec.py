@@ -2,6 +2,7 @@
 
 build_target_spec(src, options)   mirror the source, apply the options (no I/O)
 carried_warm_throughput(...)      the warm throughput a new table or GSI is created with
+raised_warm_throughput(have, want) what an existing one lower than that is raised to
 """
 
 from __future__ import annotations
@@ -126,6 +127,17 @@ def _warm_text(units: tuple[int, int] | None) -> str:
     if not units:
         return "not pre-warmed"
     return f"{units[0]:,} read / {units[1]:,} write units/s (pre-warmed: a one-time charge)"
+
+
+def raised_warm_throughput(
+    have: tuple[int, int] | None, want: tuple[int, int] | None
+) -> tuple[int, int] | None:
+    """The warm throughput to raise a table or GSI to when `have` is lower than `want` in a
+    dimension, never lowering the other (UpdateTable cannot decrease it); None when it is not
+    lower, or either is unknown (an endpoint that reports no warm throughput)."""
+    if want is None or have is None or (have[0] >= want[0] and have[1] >= want[1]):
+        return None
+    return max(have[0], want[0]), max(have[1], want[1])
 
 
 def carried_warm_throughput(
