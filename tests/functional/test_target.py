@@ -494,6 +494,39 @@ def _exists(ddb: Any, name: str) -> bool:
 # --- replicas and waiting ------------------------------------------------------------------------
 
 
+def test_pitr_waits_while_a_new_tables_backups_are_unavailable(
+    endpoint: str, ddb: Any, table_name: Any
+) -> None:
+    """AWS answers UpdateContinuousBackups on a table created moments ago with
+    ContinuousBackupsUnavailableException (moto does not): a wait, not a failure."""
+    src, dst = table_name("bk"), table_name("bk-copy")
+    simple_table(ddb, src)
+    ddb.update_continuous_backups(
+        TableName=src, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
+    )
+    target = location(endpoint, dst)
+    client = PROCESS_CLIENTS(target).dynamodb()
+    refusals = [2]
+
+    class Unavailable(FakeHttp):
+        status_code = 400
+
+    def on_update(**_: Any) -> Any:
+        if refusals[0]:
+            refusals[0] -= 1
+            error = {"Code": "ContinuousBackupsUnavailableException", "Message": "enabling"}
+            return Unavailable(), {"Error": error}
+        return None
+
+    with hooked(client, "before-call.dynamodb.UpdateContinuousBackups", on_update):
+        result = prepare_target(
+            location(endpoint, src), target, TargetOptions(), clock=ManualClock()
+        )
+    assert result.ready and refusals == [0]
+    pitr = ddb.describe_continuous_backups(TableName=dst)["ContinuousBackupsDescription"]
+    assert pitr["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
+
+
 def test_replicas_added_one_at_a_time_waiting_for_each(
     endpoint: str, ddb: Any, table_name: Any
 ) -> None:

@@ -141,10 +141,16 @@ def _pending(
         )
         return PendingStep(f"enabled TTL on {spec.ttl_attribute!r}", 0)
     if created and spec.pitr and desc.pitr is False:
-        client.update_continuous_backups(
-            TableName=name,
-            PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
-        )
+        try:
+            client.update_continuous_backups(
+                TableName=name,
+                PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+            )
+        except ClientError as exc:
+            # A table created moments ago: DynamoDB is still turning its backups on.
+            if error_code(exc) != "ContinuousBackupsUnavailableException":
+                raise
+            return PendingStep("waiting for backups to be available (for PITR)", WAIT_TABLE)
         return PendingStep("enabled point-in-time recovery", 0)
     wanted_tags = spec.tags if created else dict(options.tags)
     if desc.tags is not None and desc.arn:
