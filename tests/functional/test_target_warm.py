@@ -245,6 +245,11 @@ def test_copy_flag_pre_warms_the_target_it_creates(
     ddb.put_item(TableName=src, Item={"pk": {"S": "a"}})
     argv = ["copy", "--yes", "--endpoint-url", endpoint, "--source", src, "--target", dst]
     code = main([*argv, "--warm-read-units", "30000"])
+    options = TargetOptions(warm_read_units=30000)
     assert code == 0, capsys.readouterr().err
     assert warm_of(ddb, dst)[0] == (30000, 4000)
+    # warmed for reads only: writes still start at the initial throughput, and it says so
+    none = location(endpoint, table_name("cwarm-none"))
+    check = check_target(location(endpoint, src), none, options)
+    assert any(w.startswith("a new on-demand target starts") for w in check.warnings)
     assert ddb.get_item(TableName=dst, Key={"pk": {"S": "a"}}).get("Item")

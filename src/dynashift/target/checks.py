@@ -419,7 +419,8 @@ def check_target(
                 "LSIs can only be created with the table: the target is created with "
                 + ", ".join(i["IndexName"] for i in src.lsis)
             )
-        if spec.billing_mode == "PAY_PER_REQUEST" and not spec.warm_throughput:
+        warm_writes = spec.warm_throughput[1] if spec.warm_throughput else 0
+        if spec.billing_mode == "PAY_PER_REQUEST" and warm_writes <= ON_DEMAND_INITIAL_WCU:
             warnings.append(
                 f"a new on-demand target starts with an initial throughput of about "
                 f"{ON_DEMAND_INITIAL_WCU:,} WCU ({ON_DEMAND_INITIAL_RCU:,} RCU): a faster "
