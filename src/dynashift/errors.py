@@ -4,6 +4,10 @@ Exception class names are the contract with Step Functions: the state machine re
 transient ones by name and routes the fatal ones to a reporting state. Every error carries the
 CLI exit code it maps to (2: bad input, refused before anything is written; 3: runtime failure
 after retries).
+
+`pitr_off` / `pitr_off_refusal` are the one wording of a refusal several layers raise: an
+export needs point-in-time recovery and dynashift never turns it on (`plan`, Validate, `copy
+--via-import` and ExportTableToPointInTime's error; those modules cannot import each other).
 """
 
 from __future__ import annotations
@@ -80,6 +84,27 @@ class WorkerDeadlineError(RuntimeFailure):
 
 
 # --- the Lambda error shape (what Step Functions' Retry/Catch match) --------------------------
+
+
+def pitr_off(table: str) -> str:
+    """The one wording of "point-in-time recovery is off on `table`" where an export is
+    considered: `plan`'s PITR line and its paths comparison use it as is."""
+    return (
+        f"point-in-time recovery is off for table {table}: an export needs it and dynashift "
+        "never turns it on"
+    )
+
+
+def pitr_off_refusal(table: str, instead: str | None = None) -> str:
+    """The refusal of an export of `table` with PITR off (`pitr_off`, then how to go on):
+    Validate, `copy --via-import` and ExportTableToPointInTime's error. `instead`: the way
+    around it that the caller offers ("choose another strategy"); the caller prefixes the
+    field it names."""
+    text = (
+        f"{pitr_off(table)}; enable it (aws dynamodb update-continuous-backups "
+        "--point-in-time-recovery-specification PointInTimeRecoveryEnabled=true)"
+    )
+    return f"{text} or {instead}" if instead else text
 
 
 def error_payload(exc: BaseException) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from dynashift.backfill import (
     worker_stop_at,
 )
 from dynashift.clock import SYSTEM_CLOCK, Clock
-from dynashift.errors import BadInputError, RuntimeFailure
+from dynashift.errors import BadInputError, RuntimeFailure, pitr_off_refusal
 from dynashift.items import key_names
 from dynashift.tables import describe_table
 
@@ -73,10 +73,7 @@ def check_export_source(spec: MigrationSpec, dynamodb: Any, s3: Any) -> None:
         raise BadInputError("spec.export: required by strategy 'export'")
     if not pitr_enabled(dynamodb, spec.source.name):
         raise BadInputError(
-            f"spec.source: point-in-time recovery is off for table {spec.source.name}; the "
-            "export strategy exports from it and dynashift never turns it on: enable it "
-            "(aws dynamodb update-continuous-backups --point-in-time-recovery-specification "
-            "PointInTimeRecoveryEnabled=true) or choose another strategy"
+            "spec.source: " + pitr_off_refusal(spec.source.name, "choose another strategy")
         )
     problem = bucket_access_problem(s3, spec.export)
     if problem:

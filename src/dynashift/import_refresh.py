@@ -47,7 +47,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from dynashift.clock import SYSTEM_CLOCK, Clock
-from dynashift.errors import BadInputError, RuntimeFailure, UnsafeTargetError
+from dynashift.errors import BadInputError, RuntimeFailure, UnsafeTargetError, pitr_off_refusal
 from dynashift.export import (
     ExportManifest,
     ExportStatus,
@@ -192,9 +192,7 @@ def check_import_refresh(
     src = check.source
     if src.pitr is False:
         raise BadInputError(
-            f"source {src.display()} has point-in-time recovery off: --via-import exports with "
-            "ExportTableToPointInTime, which needs it (dynashift never turns it on; enable it "
-            "yourself, or copy without --via-import)"
+            "--source: " + pitr_off_refusal(src.display(), "copy without --via-import")
         )
     if src.lsis:
         names = ", ".join(sorted(i["IndexName"] for i in src.lsis))

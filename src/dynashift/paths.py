@@ -44,6 +44,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dynashift.errors import pitr_off
 from dynashift.models import TableLocation
 from dynashift.plan import (
     DEFAULT_SAMPLE_ITEMS,
@@ -308,7 +309,7 @@ class _Model(BaseModel):
         )
         writes = backfill_write_units(facts.item_count, avg, facts.index_units)
         pitr_out = (
-            f"export needs PITR, which is off on {facts.source}; dynashift never turns it on"
+            pitr_off(facts.source)
             if facts.source_pitr is False
             else f"export needs PITR, whose status on {facts.source} could not be read"
             if facts.source_pitr is None

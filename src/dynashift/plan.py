@@ -37,21 +37,25 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dynashift.errors import pitr_off
 from dynashift.items import is_tombstone, item_size
 from dynashift.models import PROCESS_CLIENTS, Clients, Strategy, TableLocation
 from dynashift.ratelimit import DEFAULT_CAPACITY_SHARE
 from dynashift.stream import StreamStatus, check_stream
 from dynashift.tables import scan_pages
-from dynashift.target import SourceDescription, TargetCheck, TargetOptions, check_target
+from dynashift.target import (
+    ON_DEMAND_INITIAL_WCU,
+    SourceDescription,
+    TargetCheck,
+    TargetOptions,
+    check_target,
+)
 
 WRITE_UNIT_BYTES = 1024
 READ_UNIT_BYTES = 4096
 STREAM_RETENTION_SECONDS = 24 * 3600
 #: The backfill must finish within this share of the stream retention.
 RETENTION_MARGIN = 0.5
-#: Write units per second a new on-demand table serves before it scales (its initial
-#: throughput; AWS documents 4,000 WCU / 12,000 RCU).
-ON_DEMAND_INITIAL_WCU = 4000
 #: Items read by the sample scan that measures the average item size when DescribeTable's
 #: TableSizeBytes is 0 (moto, or a table created in the last ~6 hours).
 DEFAULT_SAMPLE_ITEMS = 1000
@@ -469,13 +473,13 @@ def recommend_strategy(
 
 def target_capacity(check: TargetCheck) -> tuple[int | None, int | None]:
     """(provisioned WCU, warm write units/s) of the target: an existing target's, else what it
-    will be created with (a new on-demand table reports no warm throughput yet)."""
+    will be created with (its warm throughput when it is pre-warmed)."""
     if check.target is not None:
         capacity = check.target.capacity
         warm = (check.target.table.get("WarmThroughput") or {}).get("WriteUnitsPerSecond")
         return (capacity[1] if capacity else None), (int(warm) if warm else None)
-    capacity = check.spec.capacity
-    return (capacity[1] if capacity else None), None
+    capacity, warm_new = check.spec.capacity, check.spec.warm_throughput
+    return (capacity[1] if capacity else None), (warm_new[1] if warm_new else None)
 
 
 # --- the plan --------------------------------------------------------------------------------
@@ -559,7 +563,7 @@ class Plan(BaseModel):
             + (
                 "on"
                 if self.source_pitr
-                else "off (export and import need it; dynashift never turns it on)"
+                else f"off ({pitr_off(self.source)})"
                 if self.source_pitr is False
                 else "unknown (DescribeContinuousBackups could not be read)"
             )

@@ -123,6 +123,9 @@ case(
     "capacity",
 )
 case("migrate-tag", M + "--target new-t5 --tag novalue", 2, "novalue")
+case("migrate-warm-zero", M + "--target new-t9 --warm-write-units 0", 2, "warm-write-units: '0'")
+# under a new on-demand table's initial 4,000 write units/s: CreateTable would refuse it
+case("migrate-warm-low", M + "--target new-t10 --warm-write-units 100", 2, "units 100: below")
 case(
     "migrate-deletion-both",
     M + "--target new-t6 --deletion-protection --no-deletion-protection",
@@ -158,6 +161,7 @@ case(
 )
 case("copy-incompatible", C + "--target {numkey}", 2, "key|bi-numkey")
 case("copy-nonempty", C + "--target {full}", 2, "empty|bi-full")
+case("copy-warm-low", C + "--target new-c4 --warm-read-units 50", 2, "read-units 50: below")
 case("copy-segments-zero", C + "--target {empty} --segments 0", 2, "segments|0")
 case("copy-page-size-zero", C + "--target {empty} --page-size 0", 2, "page")
 case("copy-sk-without-pk", C + "--target {empty} --sk-begins-with ab", 2, "pk")

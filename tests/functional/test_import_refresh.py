@@ -184,7 +184,13 @@ def test_refusals_exit_2_and_start_nothing(
     refused(endpoint, ddb, capsys, src, existing, *with_bucket, needles=(existing, "exists"))
     dst = table_name("idst")
     refused(
-        endpoint, ddb, capsys, existing, dst, *with_bucket, needles=("point-in-time recovery off",)
+        endpoint,
+        ddb,
+        capsys,
+        existing,
+        dst,
+        *with_bucket,
+        needles=("--source: point-in-time recovery is off for table", "copy without --via-import"),
     )
     refused(
         endpoint,

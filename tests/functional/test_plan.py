@@ -22,6 +22,7 @@ READ_ONLY = {
     "DescribeTimeToLive",
     "DescribeContinuousBackups",
     "ListTagsOfResource",
+    "GetResourcePolicy",
     "Scan",
     "DescribeStream",
     "GetCallerIdentity",

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from dynashift.errors import pitr_off
 from tests.functional.test_plan import READ_ONLY, _run, calls  # noqa: F401 (fixture)
 from tests.functional.test_target import simple_table, snapshot
 from tests.support.export import enable_pitr
@@ -53,7 +54,7 @@ def test_pitr_off_rules_out_export_and_import_and_nothing_changes(
     doc = json.loads(out)
     paths = {p["path"]: p for p in doc["paths"]["paths"]}
     assert doc["source_pitr"] is False and doc["paths"]["source_pitr"] is False
-    said = f"export needs PITR, which is off on {doc['source']}; dynashift never turns it on"
+    said = pitr_off(doc["source"])
     assert paths["export"]["out"] == [said]
     assert paths["import"]["out"] == [said]
     # 20 items x 1,000 B = 20,000 B: 1 write unit each = 20 WU; ceil(20,000 / 4,096) = 5 units,
@@ -112,7 +113,7 @@ def test_without_target_the_paths_for_a_new_table(
     code, out, err = _run(capsys, *args)
     assert code == 0, err
     assert "(no --target: a new table; nothing changed)" in out
-    assert f"export needs PITR, which is off on us-east-1:{src}; dynashift never turns it on" in out
+    assert pitr_off(f"us-east-1:{src}") in out
     assert "dynashift never turns it on" in out and "Cheapest (no --time-limit): replay" in out
     code, out, err = _run(capsys, *args, "--json")
     assert code == 0, err

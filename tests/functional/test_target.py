@@ -332,6 +332,37 @@ def test_existing_target_gets_only_explicit_tags(endpoint: str, ddb: Any, table_
     assert any("lacks the source's tags: team" in w for w in result.warnings)
 
 
+def test_a_source_resource_policy_is_reported_not_copied(
+    endpoint: str, ddb: Any, table_name: Any
+) -> None:
+    src, plain, dst = table_name("pol"), table_name("pol-none"), table_name("pol-copy")
+    simple_table(ddb, src)
+    simple_table(ddb, plain)
+    arn = ddb.describe_table(TableName=src)["Table"]["TableArn"]
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+                "Action": "dynamodb:GetItem",
+                "Resource": arn,
+            }
+        ],
+    }
+    ddb.put_resource_policy(ResourceArn=arn, Policy=json.dumps(policy))
+    said = "source has a resource policy; not copied"
+    none = check_target(location(endpoint, plain), location(endpoint, dst), TargetOptions())
+    assert not [w for w in none.warnings if "resource policy" in w]
+    result = prepare_target(
+        location(endpoint, src), location(endpoint, dst), TargetOptions(), clock=ManualClock()
+    )
+    assert any(w.startswith(said) for w in result.warnings), result.warnings
+    target_arn = ddb.describe_table(TableName=dst)["Table"]["TableArn"]
+    with pytest.raises(ddb.exceptions.PolicyNotFoundException):
+        ddb.get_resource_policy(ResourceArn=target_arn)
+
+
 def test_incompatible_key_schema_names_both_schemas(
     endpoint: str, ddb: Any, table_name: Any
 ) -> None:
@@ -461,6 +492,39 @@ def _exists(ddb: Any, name: str) -> bool:
 
 
 # --- replicas and waiting ------------------------------------------------------------------------
+
+
+def test_pitr_waits_while_a_new_tables_backups_are_unavailable(
+    endpoint: str, ddb: Any, table_name: Any
+) -> None:
+    """AWS answers UpdateContinuousBackups on a table created moments ago with
+    ContinuousBackupsUnavailableException (moto does not): a wait, not a failure."""
+    src, dst = table_name("bk"), table_name("bk-copy")
+    simple_table(ddb, src)
+    ddb.update_continuous_backups(
+        TableName=src, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
+    )
+    target = location(endpoint, dst)
+    client = PROCESS_CLIENTS(target).dynamodb()
+    refusals = [2]
+
+    class Unavailable(FakeHttp):
+        status_code = 400
+
+    def on_update(**_: Any) -> Any:
+        if refusals[0]:
+            refusals[0] -= 1
+            error = {"Code": "ContinuousBackupsUnavailableException", "Message": "enabling"}
+            return Unavailable(), {"Error": error}
+        return None
+
+    with hooked(client, "before-call.dynamodb.UpdateContinuousBackups", on_update):
+        result = prepare_target(
+            location(endpoint, src), target, TargetOptions(), clock=ManualClock()
+        )
+    assert result.ready and refusals == [0]
+    pitr = ddb.describe_continuous_backups(TableName=dst)["ContinuousBackupsDescription"]
+    assert pitr["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
 
 
 def test_replicas_added_one_at_a_time_waiting_for_each(
@@ -695,6 +759,12 @@ PARITY = {
     "billing": Parity("PROVISIONED", Setting(_provisioned(5, 5))),
     "capacity": Parity(
         "capacity", Setting(_provisioned(5, 5)), other_source=Setting(_provisioned(5, 6))
+    ),
+    # Reported one way only: a target warmer than the source is no difference.
+    "warm throughput": Parity(
+        "warm throughput",
+        Setting({"WarmThroughput": {"ReadUnitsPerSecond": 20000, "WriteUnitsPerSecond": 9000}}),
+        target_extra_reported=False,
     ),
     "TTL": Parity("TTL", Setting(after=_ttl("expires"))),
     "TTL attribute": Parity(

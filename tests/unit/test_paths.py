@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from dynashift.errors import pitr_off
 from dynashift.paths import (
     Assumptions,
     PathComparison,
@@ -142,7 +143,7 @@ def test_replay_out_when_the_stream_window_is_at_risk() -> None:
 
 def test_pitr_off_rules_out_export_and_import_and_says_it_is_never_turned_on() -> None:
     c = _compare(source_pitr=False)
-    said = "export needs PITR, which is off on us-east-1:orders; dynashift never turns it on"
+    said = pitr_off("us-east-1:orders")
     assert c.path("export").out == [said]
     assert said in c.path("import").out
     assert c.cheapest == "replay"

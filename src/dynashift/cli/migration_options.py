@@ -90,6 +90,20 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
         help="target write capacity units (with --billing-mode PROVISIONED)",
     )
     group.add_argument(
+        "--warm-write-units",
+        type=positive_int,
+        metavar="N",
+        help="pre-warm the target to N write units/s (default: the source's warm throughput "
+        "when above a new table's; at least 4,000 on demand, or the write capacity)",
+    )
+    group.add_argument(
+        "--warm-read-units",
+        type=positive_int,
+        metavar="N",
+        help="pre-warm the target to N read units/s (default: the source's; at least 12,000 "
+        "on demand, or the read capacity)",
+    )
+    group.add_argument(
         "--table-class",
         choices=("STANDARD", "STANDARD_INFREQUENT_ACCESS"),
         type=str.upper,
@@ -181,6 +195,8 @@ def target_options_from_args(args: argparse.Namespace) -> TargetOptions:
             billing_mode=billing,
             read_capacity=read,
             write_capacity=write,
+            warm_read_units=getattr(args, "warm_read_units", None),
+            warm_write_units=getattr(args, "warm_write_units", None),
             table_class=getattr(args, "table_class", None),
             tags=dict(getattr(args, "tag", None) or []),
             copy_tags=not getattr(args, "no_copy_tags", False),

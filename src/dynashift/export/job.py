@@ -2,7 +2,7 @@
 
 * `start_export` is idempotent through ClientToken (a retried Lambda or a re-run step gets the
   export the first call started, never a second one); PITR off is bad input — dynashift never
-  turns it on itself.
+  turns it on itself (worded by `errors.pitr_off_refusal`).
 * `describe_export` reads DescribeExport into an `ExportStatus`; a FAILED export raises
   RuntimeFailure with AWS's failure code and message (so does a COMPLETED one without the
   manifest or export time AWS always gives: an endpoint that does not export like AWS).
@@ -23,7 +23,13 @@ from pydantic import BaseModel, ConfigDict
 
 from dynashift.aws import error_code
 from dynashift.clock import SYSTEM_CLOCK, Clock
-from dynashift.errors import BadInputError, RuntimeFailure, TableNotFoundError, TransientError
+from dynashift.errors import (
+    BadInputError,
+    RuntimeFailure,
+    TableNotFoundError,
+    TransientError,
+    pitr_off_refusal,
+)
 from dynashift.models import ExportLocation
 from dynashift.retry import Backoff, call_with_retry, is_transient
 
@@ -73,10 +79,7 @@ def _wrap(exc: Exception, what: str, table_arn: str = "") -> Exception:
     message = str(getattr(exc, "response", {}).get("Error", {}).get("Message", "")) or code
     table = _table_name(table_arn)
     if code == "PointInTimeRecoveryUnavailableException":
-        return BadInputError(
-            f"source table {table!r}: point-in-time recovery is not enabled, and an export needs "
-            "it (dynashift never turns it on: enable it, or choose another strategy)"
-        )
+        return BadInputError(f"source: {pitr_off_refusal(table)}")
     if code in ("TableNotFoundException", "ResourceNotFoundException"):
         return TableNotFoundError(f"source table {table!r} does not exist")
     if code == "InvalidExportTimeException":

@@ -17,17 +17,21 @@ process factory's) and `prepare_target` a `dynashift.clock.Clock`, so a caller s
 Rules, each written once here:
 
 - The key schema must match exactly (IncompatibleSchemaError names both). Every other
-  difference of an existing target (GSIs, LSIs, billing, TTL, PITR, SSE, class, tags, stream)
-  is a warning: an existing target is never changed except for what the operator asked for
-  explicitly (`--tag`, `--replica-region`).
+  difference of an existing target (GSIs, LSIs, billing, TTL, PITR, SSE, class, tags, stream,
+  a warm throughput lower than the source's) is a warning: an existing target is never changed
+  except for what the operator asked for explicitly (`--tag`, `--replica-region`, `--warm-*`).
+- A new target is pre-warmed to the source's warm throughput (table and each GSI) where it is
+  above what the new table serves anyway (`carried_warm_throughput`); resource-based policies
+  are never copied (they name the source's ARN and principals).
 - Source and target being the same table (same endpoint and table ARN, or the same name,
   region, endpoint and credentials) is refused, as is a non-empty target unless
   `allow_nonempty_target` or the state store's meta names this target (a resumed run).
   "Empty" means a Scan finds no item other than tombstones (ItemCount lags by hours).
 - A KMS key in another account or region than the target must be given explicitly.
-- Settings that need separate calls once the table is ACTIVE (TTL, PITR, tags, a stream for
-  replicas, replicas one at a time) are applied by `poll_target`, one mutating call per poll,
-  each idempotent, so the state machine can call it in a Wait/Choice loop.
+- Settings that need separate calls once the table is ACTIVE (a warm throughput ImportTable
+  could not set, TTL, PITR, tags, a stream for replicas, replicas one at a time) are applied
+  by `poll_target`, one mutating call per poll, each idempotent, so the state machine can call
+  it in a Wait/Choice loop.
 """
 
 from dynashift.target.checks import (
@@ -54,9 +58,17 @@ from dynashift.target.prepare import (
     recorded_target_options,
     start_prepare_target,
 )
-from dynashift.target.spec import TargetSpec, build_target_spec
+from dynashift.target.spec import (
+    ON_DEMAND_INITIAL_RCU,
+    ON_DEMAND_INITIAL_WCU,
+    TargetSpec,
+    build_target_spec,
+    carried_warm_throughput,
+)
 
 __all__ = [
+    "ON_DEMAND_INITIAL_RCU",
+    "ON_DEMAND_INITIAL_WCU",
     "WAIT_REPLICA",
     "WAIT_TABLE",
     "BillingMode",
@@ -70,6 +82,7 @@ __all__ = [
     "TargetSpec",
     "account_of_location",
     "build_target_spec",
+    "carried_warm_throughput",
     "check_target",
     "compare_target",
     "describe_location",

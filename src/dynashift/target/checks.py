@@ -29,10 +29,18 @@ from dynashift.target.describe import (
     TableDescription,
     describe_location,
     describe_source,
+    has_resource_policy,
     location_region,
+    warm_units,
 )
 from dynashift.target.options import TargetOptions
-from dynashift.target.spec import TargetSpec, build_target_spec
+from dynashift.target.spec import (
+    ON_DEMAND_INITIAL_RCU,
+    ON_DEMAND_INITIAL_WCU,
+    TargetSpec,
+    build_target_spec,
+    raised_warm_throughput,
+)
 
 log = logging.getLogger("dynashift")
 
@@ -216,6 +224,36 @@ def _kms_key_arn(sse: Mapping[str, Any] | None) -> str | None:
     return str(key) if key and _KMS_ARN.match(str(key)) else None
 
 
+def _compare_warm(
+    spec: TargetSpec, existing: TableDescription, options: TargetOptions
+) -> list[str]:
+    """The target's warm throughput (table, each GSI) lower than the spec's, one line each.
+
+    One way only: a warmer target than the source is no difference (warm throughput only
+    grows, with the target's own traffic). The spec's is the source's where it is above a new
+    table's floor, or the `--warm-*` flags' (then `poll_target` raises the target's)."""
+    name = existing.display()
+    warnings: list[str] = []
+    have, want = existing.warm_throughput, spec.warm_throughput
+    if have and want and raised_warm_throughput(have, want):
+        explicit = options.warm_read_units or options.warm_write_units
+        warnings.append(
+            f"target {name} warm throughput {have[0]:,} read / {have[1]:,} write units/s is "
+            f"lower than the {want[0]:,} / {want[1]:,} "
+            + ("asked for: it will be raised" if explicit else "of the source")
+        )
+    have_gsis = {g["IndexName"]: warm_units(g) for g in existing.gsis}
+    for gsi in spec.global_secondary_indexes:
+        gsi_have, gsi_want = have_gsis.get(gsi["IndexName"]), warm_units(gsi)
+        if gsi_have and gsi_want and raised_warm_throughput(gsi_have, gsi_want):
+            warnings.append(
+                f"target {name}: GSI {gsi['IndexName']} warm throughput {gsi_have[0]:,} read / "
+                f"{gsi_have[1]:,} write units/s is lower than the {gsi_want[0]:,} / "
+                f"{gsi_want[1]:,} of the source"
+            )
+    return warnings
+
+
 def compare_target(
     spec: TargetSpec, existing: TableDescription, options: TargetOptions
 ) -> list[str]:
@@ -255,6 +293,7 @@ def compare_target(
         warnings.append(
             f"target {name} capacity {existing.capacity} differs from {spec.capacity} (RCU, WCU)"
         )
+    warnings += _compare_warm(spec, existing, options)
     if existing.ttl_status != "UNKNOWN" and existing.ttl_attribute != spec.ttl_attribute:
         if spec.ttl_attribute is None:
             warnings.append(
@@ -351,6 +390,11 @@ def check_target(
     src = describe_source(source, source_client)
     spec = build_target_spec(src, options)
     warnings = list(src.warnings) + list(spec.warnings)
+    if src.arn and has_resource_policy(source_client, src.arn, "source", warnings):
+        warnings.append(
+            "source has a resource policy; not copied (it names the source's ARN and "
+            "principals: write the target's own if other accounts need it)"
+        )
     if options.replica_regions:
         region = location_region(target, target_client)
         if region in options.replica_regions:
@@ -375,11 +419,13 @@ def check_target(
                 "LSIs can only be created with the table: the target is created with "
                 + ", ".join(i["IndexName"] for i in src.lsis)
             )
-        if spec.billing_mode == "PAY_PER_REQUEST":
+        warm_writes = spec.warm_throughput[1] if spec.warm_throughput else 0
+        if spec.billing_mode == "PAY_PER_REQUEST" and warm_writes <= ON_DEMAND_INITIAL_WCU:
             warnings.append(
-                "a new on-demand target starts with an initial throughput of about 4,000 WCU "
-                "(12,000 RCU): a faster backfill is throttled while it scales; cap it with a "
-                "write rate"
+                f"a new on-demand target starts with an initial throughput of about "
+                f"{ON_DEMAND_INITIAL_WCU:,} WCU ({ON_DEMAND_INITIAL_RCU:,} RCU): a faster "
+                "backfill is throttled while it scales; cap it with a write rate, or pre-warm "
+                "it with --warm-write-units N"
             )
         return TargetCheck(
             action="create", source=src, spec=spec, resumed=resumed, warnings=warnings

@@ -2,6 +2,8 @@
 
     describe_location(location, what, client)   DescribeTable + TTL + PITR + tags
     describe_source(source, client)             the same, named "source"
+    warm_units(table_or_index)                  (read, write) of a `WarmThroughput`
+    has_resource_policy(client, arn, warnings)  GetResourcePolicy finds one (None: unknown)
 
 A setting this endpoint or principal cannot tell (DynamoDB-compatible stores, narrow IAM) is
 `None` / "UNKNOWN" with a warning instead of failing the run.
@@ -10,7 +12,7 @@ A setting this endpoint or principal cannot tell (DynamoDB-compatible stores, na
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -98,6 +100,11 @@ class TableDescription(BaseModel):
         return list(self.table.get("LocalSecondaryIndexes", []))
 
     @property
+    def warm_throughput(self) -> tuple[int, int] | None:
+        """(read, write) units per second the table serves at once (None: not reported)."""
+        return warm_units(self.table)
+
+    @property
     def table_class(self) -> str:
         return str(self.table.get("TableClassSummary", {}).get("TableClass", "STANDARD"))
 
@@ -140,6 +147,16 @@ class TableDescription(BaseModel):
     def same_key_schema(self, other: TableDescription) -> bool:
         """Both tables have the same key attributes, types and roles."""
         return same_key_schema(self.table, other.table)
+
+
+def warm_units(table_or_index: Mapping[str, Any]) -> tuple[int, int] | None:
+    """The (read, write) units per second of a DescribeTable table or GSI's `WarmThroughput`
+    (None: not reported, as by DynamoDB-compatible stores)."""
+    warm = table_or_index.get("WarmThroughput") or {}
+    read, write = warm.get("ReadUnitsPerSecond"), warm.get("WriteUnitsPerSecond")
+    if not read and not write:
+        return None
+    return int(read or 0), int(write or 0)
 
 
 #: The name `plan` and older callers use for a source's description.
@@ -226,6 +243,21 @@ def describe_source(
 ) -> TableDescription:
     """The source table's description (TableNotFoundError, exit 2, when it does not exist)."""
     return describe_location(source, "source", client, clients=clients)
+
+
+def has_resource_policy(client: Any, arn: str, what: str, warnings: list[str]) -> bool | None:
+    """Whether the table `arn` has a resource-based policy (GetResourcePolicy); None, with a
+    warning, when this endpoint or principal cannot tell."""
+    try:
+        client.get_resource_policy(ResourceArn=arn)
+    except ClientError as exc:
+        if error_code(exc) == "PolicyNotFoundException":
+            return False
+        if error_code(exc) in _UNSUPPORTED_CODES:
+            warnings.append(f"{what} resource policy: could not be read ({error_code(exc)})")
+            return None
+        raise
+    return True
 
 
 def _list_tags(client: Any, arn: str) -> dict[str, str]:

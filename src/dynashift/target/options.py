@@ -24,6 +24,10 @@ class TargetOptions(BaseModel):
     #: Capacity when the target is PROVISIONED and the source is on-demand (or to override).
     read_capacity: int | None = Field(default=None, ge=1)
     write_capacity: int | None = Field(default=None, ge=1)
+    #: The target table's warm throughput (units per second it serves at once; None: the
+    #: source's, see `spec.carried_warm_throughput`).
+    warm_read_units: int | None = Field(default=None, ge=1)
+    warm_write_units: int | None = Field(default=None, ge=1)
     #: None: the source's table class.
     table_class: TableClass | None = None
     #: Added to (and overriding) the source's tags.

@@ -21,9 +21,19 @@ from dynashift.models import PROCESS_CLIENTS, Clients, TableLocation
 from dynashift.progress import NullProgress, Progress
 from dynashift.state import StateStore
 from dynashift.target.checks import check_target, migration_meta
-from dynashift.target.describe import TableDescription, describe_location, describe_source
+from dynashift.target.describe import (
+    TableDescription,
+    describe_location,
+    describe_source,
+    warm_units,
+)
 from dynashift.target.options import TargetOptions
-from dynashift.target.spec import TargetSpec, build_target_spec
+from dynashift.target.spec import (
+    TargetSpec,
+    build_target_spec,
+    raised_warm_throughput,
+    warm_request,
+)
 
 log = logging.getLogger("dynashift")
 
@@ -60,6 +70,48 @@ class PendingStep(NamedTuple):
     wait_seconds: int
 
 
+class WarmUpdate(NamedTuple):
+    """An UpdateTable raising a warm throughput, and what it says it did."""
+
+    request: dict[str, Any]
+    step: str
+
+
+def _warm_update(
+    spec: TargetSpec, desc: TableDescription, options: TargetOptions, created: bool
+) -> WarmUpdate | None:
+    """The warm throughput still to apply, never lowering one: a created table's and its GSIs'
+    (ImportTable cannot set the table's: `copy --via-import`); an existing table's only when
+    `--warm-*` is given (then to the spec's: the flags', the source's in the other dimension).
+    The table first, then each GSI, one call each; nothing while one is UPDATING."""
+    if not created and not (options.warm_read_units or options.warm_write_units):
+        return None
+    if (desc.table.get("WarmThroughput") or {}).get("Status") == "UPDATING":
+        return None
+    table = raised_warm_throughput(desc.warm_throughput, spec.warm_throughput)
+    if table is not None:
+        return WarmUpdate(
+            {"WarmThroughput": warm_request(table)},
+            f"raised warm throughput to {table[0]:,} read / {table[1]:,} write units/s",
+        )
+    if not created:
+        return None
+    have_gsis = {g["IndexName"]: g for g in desc.gsis}
+    for gsi in spec.global_secondary_indexes:
+        have = have_gsis.get(gsi["IndexName"])
+        if have is None or (have.get("WarmThroughput") or {}).get("Status") == "UPDATING":
+            continue
+        raised = raised_warm_throughput(warm_units(have), warm_units(gsi))
+        if raised is not None:
+            update = {"IndexName": gsi["IndexName"], "WarmThroughput": warm_request(raised)}
+            return WarmUpdate(
+                {"GlobalSecondaryIndexUpdates": [{"Update": update}]},
+                f"raised GSI {gsi['IndexName']} warm throughput to {raised[0]:,} read / "
+                f"{raised[1]:,} write units/s",
+            )
+    return None
+
+
 def _pending(
     client: Any,
     *,
@@ -76,6 +128,10 @@ def _pending(
     creating = [g["IndexName"] for g in desc.gsis if g.get("IndexStatus", "ACTIVE") != "ACTIVE"]
     if creating:
         return PendingStep(f"waiting for GSI {', '.join(creating)}", WAIT_TABLE)
+    warm = _warm_update(spec, desc, options, created)
+    if warm is not None:
+        client.update_table(TableName=name, **warm.request)
+        return PendingStep(warm.step, WAIT_TABLE)
     if created and spec.ttl_attribute and desc.ttl_attribute != spec.ttl_attribute:
         if desc.ttl_status in ("ENABLING", "DISABLING"):
             return PendingStep(f"waiting for TTL {desc.ttl_status}", WAIT_TABLE)
@@ -85,10 +141,16 @@ def _pending(
         )
         return PendingStep(f"enabled TTL on {spec.ttl_attribute!r}", 0)
     if created and spec.pitr and desc.pitr is False:
-        client.update_continuous_backups(
-            TableName=name,
-            PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
-        )
+        try:
+            client.update_continuous_backups(
+                TableName=name,
+                PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+            )
+        except ClientError as exc:
+            # A table created moments ago: DynamoDB is still turning its backups on.
+            if error_code(exc) != "ContinuousBackupsUnavailableException":
+                raise
+            return PendingStep("waiting for backups to be available (for PITR)", WAIT_TABLE)
         return PendingStep("enabled point-in-time recovery", 0)
     wanted_tags = spec.tags if created else dict(options.tags)
     if desc.tags is not None and desc.arn:
@@ -137,11 +199,12 @@ def poll_target(
     target_client: Any = None,
     clients: Clients = PROCESS_CLIENTS,
 ) -> PrepareResult:
-    """One non-blocking step: wait for ACTIVE, then apply TTL, PITR, tags, replicas in turn.
+    """One non-blocking step: wait for ACTIVE, then apply warm throughput, TTL, PITR, tags,
+    replicas in turn.
 
     `created`: the target was created by this migration, so every mirrored setting is applied;
-    otherwise only what the options ask for explicitly (tags, replicas). `spec`: the spec from
-    `check_target` (described again from the source when not given). `source_client` /
+    otherwise only what the options ask for explicitly (tags, replicas, `--warm-*`). `spec`:
+    the spec from `check_target` (described again from the source when not given). `source_client` /
     `target_client`: each side's DynamoDB client (default: `clients`' for that side).
     """
     if spec is None:

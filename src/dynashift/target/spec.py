@@ -1,6 +1,8 @@
 """The pure target specification: the target table the source and the options call for.
 
 build_target_spec(src, options)   mirror the source, apply the options (no I/O)
+carried_warm_throughput(...)      the warm throughput a new table or GSI is created with
+raised_warm_throughput(have, want) what an existing one lower than that is raised to
 """
 
 from __future__ import annotations
@@ -12,13 +14,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dynashift.errors import BadInputError
 from dynashift.tables import key_schema_text
-from dynashift.target.describe import TableDescription
+from dynashift.target.describe import TableDescription, warm_units
 from dynashift.target.options import (
     BillingMode,
     StreamViewType,
     TableClass,
     TargetOptions,
 )
+
+#: Units per second a new on-demand table (or GSI) serves before it scales — its initial
+#: throughput, which AWS documents as 12,000 read / 4,000 write units — and so the least warm
+#: throughput CreateTable accepts for it (a provisioned one's least is its capacity).
+ON_DEMAND_INITIAL_RCU = 12000
+ON_DEMAND_INITIAL_WCU = 4000
 
 
 class TargetSpec(BaseModel):
@@ -40,6 +48,9 @@ class TargetSpec(BaseModel):
     stream_view_type: StreamViewType | None = None
     ttl_attribute: str | None = None
     pitr: bool = False
+    #: (read, write) units per second the new table is pre-warmed to (None: not pre-warmed);
+    #: a GSI's is its `WarmThroughput`. See `carried_warm_throughput`.
+    warm_throughput: tuple[int, int] | None = None
     tags: dict[str, str] = Field(default_factory=dict)
     replica_regions: tuple[str, ...] = ()
     warnings: list[str] = Field(default_factory=list)
@@ -54,6 +65,8 @@ class TargetSpec(BaseModel):
         }
         if self.capacity:
             req["ProvisionedThroughput"] = _throughput(self.capacity)
+        if self.warm_throughput:
+            req["WarmThroughput"] = warm_request(self.warm_throughput)
         if self.global_secondary_indexes:
             req["GlobalSecondaryIndexes"] = self.global_secondary_indexes
         if self.local_secondary_indexes:
@@ -80,6 +93,7 @@ class TargetSpec(BaseModel):
             lines.append(f"billing: PROVISIONED, {self.capacity[0]} RCU / {self.capacity[1]} WCU")
         else:
             lines.append("billing: PAY_PER_REQUEST (on-demand)")
+        lines.append(f"warm throughput: {_warm_text(self.warm_throughput)}")
         for gsi in self.global_secondary_indexes:
             lines.append(f"GSI {gsi['IndexName']}: {_index_text(gsi, self.attribute_definitions)}")
         for lsi in self.local_secondary_indexes:
@@ -104,6 +118,59 @@ def _throughput(capacity: tuple[int, int]) -> dict[str, int]:
     return {"ReadCapacityUnits": capacity[0], "WriteCapacityUnits": capacity[1]}
 
 
+def warm_request(units: tuple[int, int]) -> dict[str, int]:
+    """A `WarmThroughput` parameter (CreateTable, UpdateTable, a GSI) of (read, write)."""
+    return {"ReadUnitsPerSecond": units[0], "WriteUnitsPerSecond": units[1]}
+
+
+def _warm_text(units: tuple[int, int] | None) -> str:
+    if not units:
+        return "not pre-warmed"
+    return f"{units[0]:,} read / {units[1]:,} write units/s (pre-warmed: a one-time charge)"
+
+
+def raised_warm_throughput(
+    have: tuple[int, int] | None, want: tuple[int, int] | None
+) -> tuple[int, int] | None:
+    """The warm throughput to raise a table or GSI to when `have` is lower than `want` in a
+    dimension, never lowering the other (UpdateTable cannot decrease it); None when it is not
+    lower, or either is unknown (an endpoint that reports no warm throughput)."""
+    if want is None or have is None or (have[0] >= want[0] and have[1] >= want[1]):
+        return None
+    return max(have[0], want[0]), max(have[1], want[1])
+
+
+def carried_warm_throughput(
+    source: tuple[int, int] | None,
+    capacity: tuple[int, int] | None,
+    *,
+    read: int | None = None,
+    write: int | None = None,
+) -> tuple[int, int] | None:
+    """The warm throughput (read, write units/s) a new table or GSI is created with, or None.
+
+    The source's (`read` / `write`, the `--warm-*` flags, override it) when it is above what
+    the new one serves anyway: its provisioned `capacity`, else the on-demand initial
+    throughput. That floor is also the least CreateTable accepts: an override under it is bad
+    input naming its flag, and the dimension not warmed is created at its floor.
+    """
+    floor = capacity or (ON_DEMAND_INITIAL_RCU, ON_DEMAND_INITIAL_WCU)
+    why = "its provisioned capacity" if capacity else "the on-demand initial throughput"
+    for flag, value, least in (
+        ("--warm-read-units", read, floor[0]),
+        ("--warm-write-units", write, floor[1]),
+    ):
+        if value is not None and value < least:
+            raise BadInputError(
+                f"{flag} {value}: below the {least:,} units/s a new target serves anyway ({why})"
+            )
+    want_read = read or (source[0] if source else 0)
+    want_write = write or (source[1] if source else 0)
+    if want_read <= floor[0] and want_write <= floor[1]:
+        return None
+    return max(want_read, floor[0]), max(want_write, floor[1])
+
+
 def _schema_text(key_schema: list[dict[str, str]], attrs: list[dict[str, str]]) -> str:
     return key_schema_text({"KeySchema": key_schema, "AttributeDefinitions": attrs})
 
@@ -117,6 +184,9 @@ def _index_text(index: Mapping[str, Any], attrs: list[dict[str, str]]) -> str:
     pt = index.get("ProvisionedThroughput")
     if pt:
         text += f", {pt['ReadCapacityUnits']} RCU / {pt['WriteCapacityUnits']} WCU"
+    warm = warm_units(index)
+    if warm:
+        text += f", warm throughput {_warm_text(warm)}"
     return text
 
 
@@ -150,15 +220,17 @@ def build_target_spec(src: TableDescription, options: TargetOptions) -> TargetSp
             "KeySchema": list(index["KeySchema"]),
             "Projection": _projection(index.get("Projection", {})),
         }
+        gsi_capacity: tuple[int, int] | None = None
         if capacity:
             pt = index.get("ProvisionedThroughput", {})
             if src.billing_mode == "PROVISIONED" and pt.get("ReadCapacityUnits"):
-                gsi["ProvisionedThroughput"] = {
-                    "ReadCapacityUnits": int(pt["ReadCapacityUnits"]),
-                    "WriteCapacityUnits": int(pt["WriteCapacityUnits"]),
-                }
+                gsi_capacity = (int(pt["ReadCapacityUnits"]), int(pt["WriteCapacityUnits"]))
             else:
-                gsi["ProvisionedThroughput"] = _throughput(capacity)
+                gsi_capacity = capacity
+            gsi["ProvisionedThroughput"] = _throughput(gsi_capacity)
+        gsi_warm = carried_warm_throughput(warm_units(index), gsi_capacity)
+        if gsi_warm:
+            gsi["WarmThroughput"] = warm_request(gsi_warm)
         gsis.append(gsi)
     lsis = [
         {
@@ -211,6 +283,13 @@ def build_target_spec(src: TableDescription, options: TargetOptions) -> TargetSp
     if src.tags is None and options.copy_tags:
         warnings.append("the source's tags could not be read: they are not copied")
 
+    warm = carried_warm_throughput(
+        src.warm_throughput,
+        capacity,
+        read=options.warm_read_units,
+        write=options.warm_write_units,
+    )
+
     return TargetSpec(
         key_schema=[dict(k) for k in src.key_schema],
         attribute_definitions=attrs,
@@ -229,6 +308,7 @@ def build_target_spec(src: TableDescription, options: TargetOptions) -> TargetSp
         stream_view_type=stream,
         ttl_attribute=src.ttl_attribute,
         pitr=bool(src.pitr),
+        warm_throughput=warm,
         tags=tags,
         replica_regions=options.replica_regions,
         warnings=warnings,
