@@ -494,7 +494,7 @@ def gather_readiness(
     )
     source = describe_location(spec.source, "source", clients=clients)
     target = describe_location(spec.target, "target", clients=clients)
-    differences = compare_target(build_target_spec(source, options), target, options)
+    differences = compare_target(build_target_spec(source, options), target, options, warm=False)
     stream = source.table.get("StreamSpecification") or {}
     done, total, unit = backfill_progress(state, spec.segments), spec.segments, "segments"
     if spec.strategy == "export":

@@ -15,7 +15,14 @@ import pytest
 from dynashift.errors import BadInputError
 from dynashift.models import PROCESS_CLIENTS
 from dynashift.plan import make_plan, target_capacity
-from dynashift.target import TargetOptions, check_target, prepare_target
+from dynashift.target import (
+    TargetOptions,
+    build_target_spec,
+    check_target,
+    compare_target,
+    describe_location,
+    prepare_target,
+)
 from tests.functional.test_target import capture, location, simple_table
 from tests.support.clock import ManualClock
 
@@ -175,6 +182,13 @@ def test_colder_existing_target_is_reported_and_raised_only_when_asked(
         f"target us-east-1:{dst}: GSI by-email warm throughput 12,000 read / 4,000 write "
         "units/s is lower than the 15,000 / 6,000 of the source",
     ]
+    # Readiness leaves warm throughput out: a pre-warming hint that an on-demand source raises
+    # on its own while it serves traffic, so a matching target could fall behind mid-migration.
+    src_desc = describe_location(source, "source")
+    spec = build_target_spec(src_desc, TargetOptions())
+    have = describe_location(target, "target")
+    assert [d for d in compare_target(spec, have, TargetOptions()) if "warm" in d]
+    assert compare_target(spec, have, TargetOptions(), warm=False) == []
 
     with capture(client, "UpdateTable") as updates:
         prepare_target(source, target, TargetOptions(warm_write_units=5000), clock=ManualClock())

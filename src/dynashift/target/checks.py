@@ -255,7 +255,7 @@ def _compare_warm(
 
 
 def compare_target(
-    spec: TargetSpec, existing: TableDescription, options: TargetOptions
+    spec: TargetSpec, existing: TableDescription, options: TargetOptions, *, warm: bool = True
 ) -> list[str]:
     """Differences of an existing target from the spec, one warning each (keys checked before).
 
@@ -270,6 +270,11 @@ def compare_target(
     a warning; DynamoDB-compatible stores lack some APIs), the source's replicas (a target gets
     replicas only from `replica_regions`, see `build_target_spec`), and a stream on the target
     when the options ask for none (it changes no data; the source's stream is the migration's).
+
+    `warm=False` leaves warm throughput out (the readiness check): it is a pre-warming hint, not
+    a setting the cutover depends on, and an on-demand source's warm throughput grows on its
+    own while it serves traffic, so a target prepared to match could fall behind during the
+    migration and never be READY. Preparing and `plan` still warn about it.
     """
     warnings: list[str] = []
     name = existing.display()
@@ -293,7 +298,8 @@ def compare_target(
         warnings.append(
             f"target {name} capacity {existing.capacity} differs from {spec.capacity} (RCU, WCU)"
         )
-    warnings += _compare_warm(spec, existing, options)
+    if warm:
+        warnings += _compare_warm(spec, existing, options)
     if existing.ttl_status != "UNKNOWN" and existing.ttl_attribute != spec.ttl_attribute:
         if spec.ttl_attribute is None:
             warnings.append(
