@@ -34,6 +34,11 @@ class Bench:
 #: Every bench, cheapest first. `full` reproduces the README's performance table.
 BENCHES = (
     Bench("capacity_model", quick=(), full=()),
+    Bench(
+        "emulator_costs",
+        quick=("--items", "1000", "--rounds", "1"),
+        full=("--items", "4000", "--rounds", "3"),
+    ),
     Bench("verify_modes", quick=("--items", "5000"), full=("--items", "5000")),
     Bench("sync_diff", quick=("--items", "5000", "--rounds", "1"), full=("--rounds", "3")),
     Bench(

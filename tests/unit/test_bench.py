@@ -345,3 +345,14 @@ def test_census_counts_requests_by_table_role_and_operation() -> None:
     med = migrate.median_census(rows).splitlines()
     assert med[0] == "5000 items, concurrent (2 rounds):"
     assert "target: 11 (PutItem 11)" in med[2] and "source: 1 (Scan 1)" in med[3]
+
+
+def test_emulator_costs_per_request_and_arguments() -> None:
+    from bench import emulator_costs
+
+    assert emulator_costs.per_request_ms(migrate.Span(wall=9.0, cpu=2.5), 1000) == 2.5
+    assert emulator_costs.per_request_ms(migrate.Span(wall=1.0, cpu=1.0), 0) == 0.0
+    args = emulator_costs.parse_args([])
+    assert (args.items, args.threads, args.rounds) == (4000, 8, 2)
+    with pytest.raises(SystemExit):
+        emulator_costs.parse_args(["--items", "10"])
