@@ -626,6 +626,12 @@ def scan_both(ddb: Any, tables: Sequence[str], segments: int) -> int:
 WRITERS = {"concurrent": put_conditional, "replay": batch_write}
 
 
+def _trial(kind: str, setting: int, span: Span, label: str) -> Trial:
+    """One tried setting of the ceiling, printed as it is measured."""
+    print(f"      {label}: {span.wall:.1f} s (emulator cpu {span.cpu:.1f} s)", flush=True)
+    return Trial(kind, setting, span.wall, span.cpu)
+
+
 def measure_ceiling(
     ddb: Any,
     strategy: str,
@@ -645,12 +651,7 @@ def measure_ceiling(
         table = f"ceil-{strategy[:4]}-{uuid.uuid4().hex[:6]}"
         create(ddb, table)
         span = measure(lambda: writer(ddb, table, items, n), cpu)  # noqa: B023
-        trials.append(Trial("writes", n, span.wall, span.cpu))
-        print(
-            f"      {strategy} writes, {n} threads: {span.wall:.1f} s "
-            f"(emulator cpu {span.cpu:.1f} s)",
-            flush=True,
-        )
+        trials.append(_trial("writes", n, span, f"{strategy} writes, {n} threads"))
         if best is None or span.wall < best[0].wall:
             if best is not None:
                 ddb.delete_table(TableName=best[2])
@@ -671,12 +672,7 @@ def measure_ceiling(
         if counted != 2 * len(items):
             ddb.delete_table(TableName=table)
             raise RuntimeError(f"ceiling scan counted {counted} items, expected {2 * len(items)}")
-        trials.append(Trial("scan", segs, span.wall, span.cpu))
-        print(
-            f"      scan of both tables, {segs} segments each: {span.wall:.1f} s "
-            f"(emulator cpu {span.cpu:.1f} s)",
-            flush=True,
-        )
+        trials.append(_trial("scan", segs, span, f"scan of both tables, {segs} segments each"))
         if scan is None or span.wall < scan[0].wall:
             scan = (span, segs)
     assert scan is not None

@@ -25,31 +25,29 @@ from dynashift.target import (
 )
 from tests.functional.test_target import capture, location, simple_table
 from tests.support.clock import ManualClock
+from tests.support.tables import create_table
 
 HOT = {"ReadUnitsPerSecond": 20000, "WriteUnitsPerSecond": 9000}
 HOT_GSI = {"ReadUnitsPerSecond": 15000, "WriteUnitsPerSecond": 6000}
 
 
+def email_table(ddb: Any, name: str, *, warm: bool) -> None:
+    """An on-demand table with a GSI `by-email`; `warm`: both warmer than a new table's."""
+    gsi: dict[str, Any] = {
+        "IndexName": "by-email",
+        "KeySchema": [{"AttributeName": "email", "KeyType": "HASH"}],
+        "Projection": {"ProjectionType": "KEYS_ONLY"},
+    }
+    extra: dict[str, Any] = {}
+    if warm:
+        gsi["WarmThroughput"] = HOT_GSI
+        extra["WarmThroughput"] = HOT
+    create_table(ddb, name, attributes={"email": "S"}, GlobalSecondaryIndexes=[gsi], **extra)
+
+
 def warm_source(ddb: Any, name: str) -> None:
     """An on-demand source warmer than a new table, with a warmer GSI."""
-    ddb.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "email", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "by-email",
-                "KeySchema": [{"AttributeName": "email", "KeyType": "HASH"}],
-                "Projection": {"ProjectionType": "KEYS_ONLY"},
-                "WarmThroughput": HOT_GSI,
-            }
-        ],
-        WarmThroughput=HOT,
-    )
+    email_table(ddb, name, warm=True)
 
 
 def warm_of(ddb: Any, name: str) -> tuple[tuple[int, int], dict[str, tuple[int, int]]]:
@@ -152,22 +150,7 @@ def test_colder_existing_target_is_reported_and_raised_only_when_asked(
 ) -> None:
     src, dst = table_name("exist"), table_name("exist-cold")
     warm_source(ddb, src)
-    ddb.create_table(
-        TableName=dst,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "email", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "by-email",
-                "KeySchema": [{"AttributeName": "email", "KeyType": "HASH"}],
-                "Projection": {"ProjectionType": "KEYS_ONLY"},
-            }
-        ],
-    )
+    email_table(ddb, dst, warm=False)
     source, target = location(endpoint, src), location(endpoint, dst)
     client = PROCESS_CLIENTS(target).dynamodb()
 
