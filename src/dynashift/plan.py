@@ -49,6 +49,7 @@ from dynashift.target import (
     TargetCheck,
     TargetOptions,
     check_target,
+    raised_warm_throughput,
 )
 
 WRITE_UNIT_BYTES = 1024
@@ -804,6 +805,16 @@ def make_plan(
             add = sorted(k for k, v in options.tags.items() if existing.tags.get(k) != v)
             if add:
                 target_changes.append("add tags " + ", ".join(add))
+        raised = (
+            raised_warm_throughput(existing.warm_throughput, spec.warm_throughput)
+            if existing is not None and (options.warm_read_units or options.warm_write_units)
+            else None
+        )
+        if raised:
+            target_changes.append(
+                f"raise warm throughput to {raised[0]:,} read / {raised[1]:,} write units/s "
+                "(a one-time charge)"
+            )
     if spec.replica_regions:
         have = check.target.replicas if check.target else {}
         new = [r for r in spec.replica_regions if r not in have]

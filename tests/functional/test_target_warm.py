@@ -173,6 +173,14 @@ def test_colder_existing_target_is_reported_and_raised_only_when_asked(
     assert [d for d in compare_target(spec, have, TargetOptions()) if "warm" in d]
     assert compare_target(spec, have, TargetOptions(), warm=False) == []
 
+    # plan says what prepare will do: nothing without a flag, the raise with one
+    assert not [c for c in make_plan(source, target, TargetOptions()).target_changes if "warm" in c]
+    assert [
+        c
+        for c in make_plan(source, target, TargetOptions(warm_write_units=5000)).target_changes
+        if "warm" in c
+    ] == ["raise warm throughput to 20,000 read / 5,000 write units/s (a one-time charge)"]
+
     with capture(client, "UpdateTable") as updates:
         prepare_target(source, target, TargetOptions(warm_write_units=5000), clock=ManualClock())
     assert [u["WarmThroughput"] for u in updates] == [

@@ -64,6 +64,7 @@ from dynashift.target.spec import (
     TargetSpec,
     build_target_spec,
     carried_warm_throughput,
+    raised_warm_throughput,
 )
 
 __all__ = [
@@ -89,6 +90,7 @@ __all__ = [
     "describe_source",
     "poll_target",
     "prepare_target",
+    "raised_warm_throughput",
     "recorded_target_options",
     "same_table",
     "start_prepare_target",
