@@ -67,6 +67,71 @@ FUNCTIONS = deployed.FUNCTIONS
 _active = threading.Lock()
 #: The dispatcher of the active run (the patched moto backend looks it up here).
 _current: dict[str, LocalLambda] = {}
+#: Executions of the private server that have ended (their ARNs), and the condition a waiting
+#: runner sleeps on: moto's interpreter notifies it the moment an execution ends.
+_ended = threading.Condition()
+_ended_arns: set[str] = set()
+#: How often the private server's loop checks for shutdown (werkzeug's default is 0.5 s, which
+#: every stop waited for).
+SERVER_POLL_INTERVAL = 0.05
+
+_import_lock = threading.Lock()
+
+
+def import_interpreter() -> None:
+    """Import moto's server and its Step Functions interpreter: most of a local run's start-up.
+
+    The interpreter's task factory imports every service integration it knows, and its AWS Batch
+    integration imports `moto.batch.utils`, whose package `__init__` loads moto's Batch and EC2
+    backends (about 1.3 s on a laptop, more than the rest of the interpreter). The definition
+    calls no Batch API: `moto.batch.utils` is loaded without its package's `__init__`, and the
+    package is left unimported, so a later `import moto.batch` still runs in full. Idempotent and
+    thread-safe; `warm_up` runs it on a thread while a command validates its input."""
+    import sys
+
+    with _import_lock:
+        if "moto.stepfunctions.parser.models" in sys.modules:
+            return
+        import importlib.util
+        import types
+
+        if "moto.batch" not in sys.modules:
+            spec = importlib.util.find_spec("moto.batch")
+            if spec is not None and spec.submodule_search_locations is not None:
+                package = types.ModuleType("moto.batch")
+                package.__path__ = list(spec.submodule_search_locations)
+                package.__spec__ = spec
+                sys.modules["moto.batch"] = package
+                try:
+                    importlib.import_module("moto.batch.utils")
+                finally:
+                    if sys.modules.get("moto.batch") is package:
+                        del sys.modules["moto.batch"]
+        importlib.import_module("moto.server")
+        importlib.import_module("moto.stepfunctions.parser.models")
+
+
+def warm_up() -> threading.Thread:
+    """Begin what every local run needs first, on a thread: the sandboxes' forkserver (its own
+    process) and moto's interpreter (`import_interpreter`). A command calls it before it plans
+    and validates, which mostly waits on the tables' endpoint."""
+
+    def run() -> None:
+        start_forkserver()
+        try:
+            import_interpreter()
+        except Exception as exc:  # the stack's own start imports it again and reports it
+            log.debug("interpreter warm-up failed: %s", exc)
+
+    thread = threading.Thread(target=run, name="local-stack-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def _execution_ended(execution_arn: str) -> None:
+    with _ended:
+        _ended_arns.add(execution_arn)
+        _ended.notify_all()
 
 
 def step_of(placeholder: str) -> str:
@@ -271,6 +336,7 @@ class LocalStepFunctions:
         self.keep_logs = False
         self._saved_config: dict[str, Any] = {}
         self._saved_invoke: Any = None
+        self._saved_terminated: Any = None
         self._undo_esm: Callable[[], None] | None = None
         self._owns_lock = False
         self._starting: threading.Thread | None = None
@@ -328,12 +394,15 @@ class LocalStepFunctions:
         import os
         import socket
 
-        from moto.awslambda_simple.models import LambdaSimpleBackend
-        from moto.core.config import default_user_config
-        from moto.server import ThreadedMotoServer
-
         # The sandboxes' forkserver imports their modules in its own process meanwhile.
         start_forkserver()
+        import_interpreter()
+        from moto.awslambda_simple.models import LambdaSimpleBackend
+        from moto.core.config import default_user_config
+        from moto.stepfunctions.parser.backend.execution import (
+            BaseExecutionWorkerCommunication,
+        )
+
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = int(sock.getsockname()[1])
@@ -348,9 +417,18 @@ class LocalStepFunctions:
         self._saved_invoke = LambdaSimpleBackend.invoke
         LambdaSimpleBackend.invoke = _patched_invoke  # type: ignore[method-assign]
         self._undo_esm = store_only_stream_mappings()
+        self._saved_terminated = BaseExecutionWorkerCommunication.terminated
+
+        def terminated(comm: Any, _original: Any = self._saved_terminated) -> None:
+            try:
+                _original(comm)
+            finally:
+                _execution_ended(str(comm.execution.exec_arn))
+
+        BaseExecutionWorkerCommunication.terminated = terminated  # type: ignore[method-assign,assignment]
         for noisy in ("werkzeug", "moto"):
             logging.getLogger(noisy).setLevel(logging.CRITICAL)
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self.server = _server(port)
         self.server.start()
         self.url = f"http://127.0.0.1:{port}"
 
@@ -512,6 +590,13 @@ class LocalStepFunctions:
 
             LambdaSimpleBackend.invoke = self._saved_invoke  # type: ignore[method-assign]
             self._saved_invoke = None
+        if self._saved_terminated is not None:
+            from moto.stepfunctions.parser.backend.execution import (
+                BaseExecutionWorkerCommunication,
+            )
+
+            BaseExecutionWorkerCommunication.terminated = self._saved_terminated  # type: ignore[method-assign]
+            self._saved_terminated = None
         if self._undo_esm is not None:
             self._undo_esm()
             self._undo_esm = None
@@ -573,7 +658,11 @@ class LocalStepFunctions:
         timeout: float | None = None,
         interval: float = 0.5,
     ) -> ExecutionOutcome:
-        """Poll until the execution ends, passing each new history event to `on_event`."""
+        """Poll until the execution ends, passing each new history event to `on_event`.
+
+        Between polls it sleeps `interval` at most: the end of the execution wakes it at once
+        (moto's interpreter notifies `_ended`), so a run is not held up to an interval after
+        its last state."""
         seen = 0  # id of the newest event passed on
         deadline = self.clock.monotonic() + timeout if timeout else None
         while True:
@@ -588,7 +677,8 @@ class LocalStepFunctions:
                 on_poll()
             if deadline is not None and self.clock.monotonic() > deadline:
                 raise RuntimeFailure(f"execution {execution_arn} still running after {timeout}s")
-            self.clock.sleep(interval)
+            with _ended:
+                _ended.wait_for(lambda: execution_arn in _ended_arns, timeout=interval)
 
     def stop_execution(
         self, execution_arn: str, cause: str = "interrupted", wait: float = 0.0
@@ -602,6 +692,29 @@ class LocalStepFunctions:
 
     def send_task_success(self, token: str, output: Mapping[str, Any]) -> None:
         self.sfn.send_task_success(taskToken=token, output=json.dumps(output))
+
+
+def _server(port: int) -> Any:
+    """moto's threaded server on `port`, whose loop notices a shutdown within
+    `SERVER_POLL_INTERVAL`."""
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    class Server(ThreadedMotoServer):
+        def _server_entry(self) -> None:
+            app = DomainDispatcherApplication(create_backend_app)
+            self._server = make_server(
+                self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
+            )
+            self._server_ready_event.set()
+            self._server.serve_forever(poll_interval=SERVER_POLL_INTERVAL)
+
+    return Server(ip_address="127.0.0.1", port=port, verbose=False)
 
 
 def substitute(definition_text: str, values: Mapping[str, str]) -> str:

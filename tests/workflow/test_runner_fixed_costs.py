@@ -1,0 +1,117 @@
+"""The local runner's fixed costs (issue 14): what a run pays besides the workflow's own work.
+
+- The runner waiting on an execution is woken by its end, not by the next tick of its polling
+  interval.
+- moto's interpreter is imported without moto's Batch and EC2 backends (which its AWS Batch
+  integration pulls in through `moto.batch`'s package `__init__`), and `moto.batch` stays whole
+  for whoever imports it later.
+- The console script ends the process without the interpreter's teardown, after the exit
+  handlers ran and the output was flushed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from dynashift.clock import Clock
+from dynashift.workflow.migrate import local_stack
+from tests.support.workflow import workflow_input
+
+
+class NeverSleeps(Clock):
+    """Real time, but sleeping on it fails the test."""
+
+    def sleep(self, seconds: float) -> None:
+        raise AssertionError(f"the runner slept {seconds}s instead of waiting for the end")
+
+
+def test_wait_is_woken_by_the_end_of_the_execution(tmp_path: Path) -> None:
+    definition = {
+        "StartAt": "Pause",
+        "States": {
+            "Pause": {"Type": "Wait", "Seconds": 1, "Next": "Done"},
+            "Done": {"Type": "Succeed"},
+        },
+    }
+    path = tmp_path / "pause.asl.json"
+    path.write_text(json.dumps(definition))
+    wf = workflow_input("http://127.0.0.1:9", "wake-src", "wake-tgt")
+    seen: list[str] = []
+    with local_stack(wf.spec, definition_path=path, clock=NeverSleeps()) as sfn:
+        arn = sfn.start_execution({})
+        # An interval far longer than the execution: only its end can end the wait in time.
+        outcome = sfn.wait(
+            arn, on_event=lambda e: seen.append(str(e["type"])), interval=600, timeout=120
+        )
+    assert outcome.status == "SUCCEEDED"
+    assert seen[0] == "ExecutionStarted" and seen[-1] == "ExecutionSucceeded", seen
+
+
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_interpreter_is_imported_without_moto_batch_and_ec2() -> None:
+    done = _python(
+        """
+        import sys
+        from dynashift.workflow.runner import import_interpreter
+        import_interpreter()
+        heavy = ("moto.batch", "moto.batch.models", "moto.ec2")
+        loaded = sorted(m for m in heavy if m in sys.modules)
+        print("loaded", loaded)
+        import moto.batch  # still the whole package for a later importer
+        from moto.batch.utils import JobStatus
+        print("batch", hasattr(moto.batch, "batch_backends"), JobStatus.SUCCEEDED.value)
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["loaded []", "batch True SUCCEEDED"], done.stdout
+
+
+def test_exit_now_runs_the_exit_handlers_and_skips_the_teardown() -> None:
+    done = _python(
+        """
+        import atexit, sys
+        from dynashift.cli.main import exit_now
+
+        class Teardown:
+            def __del__(self):
+                print("teardown", flush=True)
+
+        kept = Teardown()  # collected by the interpreter's teardown, if it runs
+        atexit.register(print, "exit handler")
+        sys.stdout.write("buffered ")  # flushed by exit_now
+        exit_now(3)
+        """
+    )
+    assert done.returncode == 3, done.stderr
+    assert done.stdout == "buffered exit handler\n", done.stdout
+
+
+def test_exit_now_leaves_a_running_thread_to_a_normal_exit() -> None:
+    done = _python(
+        """
+        import threading, time
+        from dynashift.cli.main import exit_now
+
+        def work():
+            time.sleep(0.2)
+            print("work finished", flush=True)
+
+        threading.Thread(target=work).start()
+        exit_now(0)
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "work finished\n", done.stdout
