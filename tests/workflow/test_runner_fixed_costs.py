@@ -17,9 +17,15 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+from botocore.exceptions import ClientError
+
 from dynashift.clock import Clock
+from dynashift.workflow import runner
 from dynashift.workflow.migrate import local_stack
 from tests.support.workflow import workflow_input
+
+ROLE_ARN = "arn:aws:iam::123456789012:role/local"
 
 
 class NeverSleeps(Clock):
@@ -115,3 +121,25 @@ def test_exit_now_leaves_a_running_thread_to_a_normal_exit() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "work finished\n", done.stdout
+
+
+def test_the_first_execution_runs_the_parse_made_when_the_machine_was_created(
+    tmp_path: Path,
+) -> None:
+    definition = {"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}
+    path = tmp_path / "done.asl.json"
+    path.write_text(json.dumps(definition))
+    wf = workflow_input("http://127.0.0.1:9", "parse-src", "parse-tgt")
+    with local_stack(wf.spec, definition_path=path) as sfn:
+        spares = [len(v) for v in runner._spare_parses.values()]
+        assert spares == [1], spares  # the definition's validation parse, kept
+        first = sfn.wait(sfn.start_execution({}), timeout=60)
+        assert [len(v) for v in runner._spare_parses.values()] == [0]  # taken by the first
+        second = sfn.wait(sfn.start_execution({}), timeout=60)  # parses its own
+        with pytest.raises(ClientError) as bad:  # a definition moto cannot parse: refused
+            sfn.sfn.create_state_machine(
+                name="broken", definition='{"StartAt": 1}', roleArn=ROLE_ARN
+            )
+        assert "ASLParserException" in str(bad.value)  # moto's InvalidDefinition message
+    assert (first.status, second.status) == ("SUCCEEDED", "SUCCEEDED")
+    assert runner._spare_parses == {}  # the stack's stop drops what is left

@@ -128,6 +128,53 @@ def warm_up() -> threading.Thread:
     return thread
 
 
+#: Parses of a definition made to validate it when the state machine was created, each handed
+#: to one execution of it (definition text -> parsed program): moto parses a definition again
+#: for every execution, a few tenths of a second on the path of a run's first state.
+_spare_parses: dict[str, list[Any]] = {}
+_spare_lock = threading.Lock()
+
+
+def _patch_parser() -> Callable[[], None]:
+    """Make moto's validation parse of a new state machine's definition serve its first
+    execution (a parse is never shared: each is evaluated once). Returns the undo."""
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+    from moto.stepfunctions.parser.backend import execution_worker
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    original_parse = AmazonStateLanguageParser.parse
+    original_validate = StepFunctionsParserBackend._validate_definition
+    original_entrypoint = execution_worker.ExecutionWorker._get_evaluation_entrypoint
+
+    def validate(definition: str) -> None:
+        try:
+            parsed = original_parse(definition)[0]
+        except Exception:
+            original_validate(definition)  # raises moto's own InvalidDefinition
+            raise
+        with _spare_lock:
+            _spare_parses.setdefault(definition, []).append(parsed)
+
+    def entrypoint(worker: Any) -> Any:
+        definition = worker._evaluation_details.state_machine_details.definition
+        with _spare_lock:
+            spares = _spare_parses.get(definition)
+            if spares:
+                return spares.pop()
+        return original_entrypoint(worker)
+
+    StepFunctionsParserBackend._validate_definition = staticmethod(validate)  # type: ignore[method-assign,assignment]
+    execution_worker.ExecutionWorker._get_evaluation_entrypoint = entrypoint  # type: ignore[method-assign,assignment]
+
+    def undo() -> None:
+        StepFunctionsParserBackend._validate_definition = staticmethod(original_validate)  # type: ignore[method-assign]
+        execution_worker.ExecutionWorker._get_evaluation_entrypoint = original_entrypoint  # type: ignore[method-assign]
+        with _spare_lock:
+            _spare_parses.clear()
+
+    return undo
+
+
 def _execution_ended(execution_arn: str) -> None:
     with _ended:
         _ended_arns.add(execution_arn)
@@ -337,6 +384,7 @@ class LocalStepFunctions:
         self._saved_config: dict[str, Any] = {}
         self._saved_invoke: Any = None
         self._saved_terminated: Any = None
+        self._undo_parser: Callable[[], None] | None = None
         self._undo_esm: Callable[[], None] | None = None
         self._owns_lock = False
         self._starting: threading.Thread | None = None
@@ -417,6 +465,7 @@ class LocalStepFunctions:
         self._saved_invoke = LambdaSimpleBackend.invoke
         LambdaSimpleBackend.invoke = _patched_invoke  # type: ignore[method-assign]
         self._undo_esm = store_only_stream_mappings()
+        self._undo_parser = _patch_parser()
         self._saved_terminated = BaseExecutionWorkerCommunication.terminated
 
         def terminated(comm: Any, _original: Any = self._saved_terminated) -> None:
@@ -597,6 +646,9 @@ class LocalStepFunctions:
 
             BaseExecutionWorkerCommunication.terminated = self._saved_terminated  # type: ignore[method-assign]
             self._saved_terminated = None
+        if self._undo_parser is not None:
+            self._undo_parser()
+            self._undo_parser = None
         if self._undo_esm is not None:
             self._undo_esm()
             self._undo_esm = None
