@@ -143,3 +143,33 @@ def test_the_first_execution_runs_the_parse_made_when_the_machine_was_created(
         assert "ASLParserException" in str(bad.value)  # moto's InvalidDefinition message
     assert (first.status, second.status) == ("SUCCEEDED", "SUCCEEDED")
     assert runner._spare_parses == {}  # the stack's stop drops what is left
+
+
+def test_the_history_read_in_process_is_the_api_history(tmp_path: Path) -> None:
+    definition = {
+        "StartAt": "Shape",
+        "States": {
+            "Shape": {"Type": "Pass", "Parameters": {"n.$": "$.n"}, "Next": "Pause"},
+            "Pause": {"Type": "Wait", "Seconds": 0, "Next": "Done"},
+            "Done": {"Type": "Succeed"},
+        },
+    }
+    path = tmp_path / "shape.asl.json"
+    path.write_text(json.dumps(definition))
+    wf = workflow_input("http://127.0.0.1:9", "hist-src", "hist-tgt")
+
+    def essentials(events: list[dict[str, object]]) -> list[tuple[object, ...]]:
+        return [
+            (e["id"], e["type"], e.get("previousEventId"), e.get("stateEnteredEventDetails"))
+            for e in events
+        ]
+
+    with local_stack(wf.spec, definition_path=path) as sfn:
+        arn = sfn.start_execution({"n": 3})
+        assert sfn.wait(arn, timeout=60).status == "SUCCEEDED"
+        local = sfn.local_history(arn)
+        assert local is not None
+        assert essentials(local) == essentials(sfn.history(arn))
+        assert essentials(sfn.local_history(arn, 4) or []) == essentials(sfn.history(arn, 4))
+    entered = [e["stateEnteredEventDetails"] for e in local if "stateEnteredEventDetails" in e]
+    assert [d["name"] for d in entered] == ["Shape", "Pause", "Done"]  # type: ignore[index]

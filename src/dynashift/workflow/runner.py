@@ -697,6 +697,37 @@ class LocalStepFunctions:
                 return sorted(new, key=lambda e: int(e["id"]))
             kwargs["nextToken"] = token
 
+    def local_history(self, execution_arn: str, after_id: int = 0) -> list[dict[str, Any]] | None:
+        """History events with an id above `after_id`, oldest first, read from the private
+        server's interpreter in this process: the events `history` returns (timestamps as moto
+        keeps them, ISO strings), without moto serializing the whole history at every poll (it
+        has no paging from an event id; at a few thousand events one poll cost this process,
+        which also runs the interpreter and the functions' dispatch, tenths of a second of
+        CPU). None when moto's interpreter does not hold them as expected (`history` then reads
+        them through the API)."""
+        import copy
+
+        try:
+            from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+            backend = stepfunctions_parser_backends[ACCOUNT_ID][self.region]
+            execution: Any = backend.describe_execution(execution_arn)
+            worker = execution.exec_worker
+            env = worker.env if worker is not None else None
+            if env is None:
+                return []  # not started yet: no events
+            manager = env.event_manager
+            with manager._mutex:
+                events = manager._history_event_list
+                start = len(events)
+                while start > 0 and int(events[start - 1]["id"]) > after_id:
+                    start -= 1
+                new = copy.deepcopy(events[start:])
+        except Exception as exc:  # the API answers instead (and raises what it raises)
+            log.debug("reading the history in process failed (%s); using the API", exc)
+            return None
+        return sorted(new, key=lambda e: int(e["id"]))
+
     def describe(self, execution_arn: str) -> dict[str, Any]:
         desc: dict[str, Any] = self.sfn.describe_execution(executionArn=execution_arn)
         return desc
@@ -720,7 +751,10 @@ class LocalStepFunctions:
         while True:
             desc = self.describe(execution_arn)
             if on_event is not None:
-                for event in self.history(execution_arn, seen):
+                events = self.local_history(execution_arn, seen)
+                if events is None:
+                    events = self.history(execution_arn, seen)
+                for event in events:
                     on_event(event)
                     seen = max(seen, int(event["id"]))
             if desc["status"] != "RUNNING":
