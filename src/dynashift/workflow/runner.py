@@ -705,8 +705,6 @@ class LocalStepFunctions:
         which also runs the interpreter and the functions' dispatch, tenths of a second of
         CPU). None when moto's interpreter does not hold them as expected (`history` then reads
         them through the API)."""
-        import copy
-
         try:
             from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
@@ -722,7 +720,9 @@ class LocalStepFunctions:
                 start = len(events)
                 while start > 0 and int(events[start - 1]["id"]) > after_id:
                     start -= 1
-                new = copy.deepcopy(events[start:])
+                new = events[start:]
+            # Plain JSON values, as the API gives them (moto keeps enums: `type` and others).
+            new = json.loads(json.dumps(new, default=_plain))
         except Exception as exc:  # the API answers instead (and raises what it raises)
             log.debug("reading the history in process failed (%s); using the API", exc)
             return None
@@ -778,6 +778,12 @@ class LocalStepFunctions:
 
     def send_task_success(self, token: str, output: Mapping[str, Any]) -> None:
         self.sfn.send_task_success(taskToken=token, output=json.dumps(output))
+
+
+def _plain(value: Any) -> Any:
+    """A value moto keeps in a history event as JSON would carry it."""
+    enum_value = getattr(value, "value", None)
+    return enum_value if enum_value is not None else str(value)
 
 
 def _server(port: int) -> Any:
