@@ -5,6 +5,8 @@
 - moto's interpreter is imported without moto's Batch and EC2 backends (which its AWS Batch
   integration pulls in through `moto.batch`'s package `__init__`), and `moto.batch` stays whole
   for whoever imports it later.
+- The event source mapping emulator starts and stops pollers when a mapping is created or
+  deleted, not at the next tick of its scan.
 - The console script ends the process without the interpreter's teardown, after the exit
   handlers ran and the output was flushed.
 """
@@ -16,13 +18,16 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
 from dynashift.clock import Clock
 from dynashift.workflow import runner
+from dynashift.workflow.esm import EventSourceMappingEmulator
 from dynashift.workflow.migrate import local_stack
+from tests.support.tables import create_table, wait_until
 from tests.support.workflow import workflow_input
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/local"
@@ -174,3 +179,43 @@ def test_the_history_read_in_process_is_the_api_history(tmp_path: Path) -> None:
         assert {type(e["type"]) for e in local} == {str}
     entered = [e["stateEnteredEventDetails"] for e in local if "stateEnteredEventDetails" in e]
     assert [d["name"] for d in entered] == ["Shape", "Pause", "Done"]  # type: ignore[index]
+
+
+def test_the_mapping_emulator_wakes_on_a_mapping_change(
+    ddb: Any, streams: Any, endpoint: str, table_name: Any
+) -> None:
+    name = table_name("esm-wake")
+    create_table(ddb, name)
+    stream_arn = ddb.update_table(
+        TableName=name,
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )["TableDescription"]["LatestStreamArn"]
+    for i in range(3):
+        ddb.put_item(TableName=name, Item={"pk": {"S": f"k{i}"}})
+    delivered: list[int] = []
+
+    def invoke(function: str, event: dict[str, Any]) -> tuple[str, bool]:
+        delivered.append(len(event["Records"]))
+        return "{}", False
+
+    wf = workflow_input(endpoint, name, "esm-wake-tgt")
+    with local_stack(wf.spec, streams_for=None) as sfn:  # no emulator of its own
+        lam = sfn.client("lambda")
+        assert sfn.stack is not None
+        replicator = sfn.stack.resources["ReplicatorFunction"]["Arn"]
+        emulator = EventSourceMappingEmulator(
+            lam,
+            invoke,
+            lambda arn: streams,
+            interval=600,  # its scan timer never fires during the test
+            functions=lambda arn: arn == replicator,
+        )
+        with emulator:
+            uuid = lam.create_event_source_mapping(
+                EventSourceArn=stream_arn, FunctionName=replicator, StartingPosition="TRIM_HORIZON"
+            )["UUID"]
+            assert wait_until(lambda: emulator.seen == [uuid], timeout=30), emulator.seen
+            assert wait_until(lambda: sum(delivered) == 3, timeout=30), delivered
+            lam.delete_event_source_mapping(UUID=uuid)
+            assert wait_until(lambda: emulator.deleted == [uuid], timeout=30), emulator.deleted
+            assert not emulator.running
