@@ -1,5 +1,8 @@
 """Event source mappings of the private server, run the way Lambda runs them.
 
+Size: one module because the moto patch that stores a mapping (and signals each change), the
+delivery rules of a mapping and the pollers that run it are one mechanism: a mapping's life.
+
 The replication step creates, lists, updates and deletes the replicator's event source mapping
 through the Lambda API (`EventSourceMappingControl`), locally against the runner's private moto
 server as in AWS. moto's own DynamoDB-stream mapping would invoke the function synchronously
