@@ -106,5 +106,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def exit_now(code: int) -> NoReturn:
+    """End the process with `code` once the command is done: the exit handlers run and stdout
+    and stderr are flushed, but the interpreter's teardown of every loaded module (moto's
+    backends and interpreter after a local run: a second or more of garbage collection) is
+    skipped. A non-daemon thread still running means work in flight: then a normal exit."""
+    import atexit
+    import os
+    import threading
+
+    main_thread = threading.main_thread()
+    if any(t is not main_thread and not t.daemon and t.is_alive() for t in threading.enumerate()):
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            code = code or 1  # output lost (closed pipe): not a success
+    os._exit(code)
+
+
+def console_main() -> NoReturn:
+    """The `dynashift` console script: `main`, then `exit_now`."""
+    exit_now(main())
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    console_main()

@@ -265,7 +265,11 @@ def build_workflow_input(args: argparse.Namespace) -> tuple[WorkflowInput, Concu
 
 def run_migrate(args: argparse.Namespace) -> int:
     from dynashift.workflow.migrate import run_local_migration, write_outputs
+    from dynashift.workflow.runner import warm_up
 
+    # The sandboxes' forkserver and moto's interpreter load while the flags are checked against
+    # the tables (which mostly waits on their endpoint).
+    warm_up()
     workflow_input, planned = build_workflow_input(args)
     spec = workflow_input.spec
     _confirm(args, spec)

@@ -1,5 +1,8 @@
 """Event source mappings of the private server, run the way Lambda runs them.
 
+Size: one module because the moto patch that stores a mapping (and signals each change), the
+delivery rules of a mapping and the pollers that run it are one mechanism: a mapping's life.
+
 The replication step creates, lists, updates and deletes the replicator's event source mapping
 through the Lambda API (`EventSourceMappingControl`), locally against the runner's private moto
 server as in AWS. moto's own DynamoDB-stream mapping would invoke the function synchronously
@@ -49,19 +52,52 @@ def is_stream_arn(arn: str) -> bool:
 
 # --- moto: store stream mappings, do not run them ----------------------------------------------
 
+#: Bumped whenever a mapping of the patched backend is created, updated or deleted: the
+#: emulators wake on it (`_changes`) instead of listing the mappings on a short timer.
+_changes = threading.Condition()
+_generation = 0
+
+
+def _mappings_changed() -> None:
+    global _generation  # noqa: PLW0603 (one counter for the process's moto backend)
+    with _changes:
+        _generation += 1
+        _changes.notify_all()
+
 
 def store_only_stream_mappings() -> Callable[[], None]:
     """Patch moto's Lambda backend so that a DynamoDB-stream mapping is only stored (the
-    emulator runs it). Returns the function that undoes the patch."""
+    emulator runs it), and so that every change of a mapping wakes the emulators. Returns the
+    function that undoes the patch."""
     from moto.awslambda.models import EventSourceMapping, LambdaBackend
     from moto.core.exceptions import JsonRESTError
 
     original = LambdaBackend.create_event_source_mapping
+    original_update = LambdaBackend.update_event_source_mapping
+    original_delete = LambdaBackend.delete_event_source_mapping
+
+    def update(self: Any, uuid: str, spec: dict[str, Any]) -> Any:
+        try:
+            return original_update(self, uuid, spec)
+        finally:
+            _mappings_changed()
+
+    def delete(self: Any, uuid: str) -> Any:
+        try:
+            return original_delete(self, uuid)
+        finally:
+            _mappings_changed()
 
     def create(self: Any, spec: dict[str, Any]) -> Any:
         source = str(spec.get("EventSourceArn") or "")
         if not is_stream_arn(source):
             return original(self, spec)
+        try:
+            return _store(self, source, spec)
+        finally:
+            _mappings_changed()
+
+    def _store(self: Any, source: str, spec: dict[str, Any]) -> Any:
         if not spec.get("FunctionName"):
             raise JsonRESTError("InvalidParameterValueException", "Missing FunctionName")
         func = self._lambdas.get_function_by_name_or_arn_with_qualifier(spec["FunctionName"])
@@ -80,9 +116,13 @@ def store_only_stream_mappings() -> Callable[[], None]:
         return esm
 
     LambdaBackend.create_event_source_mapping = create  # type: ignore[method-assign]
+    LambdaBackend.update_event_source_mapping = update  # type: ignore[method-assign]
+    LambdaBackend.delete_event_source_mapping = delete  # type: ignore[method-assign]
 
     def undo() -> None:
         LambdaBackend.create_event_source_mapping = original  # type: ignore[method-assign]
+        LambdaBackend.update_event_source_mapping = original_update  # type: ignore[method-assign]
+        LambdaBackend.delete_event_source_mapping = original_delete  # type: ignore[method-assign]
 
     return undo
 
@@ -358,7 +398,7 @@ class EventSourceMappingEmulator:
         *,
         sqs_client: Any = None,
         on_checkpoint: Callable[[str, str, str], None] | None = None,
-        interval: float = 0.2,
+        interval: float = 2.0,
         keep_batches: int = 0,
         functions: Callable[[str], bool] | None = None,
     ) -> None:
@@ -397,7 +437,16 @@ class EventSourceMappingEmulator:
         self.stop()
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
+        seen = -1
+        while True:
+            with _changes:
+                # A mapping created, updated or deleted through the patched backend wakes the
+                # scan at once; `interval` is the longest it waits otherwise.
+                if _generation == seen and not self._stop.is_set():
+                    _changes.wait(self.interval)
+                seen = _generation
+            if self._stop.is_set():
+                return
             try:
                 self.sync()
             except Exception as exc:  # the server going away ends the run anyway
@@ -405,6 +454,8 @@ class EventSourceMappingEmulator:
 
     def stop(self) -> None:
         self._stop.set()
+        with _changes:
+            _changes.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=10)
         with self._lock:

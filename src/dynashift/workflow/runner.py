@@ -36,6 +36,7 @@ import uuid
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,118 @@ FUNCTIONS = deployed.FUNCTIONS
 _active = threading.Lock()
 #: The dispatcher of the active run (the patched moto backend looks it up here).
 _current: dict[str, LocalLambda] = {}
+#: Executions of the private server that have ended (their ARNs), and the condition a waiting
+#: runner sleeps on: moto's interpreter notifies it the moment an execution ends.
+_ended = threading.Condition()
+_ended_arns: set[str] = set()
+#: How often the private server's loop checks for shutdown (werkzeug's default is 0.5 s, which
+#: every stop waited for).
+SERVER_POLL_INTERVAL = 0.05
+
+_import_lock = threading.Lock()
+
+
+def import_interpreter() -> None:
+    """Import moto's server and its Step Functions interpreter: most of a local run's start-up.
+
+    The interpreter's task factory imports every service integration it knows, and its AWS Batch
+    integration imports `moto.batch.utils`, whose package `__init__` loads moto's Batch and EC2
+    backends (about 1.3 s on a laptop, more than the rest of the interpreter). The definition
+    calls no Batch API: `moto.batch.utils` is loaded without its package's `__init__`, and the
+    package is left unimported, so a later `import moto.batch` still runs in full. Idempotent and
+    thread-safe; `warm_up` runs it on a thread while a command validates its input."""
+    import sys
+
+    with _import_lock:
+        if "moto.stepfunctions.parser.models" in sys.modules:
+            return
+        import importlib.util
+        import types
+
+        if "moto.batch" not in sys.modules:
+            spec = importlib.util.find_spec("moto.batch")
+            if spec is not None and spec.submodule_search_locations is not None:
+                package = types.ModuleType("moto.batch")
+                package.__path__ = list(spec.submodule_search_locations)
+                package.__spec__ = spec
+                sys.modules["moto.batch"] = package
+                try:
+                    importlib.import_module("moto.batch.utils")
+                finally:
+                    if sys.modules.get("moto.batch") is package:
+                        del sys.modules["moto.batch"]
+        importlib.import_module("moto.server")
+        importlib.import_module("moto.stepfunctions.parser.models")
+
+
+def warm_up() -> threading.Thread:
+    """Begin what every local run needs first, on a thread: the sandboxes' forkserver (its own
+    process) and moto's interpreter (`import_interpreter`). A command calls it before it plans
+    and validates, which mostly waits on the tables' endpoint."""
+
+    def run() -> None:
+        start_forkserver()
+        try:
+            import_interpreter()
+        except Exception as exc:  # the stack's own start imports it again and reports it
+            log.debug("interpreter warm-up failed: %s", exc)
+
+    thread = threading.Thread(target=run, name="local-stack-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+#: Parses of a definition made to validate it when the state machine was created, each handed
+#: to one execution of it (definition text -> parsed program): moto parses a definition again
+#: for every execution, a few tenths of a second on the path of a run's first state.
+_spare_parses: dict[str, list[Any]] = {}
+_spare_lock = threading.Lock()
+
+
+def _patch_parser() -> Callable[[], None]:
+    """Make moto's validation parse of a new state machine's definition serve its first
+    execution (a parse is never shared: each is evaluated once). Returns the undo."""
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+    from moto.stepfunctions.parser.backend import execution_worker
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    original_parse = AmazonStateLanguageParser.parse
+    original_validate = StepFunctionsParserBackend._validate_definition
+    original_entrypoint = execution_worker.ExecutionWorker._get_evaluation_entrypoint
+
+    def validate(definition: str) -> None:
+        try:
+            parsed = original_parse(definition)[0]
+        except Exception:
+            original_validate(definition)  # raises moto's own InvalidDefinition
+            raise
+        with _spare_lock:
+            _spare_parses.setdefault(definition, []).append(parsed)
+
+    def entrypoint(worker: Any) -> Any:
+        definition = worker._evaluation_details.state_machine_details.definition
+        with _spare_lock:
+            spares = _spare_parses.get(definition)
+            if spares:
+                return spares.pop()
+        return original_entrypoint(worker)
+
+    StepFunctionsParserBackend._validate_definition = staticmethod(validate)  # type: ignore[method-assign,assignment]
+    execution_worker.ExecutionWorker._get_evaluation_entrypoint = entrypoint  # type: ignore[method-assign,assignment]
+
+    def undo() -> None:
+        StepFunctionsParserBackend._validate_definition = staticmethod(original_validate)  # type: ignore[method-assign]
+        execution_worker.ExecutionWorker._get_evaluation_entrypoint = original_entrypoint  # type: ignore[method-assign]
+        with _spare_lock:
+            _spare_parses.clear()
+
+    return undo
+
+
+def _execution_ended(execution_arn: str) -> None:
+    with _ended:
+        _ended_arns.add(execution_arn)
+        _ended.notify_all()
 
 
 def step_of(placeholder: str) -> str:
@@ -271,6 +384,8 @@ class LocalStepFunctions:
         self.keep_logs = False
         self._saved_config: dict[str, Any] = {}
         self._saved_invoke: Any = None
+        self._saved_terminated: Any = None
+        self._undo_parser: Callable[[], None] | None = None
         self._undo_esm: Callable[[], None] | None = None
         self._owns_lock = False
         self._starting: threading.Thread | None = None
@@ -328,12 +443,15 @@ class LocalStepFunctions:
         import os
         import socket
 
-        from moto.awslambda_simple.models import LambdaSimpleBackend
-        from moto.core.config import default_user_config
-        from moto.server import ThreadedMotoServer
-
         # The sandboxes' forkserver imports their modules in its own process meanwhile.
         start_forkserver()
+        import_interpreter()
+        from moto.awslambda_simple.models import LambdaSimpleBackend
+        from moto.core.config import default_user_config
+        from moto.stepfunctions.parser.backend.execution import (
+            BaseExecutionWorkerCommunication,
+        )
+
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = int(sock.getsockname()[1])
@@ -348,9 +466,19 @@ class LocalStepFunctions:
         self._saved_invoke = LambdaSimpleBackend.invoke
         LambdaSimpleBackend.invoke = _patched_invoke  # type: ignore[method-assign]
         self._undo_esm = store_only_stream_mappings()
+        self._undo_parser = _patch_parser()
+        self._saved_terminated = BaseExecutionWorkerCommunication.terminated
+
+        def terminated(comm: Any, _original: Any = self._saved_terminated) -> None:
+            try:
+                _original(comm)
+            finally:
+                _execution_ended(str(comm.execution.exec_arn))
+
+        BaseExecutionWorkerCommunication.terminated = terminated  # type: ignore[method-assign,assignment]
         for noisy in ("werkzeug", "moto"):
             logging.getLogger(noisy).setLevel(logging.CRITICAL)
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self.server = _server(port)
         self.server.start()
         self.url = f"http://127.0.0.1:{port}"
 
@@ -498,6 +626,8 @@ class LocalStepFunctions:
         finally:
             self.server = None
             _current.pop("dispatcher", None)
+            with _ended:
+                _ended_arns.clear()
             self._restore()
             if self.log_dir is not None and not self.keep_logs:
                 shutil.rmtree(self.log_dir, ignore_errors=True)
@@ -512,6 +642,16 @@ class LocalStepFunctions:
 
             LambdaSimpleBackend.invoke = self._saved_invoke  # type: ignore[method-assign]
             self._saved_invoke = None
+        if self._saved_terminated is not None:
+            from moto.stepfunctions.parser.backend.execution import (
+                BaseExecutionWorkerCommunication,
+            )
+
+            BaseExecutionWorkerCommunication.terminated = self._saved_terminated  # type: ignore[method-assign]
+            self._saved_terminated = None
+        if self._undo_parser is not None:
+            self._undo_parser()
+            self._undo_parser = None
         if self._undo_esm is not None:
             self._undo_esm()
             self._undo_esm = None
@@ -560,6 +700,41 @@ class LocalStepFunctions:
                 return sorted(new, key=lambda e: int(e["id"]))
             kwargs["nextToken"] = token
 
+    def local_history(self, execution_arn: str, after_id: int = 0) -> list[dict[str, Any]] | None:
+        """History events with an id above `after_id`, oldest first, read from the private
+        server's interpreter in this process: the events `history` returns, without moto
+        serializing the whole history at every poll (it has no paging from an event id; one
+        poll of a few hundred events cost this process, which also runs the interpreter and
+        the functions' dispatch, 0.15-0.25 s of CPU). None when moto's interpreter does not
+        hold them as expected (`history` then reads them through the API)."""
+        try:
+            from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+            backend = stepfunctions_parser_backends[ACCOUNT_ID][self.region]
+            execution: Any = backend.describe_execution(execution_arn)
+            worker = execution.exec_worker
+            env = worker.env if worker is not None else None
+            if env is None:
+                return []  # not started yet: no events
+            manager = env.event_manager
+            with manager._mutex:
+                events = manager._history_event_list
+                start = len(events)
+                while start > 0 and int(events[start - 1]["id"]) > after_id:
+                    start -= 1
+                new = events[start:]
+            # Plain JSON values, as the API gives them (moto keeps enums: `type` and others),
+            # and timestamps as the datetimes botocore parses (moto keeps ISO strings).
+            new = json.loads(json.dumps(new, default=_plain))
+            for event in new:
+                stamp = event.get("timestamp")
+                if isinstance(stamp, str):
+                    event["timestamp"] = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        except Exception as exc:  # the API answers instead (and raises what it raises)
+            log.debug("reading the history in process failed (%s); using the API", exc)
+            return None
+        return sorted(new, key=lambda e: int(e["id"]))
+
     def describe(self, execution_arn: str) -> dict[str, Any]:
         desc: dict[str, Any] = self.sfn.describe_execution(executionArn=execution_arn)
         return desc
@@ -573,13 +748,20 @@ class LocalStepFunctions:
         timeout: float | None = None,
         interval: float = 0.5,
     ) -> ExecutionOutcome:
-        """Poll until the execution ends, passing each new history event to `on_event`."""
+        """Poll until the execution ends, passing each new history event to `on_event`.
+
+        Between polls it sleeps `interval` at most: the end of the execution wakes it at once
+        (moto's interpreter notifies `_ended`), so a run is not held up to an interval after
+        its last state."""
         seen = 0  # id of the newest event passed on
         deadline = self.clock.monotonic() + timeout if timeout else None
         while True:
             desc = self.describe(execution_arn)
             if on_event is not None:
-                for event in self.history(execution_arn, seen):
+                events = self.local_history(execution_arn, seen)
+                if events is None:
+                    events = self.history(execution_arn, seen)
+                for event in events:
                     on_event(event)
                     seen = max(seen, int(event["id"]))
             if desc["status"] != "RUNNING":
@@ -588,7 +770,8 @@ class LocalStepFunctions:
                 on_poll()
             if deadline is not None and self.clock.monotonic() > deadline:
                 raise RuntimeFailure(f"execution {execution_arn} still running after {timeout}s")
-            self.clock.sleep(interval)
+            with _ended:
+                _ended.wait_for(lambda: execution_arn in _ended_arns, timeout=interval)
 
     def stop_execution(
         self, execution_arn: str, cause: str = "interrupted", wait: float = 0.0
@@ -602,6 +785,35 @@ class LocalStepFunctions:
 
     def send_task_success(self, token: str, output: Mapping[str, Any]) -> None:
         self.sfn.send_task_success(taskToken=token, output=json.dumps(output))
+
+
+def _plain(value: Any) -> Any:
+    """A value moto keeps in a history event as JSON would carry it."""
+    enum_value = getattr(value, "value", None)
+    return enum_value if enum_value is not None else str(value)
+
+
+def _server(port: int) -> Any:
+    """moto's threaded server on `port`, whose loop notices a shutdown within
+    `SERVER_POLL_INTERVAL`."""
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    class Server(ThreadedMotoServer):
+        def _server_entry(self) -> None:
+            app = DomainDispatcherApplication(create_backend_app)
+            self._server = make_server(
+                self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
+            )
+            self._server_ready_event.set()
+            self._server.serve_forever(poll_interval=SERVER_POLL_INTERVAL)
+
+    return Server(ip_address="127.0.0.1", port=port, verbose=False)
 
 
 def substitute(definition_text: str, values: Mapping[str, str]) -> str:
