@@ -28,7 +28,15 @@ from dynashift.target import TableDescription, TargetOptions, build_target_spec
 from tests.support.clock import ManualClock
 from tests.support.export import enable_pitr
 from tests.support.reference import assert_identical
-from tests.support.tables import ACCOUNT, client, create_table, fill, list_tables, varied_items
+from tests.support.tables import (
+    ACCOUNT,
+    client,
+    create_table,
+    fill,
+    list_tables,
+    provisioned_description,
+    varied_items,
+)
 
 pytestmark = pytest.mark.usefixtures("moto_server")
 
@@ -363,19 +371,10 @@ def test_table_updates_are_what_create_table_would_have_set() -> None:
 
 
 def test_import_request_passes_what_import_table_accepts_and_names_the_owner() -> None:
-    source = TableDescription(
-        name="orders",
-        table={
-            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
-            "AttributeDefinitions": [
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "g", "AttributeType": "S"},
-            ],
-            "BillingModeSummary": {"BillingMode": "PROVISIONED"},
-            "ProvisionedThroughput": {"ReadCapacityUnits": 5, "WriteCapacityUnits": 7},
-            "GlobalSecondaryIndexes": [{**GSI, "KeySchema": [GSI["KeySchema"][0]]}],
-            "DeletionProtectionEnabled": True,
-        },
+    source = provisioned_description(
+        (5, 7),
+        [{**GSI, "KeySchema": [GSI["KeySchema"][0]]}],
+        DeletionProtectionEnabled=True,
         tags={"team": "orders"},
     )
     key = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/made-up"

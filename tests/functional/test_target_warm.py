@@ -50,6 +50,15 @@ def warm_source(ddb: Any, name: str) -> None:
     email_table(ddb, name, warm=True)
 
 
+def copy_cli(endpoint: str, src: str, dst: str, capsys: Any, *flags: str) -> tuple[int, str]:
+    """`dynashift copy` from `src` to `dst` on the emulator: (exit code, stdout + stderr)."""
+    from dynashift.cli.main import main
+
+    code = main(["copy", "--endpoint-url", endpoint, "--source", src, "--target", dst, *flags])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
 def warm_of(ddb: Any, name: str) -> tuple[tuple[int, int], dict[str, tuple[int, int]]]:
     t = ddb.describe_table(TableName=name)["Table"]
 
@@ -193,7 +202,6 @@ def test_via_import_the_table_warm_throughput_is_set_after_the_import(
     endpoint: str, ddb: Any, table_name: Any, capsys: Any
 ) -> None:
     """ImportTable takes a GSI's WarmThroughput but not the table's: `poll_target` sets it."""
-    from dynashift.cli.main import main
     from tests.support.export import enable_pitr
     from tests.support.tables import client
 
@@ -203,9 +211,7 @@ def test_via_import_the_table_warm_throughput_is_set_after_the_import(
     ddb.put_item(TableName=src, Item={"pk": {"S": "a"}, "email": {"S": "a@example.com"}})
     bucket = f"exports-{src}"
     client(endpoint, "s3").create_bucket(Bucket=bucket)
-    argv = ["copy", "--endpoint-url", endpoint, "--source", src, "--target", dst]
-    code = main([*argv, "--via-import", "--export-bucket", bucket])
-    out = capsys.readouterr().out
+    code, out = copy_cli(endpoint, src, dst, capsys, "--via-import", "--export-bucket", bucket)
     assert code == 0, out
     assert "set after the import: raised warm throughput to 20,000 read / 9,000 write" in out
     assert warm_of(ddb, dst) == ((20000, 9000), {"by-email": (15000, 6000)})
@@ -243,15 +249,12 @@ def test_migrate_flags_reach_validate_the_concurrency_plan_and_prepare_target(
 def test_copy_flag_pre_warms_the_target_it_creates(
     endpoint: str, ddb: Any, table_name: Any, capsys: Any
 ) -> None:
-    from dynashift.cli.main import main
-
     src, dst = table_name("cwarm"), table_name("cwarm-copy")
     simple_table(ddb, src)
     ddb.put_item(TableName=src, Item={"pk": {"S": "a"}})
-    argv = ["copy", "--yes", "--endpoint-url", endpoint, "--source", src, "--target", dst]
-    code = main([*argv, "--warm-read-units", "30000"])
+    code, out = copy_cli(endpoint, src, dst, capsys, "--yes", "--warm-read-units", "30000")
     options = TargetOptions(warm_read_units=30000)
-    assert code == 0, capsys.readouterr().err
+    assert code == 0, out
     assert warm_of(ddb, dst)[0] == (30000, 4000)
     # warmed for reads only: writes still start at the initial throughput, and it says so
     none = location(endpoint, table_name("cwarm-none"))

@@ -146,3 +146,30 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 30.0, every: floa
             return True
         time.sleep(every)
     return predicate()
+
+
+def provisioned_description(
+    capacity: tuple[int, int], gsis: list[dict[str, Any]], *, tags: Any = None, **table: Any
+) -> Any:
+    """A `TableDescription` of a provisioned table `orders` keyed `pk`, with GSIs keyed `g`
+    (`gsis`, as DescribeTable gives them); `table` adds DescribeTable fields (no endpoint)."""
+    from dynashift.target import TableDescription
+
+    return TableDescription(
+        name="orders",
+        table={
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+            "AttributeDefinitions": [
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "g", "AttributeType": "S"},
+            ],
+            "BillingModeSummary": {"BillingMode": "PROVISIONED"},
+            "ProvisionedThroughput": {
+                "ReadCapacityUnits": capacity[0],
+                "WriteCapacityUnits": capacity[1],
+            },
+            "GlobalSecondaryIndexes": gsis,
+            **table,
+        },
+        tags=tags,
+    )

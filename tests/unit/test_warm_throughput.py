@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from dynashift.errors import BadInputError
-from dynashift.target import TableDescription, TargetOptions, build_target_spec
+from dynashift.target import TargetOptions, build_target_spec
 from dynashift.target.spec import carried_warm_throughput, raised_warm_throughput
+from tests.support.tables import provisioned_description
 
 ON_DEMAND = None
 
@@ -58,19 +59,10 @@ def test_provisioned_gsis_keep_their_floor_and_carry_their_warmth() -> None:
             "WarmThroughput": {"ReadUnitsPerSecond": warm[0], "WriteUnitsPerSecond": warm[1]},
         }
 
-    source = TableDescription(
-        name="orders",
-        table={
-            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
-            "AttributeDefinitions": [
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "g", "AttributeType": "S"},
-            ],
-            "BillingModeSummary": {"BillingMode": "PROVISIONED"},
-            "ProvisionedThroughput": {"ReadCapacityUnits": 10, "WriteCapacityUnits": 5},
-            "WarmThroughput": {"ReadUnitsPerSecond": 10, "WriteUnitsPerSecond": 5},
-            "GlobalSecondaryIndexes": [gsi("cold", (10, 5)), gsi("hot", (10, 800))],
-        },
+    source = provisioned_description(
+        (10, 5),
+        [gsi("cold", (10, 5)), gsi("hot", (10, 800))],
+        WarmThroughput={"ReadUnitsPerSecond": 10, "WriteUnitsPerSecond": 5},
     )
     spec = build_target_spec(source, TargetOptions())
     assert spec.warm_throughput is None and "WarmThroughput" not in spec.create_request("t")
